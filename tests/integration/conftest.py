@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures shared by the integration tests: a real PostgreSQL 15 cluster, the real pg_probackup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from pgcluster import PgCluster
+
+
+def find_pg_probackup():
+    """The real pg_probackup: $PG_PROBACKUP, else PATH (plain or versioned name)."""
+    explicit = os.environ.get('PG_PROBACKUP')
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for name in ('pg_probackup', 'pg_probackup-15'):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope='session')
+def pg_probackup_bin():
+    found = find_pg_probackup()
+    if not found:
+        pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH): '
+                    'tests against the real binary skipped')
+    return found
+
+
+@pytest.fixture
+def scratch():
+    """A temp dir that the cluster's OS user can traverse."""
+    d = tempfile.mkdtemp(prefix='alation-backup-test-')
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_cluster(scratch):
+    """A running PostgreSQL 15 cluster with pgbench tables, stopped afterwards."""
+    cluster = PgCluster(os.path.join(scratch, 'pg')).start()
+    cluster.pgbench_init(scale=1)
+    yield cluster
+    cluster.stop('immediate')
