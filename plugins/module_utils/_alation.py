@@ -1,0 +1,234 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Facts about an Alation host: alation_conf output, the version file, shell paths.
+
+Pure functions (no I/O except where a name says ``read``) so they can be
+unit-tested without an Alation host. See shared/reference/alation.md.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shutil
+
+from ansible_collections.alation.backup.plugins.module_utils._runner import wrap_argv
+
+# Where the Alation shell (a chroot) lives on the host.
+DEFAULT_ROOT = '/opt/alation/alation'
+DEFAULT_RUN_AS = 'alationadmin'
+DEFAULT_ALATION_CONF_COMMAND = 'alation_conf'
+
+DATA_TEMP_DIR_KEY = 'alation.backup.data_temp_dir'
+# The keys Backup V1 is configured with: where it stages, and when it runs.
+BACKUP_CONF_KEYS = (
+    DATA_TEMP_DIR_KEY,
+    'alation.backup.scheduled_minute',
+    'alation.backup.scheduled_hour',
+    'alation.backup.scheduled_day',
+)
+
+# Paths inside the Alation shell.
+DEFAULT_STAGING_DIR = '/data2/tmp'
+PG_STAGING_DIR = '/data2/backup/pgbackup'
+BACKUP_STORAGE_DIR = '/data2/backup'
+VERSION_FILE = '/opt/alation/django/main/alation_version.py'
+# Files at the top of the chroot naming the host disks behind /data1 and /data2.
+DISK_CACHES = ('disk1', 'disk2')
+
+VERSION_CONSTANTS = (
+    ('major', 'ALATION_MAJOR_VERSION'),
+    ('minor', 'ALATION_MINOR_VERSION'),
+    ('patch', 'ALATION_PATCH_VERSION'),
+    ('build', 'ALATION_BUILD_VERSION'),
+)
+_CONSTANT_LINE = re.compile(r'^\s*(%s)\b' % '|'.join(name for _, name in VERSION_CONSTANTS))
+# NAME = 5 | NAME = '5' | NAME = "5", optionally followed by a comment.
+_ASSIGNMENT = re.compile(r'''\s*(?P<name>\w+)\s*=\s*(?:(?P<int>[0-9]+)|(?P<q>['"])(?P<str>[0-9]+)(?P=q))\s*(?:\#.*)?''')
+# ASCII digits only: str.isdigit() and \d also accept other scripts' digits.
+_VERSION_TAG = re.compile(r'([0-9]+)([.-])([0-9]+)\2([0-9]+)\2([0-9]+)')
+
+
+class AlationFactError(Exception):
+    """A fact could not be read; the message names the file or value and what to do."""
+
+
+def host_path(root, shell_path):
+    """The host path of ``shell_path`` (a path inside the Alation shell at ``root``).
+
+    >>> host_path('/opt/alation/alation', '/data2/tmp')
+    '/opt/alation/alation/data2/tmp'
+
+    Raises ValueError for a relative path or one with ``..``: such a path
+    could name something outside the shell, and callers delete under these.
+    """
+    if not isinstance(shell_path, str) or not shell_path.startswith('/'):
+        raise ValueError('shell path %r is not absolute: paths inside the Alation shell must start with /' % (shell_path,))
+    if '..' in shell_path.split('/'):
+        raise ValueError('shell path %r contains "..": give the path without parent references' % (shell_path,))
+    if not isinstance(root, str) or not root.startswith('/'):
+        raise ValueError('root %r is not absolute: give the host path of the Alation shell, or /' % (root,))
+    # normpath keeps a leading '//' (POSIX allows it); strip all leading slashes first.
+    rel = posixpath.normpath(shell_path.lstrip('/') or '.')
+    base = posixpath.normpath(root.lstrip('/') or '.')
+    joined = posixpath.normpath(posixpath.join('/', base, rel))
+    return joined
+
+
+def shell_paths(root, data_temp_dir=None):
+    """The well-known shell paths, each with its host path under ``root``.
+
+    ``data_temp_dir`` is the value of alation.backup.data_temp_dir; unset or
+    empty means Alation's default staging dir.
+    """
+    staging = data_temp_dir if data_temp_dir else DEFAULT_STAGING_DIR
+    paths = dict(
+        staging_dir=staging,
+        pg_staging_dir=PG_STAGING_DIR,
+        backup_storage_dir=BACKUP_STORAGE_DIR,
+        version_file=VERSION_FILE,
+    )
+    return dict((name, dict(shell_path=p, host_path=host_path(root, p))) for name, p in paths.items())
+
+
+def parse_conf_output(key, stdout):
+    """The value ``alation_conf <key>`` printed, or None if it printed no line for ``key``.
+
+    Only a line ``<key> = <value>`` counts (other output, such as a login
+    banner, is ignored); the value is everything after the first ``=``, so it
+    may hold spaces and ``=``; it may be empty.
+    """
+    line_re = re.compile(r'^\s*%s\s*=(.*)$' % re.escape(key))
+    for line in stdout.splitlines():
+        m = line_re.match(line)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def parse_version_file(text, path):
+    """Return dict(major, minor, patch, build) from alation_version.py text.
+
+    The file is read as text, never imported: a line that sets one of the
+    four constants must be a plain ``NAME = <digits>`` (or quoted digits).
+    Other lines are ignored. ``path`` only goes into error messages.
+    """
+    found = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not _CONSTANT_LINE.match(line):
+            continue
+        m = _ASSIGNMENT.fullmatch(line)
+        if not m:
+            raise AlationFactError(
+                '%s line %d is malformed: %r; expected NAME = <digits> or NAME = "<digits>" '
+                'for the ALATION_*_VERSION constants. Check that root is the Alation shell '
+                'and the file is intact.' % (path, number, line.strip()))
+        # Like Python, a later assignment wins.
+        found[m.group('name')] = m.group('int') if m.group('int') is not None else m.group('str')
+    missing = [name for _, name in VERSION_CONSTANTS if name not in found]
+    if missing:
+        raise AlationFactError(
+            '%s does not set %s: expected all of %s. Check that root is the Alation shell '
+            'and the file is intact.' % (path, ', '.join(missing), ', '.join(n for _, n in VERSION_CONSTANTS)))
+    return dict((part, found[name]) for part, name in VERSION_CONSTANTS)
+
+
+def read_version_file(path):
+    """Read and parse the version file at host path ``path``."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise AlationFactError(
+            'version file %s not found: root must be the Alation shell (default %s, or / on a '
+            'plain host) with Alation installed' % (path, DEFAULT_ROOT))
+    except OSError as e:
+        raise AlationFactError('cannot read version file %s: %s' % (path, e.strerror or e))
+    return parse_version_file(data.decode('utf-8', 'replace'), path)
+
+
+def version_strings(parts):
+    """(version, version_tag), e.g. ('5.17.0.116556', '5-17-0-116556')."""
+    values = [parts[p] for p, _ in VERSION_CONSTANTS]
+    return '.'.join(values), '-'.join(values)
+
+
+def normalize_version_tag(value):
+    """Return ``value`` as an archive version tag ``major-minor-patch-build``.
+
+    Accepts ``5-17-0-116556`` or ``5.17.0.116556``; raises ValueError otherwise.
+    """
+    m = _VERSION_TAG.fullmatch(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(
+            'version %r is not an Alation version: expected four numbers joined by "-" or ".", '
+            'e.g. 5-17-0-116556 or 5.17.0.116556' % (value,))
+    return '-'.join(m.group(i) for i in (1, 3, 4, 5))
+
+
+def read_disk_caches(root):
+    """Contents (stripped) of ``<root>/.disk1_cache`` and ``.disk2_cache`` that exist."""
+    caches = {}
+    for name in DISK_CACHES:
+        path = os.path.join(root, '.%s_cache' % name)
+        try:
+            with open(path, 'rb') as f:
+                caches[name] = f.read().decode('utf-8', 'replace').strip()
+        except FileNotFoundError:
+            pass
+    return caches
+
+
+def conf_runs_in_chroot(command):
+    """Whether ``alation_conf_command`` runs inside the chroot.
+
+    A bare name (or relative path) is looked up on the login PATH inside the
+    Alation shell, as Alation's scripts do. An absolute path is a host path
+    and runs outside the chroot (for hosts or tests where it sits elsewhere).
+    """
+    return not command.startswith('/')
+
+
+def read_conf(runner, command, keys):
+    """Read ``keys`` with ``command`` through ``runner``; return (conf, errors).
+
+    ``conf`` maps every key to its value, or None when it could not be read;
+    ``errors`` maps those keys to why. Nothing here is fatal: the caller
+    decides which keys are required.
+    """
+    conf = dict((key, None) for key in keys)
+    errors = {}
+    # Run directly (no chroot, no su), a missing program would make
+    # run_command fail the whole module: look for it first.
+    direct = wrap_argv([command], runner.chroot, runner.run_as, login=True) == [command]
+    if direct and not shutil.which(command):
+        missing = 'alation_conf command %r not found (not on PATH, or not executable): ' \
+                  'set alation_conf_command to its path' % command
+        return conf, dict((key, missing) for key in keys)
+    for key in keys:
+        res = runner.run([command, key], login=True)
+        out, err = res['stdout'] or '', (res['stderr'] or '').strip()
+        if res['rc'] in (126, 127):
+            # The shell could not run it: every other key would fail the same way.
+            missing = 'cannot run alation_conf command %r (exit code %d: %s): check root, run_as ' \
+                      'and alation_conf_command' % (command, res['rc'], err or 'no message')
+            return conf, dict((k, missing) for k in keys)
+        if res['rc'] != 0:
+            errors[key] = 'not read: %s exited with code %d: %s' % (res['cmd'], res['rc'], err or out.strip() or 'no message')
+            continue
+        conf[key] = parse_conf_output(key, out)
+        if conf[key] is None:
+            errors[key] = 'not set: %s printed no "%s = <value>" line' % (res['cmd'], key)
+    return conf, errors
+
+
+def alation_info_argument_spec():
+    return dict(
+        root=dict(type='path', default=DEFAULT_ROOT),
+        alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS)),
+        required=dict(type='list', elements='str', default=[]),
+        run_as=dict(type='str', default=DEFAULT_RUN_AS),
+        alation_conf_command=dict(type='str', default=DEFAULT_ALATION_CONF_COMMAND),
+    )

@@ -1,0 +1,209 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: alation_info
+short_description: Read the facts a backup needs from an Alation host
+version_added: 0.1.0
+author: alation.backup maintainers
+description:
+  - Reads, and never changes, what the backup of an Alation host depends on.
+  - The backup keys of Alation's configuration, read with C(alation_conf <key>) inside the Alation shell (a chroot) as O(run_as),
+    the way Alation's own admin scripts do (C(chroot <root> /bin/su - <run_as> -c "alation_conf <key>")).
+  - The Alation version, from C(/opt/alation/django/main/alation_version.py) inside the shell, as the archive names it (RV(version_tag)).
+  - The host paths of the staging dir, the pg staging dir, the backup storage dir and the version file (RV(paths)).
+  - A key that cannot be read is reported in RV(conf_errors) and as a warning, not as a failure, unless O(required) lists it.
+options:
+  root:
+    description:
+      - The host path of the Alation shell (its chroot).
+      - Set V(/) on a plain host where Alation's paths are host paths.
+    type: path
+    default: /opt/alation/alation
+  alation_conf_keys:
+    description:
+      - The alation_conf keys to read.
+      - C(alation.backup.data_temp_dir) is always read as well, since it locates the staging dir.
+    type: list
+    elements: str
+    default:
+      - alation.backup.data_temp_dir
+      - alation.backup.scheduled_minute
+      - alation.backup.scheduled_hour
+      - alation.backup.scheduled_day
+  required:
+    description:
+      - Keys that must be set (to a non-empty value). The module fails when one of them is not; other keys only warn.
+      - Keys listed here are read even if O(alation_conf_keys) does not list them.
+    type: list
+    elements: str
+    default: []
+  run_as:
+    description:
+      - OS user to run C(alation_conf) as, through C(su -) so that user's login PATH applies.
+      - When it is the user the module runs as, C(alation_conf) is run directly, without C(su).
+    type: str
+    default: alationadmin
+  alation_conf_command:
+    description:
+      - The C(alation_conf) program.
+      - A bare name is looked up on O(run_as)'s login PATH inside the Alation shell.
+      - An absolute path is a B(host) path and runs outside the chroot, still as O(run_as). This is for hosts, and tests,
+        where the command sits elsewhere; to pick a program inside the shell, give a name on its login PATH.
+    type: str
+    default: alation_conf
+attributes:
+  check_mode:
+    support: full
+    details: Only reads; it runs the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - The version file is parsed as text, never imported or run.
+'''
+
+EXAMPLES = r'''
+- name: Read the facts of the Alation host
+  alation.backup.alation_info:
+  register: alation
+
+- name: Show where the backup will stage
+  ansible.builtin.debug:
+    msg: "{{ alation.paths.staging_dir.host_path }} for Alation {{ alation.version }}"
+
+- name: Fail early if the staging dir is not configured
+  alation.backup.alation_info:
+    required:
+      - alation.backup.data_temp_dir
+
+- name: A plain host (no Alation shell), alation_conf installed elsewhere
+  alation.backup.alation_info:
+    root: /
+    run_as: alationadmin
+    alation_conf_command: /usr/local/alation/bin/alation_conf
+'''
+
+RETURN = r'''
+root:
+  description: The host path of the Alation shell, normalized.
+  returned: always
+  type: str
+  sample: /opt/alation/alation
+version:
+  description: The Alation version, major.minor.patch.build.
+  returned: success
+  type: str
+  sample: 5.17.0.116556
+version_tag:
+  description: The version as it appears in archive names, major-minor-patch-build.
+  returned: success
+  type: str
+  sample: 5-17-0-116556
+conf:
+  description: Each key read, mapped to its value (possibly empty), or null when it could not be read.
+  returned: always
+  type: dict
+  sample:
+    alation.backup.data_temp_dir: /data2/tmp
+    alation.backup.scheduled_hour: "1"
+    alation.backup.scheduled_minute: null
+conf_errors:
+  description: Each key that could not be read, mapped to why (not set, command missing, command failed).
+  returned: always
+  type: dict
+  sample:
+    alation.backup.scheduled_minute: 'not set: alation_conf printed no "alation.backup.scheduled_minute = <value>" line'
+paths:
+  description:
+    - The well-known paths, each as C(shell_path) (inside the Alation shell) and C(host_path) (under O(root)).
+    - C(staging_dir) is the value of C(alation.backup.data_temp_dir), or C(/data2/tmp) when that is not set.
+  returned: success
+  type: dict
+  contains:
+    staging_dir:
+      description: Emptied before and after each backup.
+      type: dict
+      sample: {shell_path: /data2/tmp, host_path: /opt/alation/alation/data2/tmp}
+    pg_staging_dir:
+      description: Where pg_probackup stages the Postgres backup.
+      type: dict
+      sample: {shell_path: /data2/backup/pgbackup, host_path: /opt/alation/alation/data2/backup/pgbackup}
+    backup_storage_dir:
+      description: Where the archives are kept.
+      type: dict
+      sample: {shell_path: /data2/backup, host_path: /opt/alation/alation/data2/backup}
+    version_file:
+      description: The file the version was read from.
+      type: dict
+      sample: {shell_path: /opt/alation/django/main/alation_version.py, host_path: /opt/alation/alation/opt/alation/django/main/alation_version.py}
+disk_caches:
+  description: Contents of C(<root>/.disk1_cache) and C(<root>/.disk2_cache) (the host disks behind /data1 and /data2) that exist.
+  returned: always
+  type: dict
+  sample: {disk1: /dev/sdb1, disk2: /dev/sdc1}
+executed_commands:
+  description: The command lines run to read the keys.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils import _alation
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+
+
+def main():
+    module = AnsibleModule(argument_spec=_alation.alation_info_argument_spec(), supports_check_mode=True)
+    p = module.params
+    root = os.path.normpath(p['root'])
+    command = p['alation_conf_command']
+    result = dict(changed=False, root=root, conf={}, conf_errors={}, disk_caches={}, executed_commands=[])
+
+    if not os.path.isabs(root) or not os.path.isdir(root):
+        module.fail_json(msg='root %s is not a directory: give the host path of the Alation shell '
+                             '(default %s), or / on a plain host' % (root, _alation.DEFAULT_ROOT), **result)
+    if not command:
+        module.fail_json(msg='alation_conf_command is empty: give a program name or an absolute host path', **result)
+
+    keys = [_alation.DATA_TEMP_DIR_KEY]
+    keys += [k for k in p['alation_conf_keys'] + p['required'] if k not in keys]
+
+    chroot = root if _alation.conf_runs_in_chroot(command) else None
+    runner = Runner(module, chroot=chroot, run_as=p['run_as'])
+    conf, errors = _alation.read_conf(runner, command, keys)
+    result.update(conf=conf, conf_errors=errors, executed_commands=runner.executed_commands)
+    for key in keys:
+        if key in errors:
+            module.warn('alation_conf key %s: %s' % (key, errors[key]))
+    unset = [k for k in p['required'] if not conf.get(k)]
+    if unset:
+        module.fail_json(msg='required alation_conf keys not set: %s. Set them with alation_conf <key> -s <value> '
+                             'in the Alation shell, or drop them from required.' % ', '.join(unset), **result)
+
+    try:
+        paths = _alation.shell_paths(root, conf[_alation.DATA_TEMP_DIR_KEY])
+    except ValueError as e:
+        module.fail_json(msg='%s is %r: %s' % (_alation.DATA_TEMP_DIR_KEY, conf[_alation.DATA_TEMP_DIR_KEY], e), **result)
+    result['paths'] = paths
+    result['disk_caches'] = _alation.read_disk_caches(root)
+
+    try:
+        parts = _alation.read_version_file(paths['version_file']['host_path'])
+    except _alation.AlationFactError as e:
+        module.fail_json(msg=str(e), **result)
+    result['version'], result['version_tag'] = _alation.version_strings(parts)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
