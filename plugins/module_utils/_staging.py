@@ -1,0 +1,369 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Staging clear: which paths may be cleared, and clearing them without following links.
+
+Everything here works on host paths. ``refusal`` says why a path must not be
+used as a staging dir (or None); ``clear_tree`` removes the contents of a
+directory (and optionally the directory) through directory file descriptors,
+never following a symlink and never leaving the staging dir's filesystem, like
+``rm -r --one-file-system``. With ``dry_run=True`` it walks the same way and
+reports the same counts without touching anything (check mode).
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import stat
+
+# The Alation shell: a chroot whose system dirs are as precious as the host's.
+ALATION_CHROOT = '/opt/alation/alation'
+
+_SYSTEM_DIRS = (
+    '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32',
+    '/lost+found', '/media', '/mnt', '/opt', '/proc', '/root', '/run', '/sbin', '/snap',
+    '/srv', '/sys', '/tmp', '/usr', '/var',
+    '/usr/bin', '/usr/include', '/usr/lib', '/usr/lib32', '/usr/lib64', '/usr/libexec',
+    '/usr/local', '/usr/local/bin', '/usr/local/lib', '/usr/local/sbin', '/usr/local/share',
+    '/usr/sbin', '/usr/share', '/usr/src',
+    '/var/backups', '/var/cache', '/var/lib', '/var/local', '/var/lock', '/var/log',
+    '/var/mail', '/var/opt', '/var/run', '/var/spool', '/var/tmp',
+    '/opt/alation',
+)
+# Each system dir also inside the Alation shell, and the shell itself.
+SYSTEM_DIRS = frozenset(_SYSTEM_DIRS + tuple(ALATION_CHROOT + d for d in _SYSTEM_DIRS) + (ALATION_CHROOT,))
+
+RULE_HINT = 'use a dedicated staging dir such as /data2/tmp, or list a dir above it in allowed_roots'
+
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
+# Directory fds held open at once while descending; deeper levels are
+# reopened through '..' (and checked) on the way back up, so any depth works.
+MAX_OPEN_DIRS = 64
+
+
+def _is_below(path, root):
+    """True when normalized ``path`` is strictly below normalized ``root``."""
+    return root != path and path.startswith(root.rstrip('/') + '/')
+
+
+def _default_rule(path):
+    """The rule a normalized absolute ``path`` breaks when no allowed root covers it, or None."""
+    # Inside the Alation shell the same rules apply relative to its root.
+    if path in SYSTEM_DIRS:
+        return 'it is the system directory %s' % path
+    scopes = [('', path)]
+    if path == ALATION_CHROOT or _is_below(path, ALATION_CHROOT):
+        scopes.append((ALATION_CHROOT, path[len(ALATION_CHROOT):] or '/'))
+    for prefix, inner in scopes:
+        where = ' of the Alation shell %s' % prefix if prefix else ''
+        if inner == '/':
+            return 'it is the root directory%s' % where
+        if inner.count('/') < 2:
+            return 'it has fewer than two path components%s' % where
+    parent = os.path.dirname(path)
+    if parent in SYSTEM_DIRS:
+        return 'it is directly inside the system directory %s' % parent
+    return None
+
+
+def _normal_roots(allowed_roots):
+    """(lexical, resolved) normalized allowed roots; raises ValueError for a bad entry."""
+    lexical, resolved = [], []
+    for root in allowed_roots or ():
+        root = str(root)
+        if not os.path.isabs(root) or '..' in root.split('/'):
+            raise ValueError("allowed_roots entry '%s' is not an absolute path without '..' components" % root)
+        norm = os.path.normpath(root)
+        real = os.path.realpath(norm)
+        if '/' in (norm, real):
+            raise ValueError("allowed_roots entry '%s' is (or resolves to) /, which would allow any path" % root)
+        lexical.append(norm)
+        resolved.append(real)
+    return lexical, resolved
+
+
+def resolved_path(path):
+    """``path`` with every symlink above its last component resolved (the last one is not followed)."""
+    parent, name = os.path.split(os.path.normpath(path))
+    return os.path.join(os.path.realpath(parent), name)
+
+
+def refusal(path, allowed_roots=()):
+    """Why ``path`` must not be a staging dir (a message naming the path and the rule), or None.
+
+    Checked: absolute, no '..', not /, at least two components, not a system dir
+    nor directly inside one (unless strictly below an entry of ``allowed_roots``),
+    both as written and with the symlinks above it resolved; the path itself is
+    not a symlink and, when it exists, is a directory.
+    """
+    def refuse(rule):
+        return "refusing staging dir '%s': %s (%s)" % (path, rule, RULE_HINT)
+
+    if not path or not os.path.isabs(path):
+        return refuse('it is not an absolute path')
+    if '..' in path.split('/'):
+        return refuse("it has a '..' component")
+    try:
+        lexical_roots, resolved_roots = _normal_roots(allowed_roots)
+    except ValueError as e:
+        return refuse(str(e))
+    norm = os.path.normpath(path)
+    real = resolved_path(norm)
+    for candidate, roots in ((norm, lexical_roots), (real, resolved_roots)):
+        shown = '' if candidate == norm else ' (resolves to %s)' % candidate
+        if candidate == '/' or candidate in SYSTEM_DIRS:
+            # Never, whatever allowed_roots says.
+            return refuse('%s%s' % (_default_rule(candidate), shown))
+        if any(_is_below(candidate, root) for root in roots):
+            continue
+        rule = _default_rule(candidate)
+        if rule:
+            if any(candidate == root for root in roots):
+                rule += '; an allowed root itself is never cleared, the staging dir must be strictly below it'
+            return refuse(rule + shown)
+    try:
+        st = os.lstat(norm)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return refuse('it cannot be inspected: %s' % e)
+    if stat.S_ISLNK(st.st_mode):
+        return refuse('it is a symlink; give the real directory')
+    if not stat.S_ISDIR(st.st_mode):
+        return refuse('it exists and is not a directory')
+    return None
+
+
+def _unescape_mountinfo(field):
+    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == '\\' and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return ''.join(out)
+
+
+def parse_mount_points(mountinfo_text):
+    """The mount points listed in the text of /proc/self/mountinfo."""
+    points = set()
+    for line in mountinfo_text.splitlines():
+        fields = line.split(' ')
+        if len(fields) > 4:
+            points.add(_unescape_mountinfo(fields[4]))
+    return points
+
+
+def mount_points_below(path, mountinfo='/proc/self/mountinfo'):
+    """Mount points strictly below real ``path``.
+
+    Bind mounts of the same filesystem keep st_dev, so st_dev alone would not see them.
+    """
+    try:
+        with open(mountinfo) as f:
+            points = parse_mount_points(f.read())
+    except OSError:
+        return frozenset()
+    return frozenset(p for p in points if _is_below(p, path))
+
+
+class TreeResult:
+    """What clear_tree removed (or would remove)."""
+
+    def __init__(self):
+        self.files = 0
+        self.dirs = 0
+        self.bytes = 0
+        self.skipped_mounts = []
+        self.top_removed = []
+        self.top_kept = []
+        self.removed_self = False
+
+    def as_dict(self):
+        return dict(removed_files=self.files, removed_dirs=self.dirs, removed_bytes=self.bytes,
+                    skipped_mounts=sorted(self.skipped_mounts))
+
+    def summary(self):
+        return '%d files, %d dirs, %d bytes' % (self.files, self.dirs, self.bytes)
+
+
+class RemovalError(Exception):
+    """Removal stopped at ``path``; ``result`` holds what was already removed."""
+
+    def __init__(self, path, error, result):
+        self.path = path
+        self.error = error
+        self.result = result
+        super().__init__("could not remove '%s': %s (already removed: %s)" % (path, error, result.summary()))
+
+
+class _Frame:
+    """One directory being cleared: its fd (None while closed for depth), identity and pending names."""
+
+    __slots__ = ('fd', 'ident', 'real', 'shown', 'name', 'names', 'kept')
+
+    def __init__(self, fd, ident, real, shown, name):
+        self.fd = fd
+        self.ident = ident
+        self.real = real      # for matching mount points
+        self.shown = shown    # as the caller wrote it, for messages
+        self.name = name      # in its parent
+        # Listed up front (sorted, popped from the end) so the fd can be closed
+        # and reopened while descending deep trees.
+        try:
+            self.names = sorted(os.listdir(fd), reverse=True)
+        except OSError:
+            os.close(fd)
+            raise
+        self.kept = False
+
+
+def _open_dir(name, dir_fd, ident, shown):
+    """Open directory ``name`` under ``dir_fd`` without following a link; check it is still ``ident``."""
+    fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != ident:
+        os.close(fd)
+        raise OSError(errno.ESTALE, 'directory was replaced while being cleared', shown)
+    return fd
+
+
+def clear_tree(path, remove_self=False, dry_run=False, mount_points=frozenset()):
+    """Remove everything inside directory ``path`` (and ``path`` itself with ``remove_self``).
+
+    Symlinks are removed, never followed. Directories on another filesystem
+    than ``path`` or listed in ``mount_points`` (real paths) are left alone and
+    reported in ``skipped_mounts``; the directories above them stay. Returns a
+    TreeResult; raises RemovalError (carrying the partial result) on the first
+    error.
+    """
+    result = TreeResult()
+    norm = os.path.normpath(path)
+    real = resolved_path(norm)
+    parent, name = os.path.split(real)
+    current = norm  # what is being worked on, for the error report
+    stack = []
+    parent_fd = None
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, 'not a directory (or a symlink)')
+        dev = st.st_dev
+        root_is_mount = real in mount_points or os.fstat(parent_fd).st_dev != dev
+        ident = (st.st_dev, st.st_ino)
+        stack.append(_Frame(_open_dir(name, parent_fd, ident, norm), ident, real, norm, name))
+        while stack:
+            frame = stack[-1]
+            top = len(stack) == 1
+            if frame.names:
+                entry = frame.names.pop()
+                child_real = os.path.join(frame.real, entry)
+                current = os.path.join(frame.shown, entry)
+                st = os.stat(entry, dir_fd=frame.fd, follow_symlinks=False)
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if child_real in mount_points or (is_dir and st.st_dev != dev):
+                    result.skipped_mounts.append(current)
+                    for f in stack:
+                        f.kept = True
+                    if top:
+                        result.top_kept.append(entry)
+                elif is_dir:
+                    ident = (st.st_dev, st.st_ino)
+                    stack.append(_Frame(_open_dir(entry, frame.fd, ident, current), ident, child_real, current, entry))
+                    _limit_open_dirs(stack)
+                else:
+                    if not dry_run:
+                        os.unlink(entry, dir_fd=frame.fd)
+                    result.files += 1
+                    if stat.S_ISREG(st.st_mode):
+                        result.bytes += st.st_size
+                    if top:
+                        result.top_removed.append(entry)
+                continue
+            # Directory done: step up to its parent, then remove it there.
+            stack.pop()
+            current = frame.shown
+            if top:
+                os.close(frame.fd)
+                frame.fd = None
+                if remove_self and root_is_mount:
+                    result.skipped_mounts.append(norm)
+                elif remove_self and not frame.kept:
+                    if not dry_run:
+                        os.rmdir(name, dir_fd=parent_fd)
+                    result.dirs += 1
+                    result.removed_self = True
+                break
+            up = stack[-1]
+            if up.fd is None:
+                up.fd = _open_dir('..', frame.fd, up.ident, up.shown)
+            os.close(frame.fd)
+            frame.fd = None
+            if frame.kept:
+                if len(stack) == 1:
+                    result.top_kept.append(frame.name)
+                continue
+            if not dry_run:
+                os.rmdir(frame.name, dir_fd=up.fd)
+            result.dirs += 1
+            if len(stack) == 1:
+                result.top_removed.append(frame.name)
+    except OSError as e:
+        raise RemovalError(current, e.strerror or str(e), result)
+    finally:
+        for frame in stack:
+            if frame.fd is not None:
+                os.close(frame.fd)
+        if parent_fd is not None:
+            os.close(parent_fd)
+    return result
+
+
+def _limit_open_dirs(stack):
+    """Close the fd of the deepest-but-MAX_OPEN_DIRS frame; it is reopened via '..' later."""
+    if len(stack) > MAX_OPEN_DIRS:
+        frame = stack[-MAX_OPEN_DIRS - 1]
+        if frame.fd is not None:
+            os.close(frame.fd)
+            frame.fd = None
+
+
+def user_id(owner):
+    """The uid for a user name or numeric id (None stays None); ValueError names an unknown user."""
+    if owner is None:
+        return None
+    owner = str(owner)
+    if owner.isdigit():
+        return int(owner)
+    try:
+        return pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise ValueError("owner '%s' is not a user on this host: create the user first or give a numeric uid" % owner)
+
+
+def group_id(group):
+    """The gid for a group name or numeric id (None stays None); ValueError names an unknown group."""
+    if group is None:
+        return None
+    group = str(group)
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError("group '%s' is not a group on this host: create the group first or give a numeric gid" % group)
+
+
+def cut(entries, limit=100):
+    """At most ``limit`` entries, then a note of how many more there are."""
+    entries = list(entries)
+    if len(entries) <= limit:
+        return entries
+    return entries[:limit] + ['... and %d more' % (len(entries) - limit)]
