@@ -44,7 +44,7 @@ VERSION_CONSTANTS = (
     ('patch', 'ALATION_PATCH_VERSION'),
     ('build', 'ALATION_BUILD_VERSION'),
 )
-_CONSTANT_LINE = re.compile(r'^\s*(%s)\b' % '|'.join(name for _, name in VERSION_CONSTANTS))
+_CONSTANT_LINE = re.compile(r'^\s*(%s)\b' % '|'.join(name for part, name in VERSION_CONSTANTS))
 # NAME = 5 | NAME = '5' | NAME = "5", optionally followed by a comment.
 _ASSIGNMENT = re.compile(r'''\s*(?P<name>\w+)\s*=\s*(?:(?P<int>[0-9]+)|(?P<q>['"])(?P<str>[0-9]+)(?P=q))\s*(?:\#.*)?''')
 # ASCII digits only: str.isdigit() and \d also accept other scripts' digits.
@@ -127,11 +127,11 @@ def parse_version_file(text, path):
                 'and the file is intact.' % (path, number, line.strip()))
         # Like Python, a later assignment wins.
         found[m.group('name')] = m.group('int') if m.group('int') is not None else m.group('str')
-    missing = [name for _, name in VERSION_CONSTANTS if name not in found]
+    missing = [name for part, name in VERSION_CONSTANTS if name not in found]
     if missing:
         raise AlationFactError(
             '%s does not set %s: expected all of %s. Check that root is the Alation shell '
-            'and the file is intact.' % (path, ', '.join(missing), ', '.join(n for _, n in VERSION_CONSTANTS)))
+            'and the file is intact.' % (path, ', '.join(missing), ', '.join(name for part, name in VERSION_CONSTANTS)))
     return dict((part, found[name]) for part, name in VERSION_CONSTANTS)
 
 
@@ -151,7 +151,7 @@ def read_version_file(path):
 
 def version_strings(parts):
     """(version, version_tag), e.g. ('5.17.0.116556', '5-17-0-116556')."""
-    values = [parts[p] for p, _ in VERSION_CONSTANTS]
+    values = [parts[part] for part, name in VERSION_CONSTANTS]
     return '.'.join(values), '-'.join(values)
 
 
@@ -227,7 +227,8 @@ def read_conf(runner, command, keys):
 def alation_info_argument_spec():
     return dict(
         root=dict(type='path', default=DEFAULT_ROOT),
-        alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS)),
+        # Key names, not secrets.
+        alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS), no_log=False),
         required=dict(type='list', elements='str', default=[]),
         run_as=dict(type='str', default=DEFAULT_RUN_AS),
         alation_conf_command=dict(type='str', default=DEFAULT_ALATION_CONF_COMMAND),

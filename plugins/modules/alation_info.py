@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 module: alation_info
 short_description: Read the facts a backup needs from an Alation host
 version_added: 0.1.0
-author: alation.backup maintainers
+author: alation.backup maintainers (@alation-backup)
 description:
   - Reads, and never changes, what the backup of an Alation host depends on.
   - The backup keys of Alation's configuration, read with C(alation_conf <key>) inside the Alation shell (a chroot) as O(run_as),
@@ -51,18 +51,23 @@ options:
   alation_conf_command:
     description:
       - The C(alation_conf) program.
-      - A bare name is looked up on O(run_as)'s login PATH inside the Alation shell.
+      - A bare name is looked up on O(run_as)'s login PATH inside the Alation shell (on the module's PATH when O(run_as) is the current user).
       - An absolute path is a B(host) path and runs outside the chroot, still as O(run_as). This is for hosts, and tests,
         where the command sits elsewhere; to pick a program inside the shell, give a name on its login PATH.
     type: str
     default: alation_conf
 attributes:
   check_mode:
+    description: Can run in check_mode and return the facts it would return otherwise.
     support: full
-    details: Only reads; it runs the same in check mode.
+    details: It only reads, so it runs the same in check mode.
   diff_mode:
+    description: Will return details on what has changed when in diff mode.
     support: none
+    details: It changes nothing.
   platform:
+    description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
 notes:
   - The version file is parsed as text, never imported or run.

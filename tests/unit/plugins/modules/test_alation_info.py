@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -51,9 +51,10 @@ class FakeShell:
         self.write_version(VERSION)
 
     def write_store(self, data):
-        with open(self.conf + '.store.json', 'w') as f:
-            json.dump(data, f)
-        os.chmod(self.conf + '.store.json', 0o644)
+        # The double's store: the lines alation_conf prints.
+        with open(self.conf + '.store', 'w') as f:
+            f.writelines('%s = %s\n' % item for item in data.items())
+        os.chmod(self.conf + '.store', 0o644)
 
     def write_version(self, text):
         with open(self.version_file, 'w') as f:
@@ -63,6 +64,16 @@ class FakeShell:
         args = dict(root=self.root, alation_conf_command=self.conf, run_as=current_user())
         args.update(kw)
         return args
+
+
+def snapshot(root):
+    """Every path under root with its mtime and size."""
+    found = {}
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(top, name))
+            found[os.path.join(top, name)] = (st.st_mtime_ns, st.st_size)
+    return found
 
 
 @pytest.fixture
@@ -98,7 +109,7 @@ def test_facts(shell):
 
 
 def test_check_mode_same_facts_and_nothing_changed(shell):
-    before = {p: os.stat(os.path.join(d, p)).st_mtime_ns for d, _, ps in os.walk(shell.root) for p in ps}
+    before = snapshot(shell.root)
     normal = run_module_process('alation_info', shell.args())
     check = run_module_process('alation_info', shell.args(), check=True)
     assert not normal['failed'] and not check['failed'], (normal, check)
@@ -106,8 +117,7 @@ def test_check_mode_same_facts_and_nothing_changed(shell):
         result.pop('invocation', None)
     assert check == normal
     assert check['changed'] is False
-    after = {p: os.stat(os.path.join(d, p)).st_mtime_ns for d, _, ps in os.walk(shell.root) for p in ps}
-    assert after == before
+    assert snapshot(shell.root) == before
 
 
 def test_paths_follow_data_temp_dir(shell):
@@ -284,3 +294,33 @@ def test_run_as_other_user(shell):
     assert result['conf_errors'] == {}
     assert result['conf']['alation.backup.scheduled_minute'] == '30'
     assert result['executed_commands'][0] == "/bin/su - %s -c '%s alation.backup.data_temp_dir'" % (user, shell.conf)
+
+
+def conf(shell, *args):
+    """Run the double as alation_conf; return (rc, stdout, stderr)."""
+    proc = subprocess.run([shell.conf] + list(args), capture_output=True, text=True, env={}, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_double_behaves_as_documented(shell):
+    """alation_conf <key> prints "key = value"; <key> -s <value> sets it; the store is beside it."""
+    assert conf(shell, 'alation.cluster.replication_mode') == (0, 'alation.cluster.replication_mode = standalone\n', '')
+    assert conf(shell, 'alation.backup.chef_timeout') == (1, '', 'key not found: alation.backup.chef_timeout\n')
+    assert conf(shell, 'alation.backup.chef_timeout', '-s', '21600') == (0, '', '')
+    assert conf(shell, 'alation.backup.chef_timeout') == (0, 'alation.backup.chef_timeout = 21600\n', '')
+    assert conf(shell, 'alation.backup.scheduled_day', '-s', 'a = b c') == (0, '', '')
+    assert conf(shell, 'alation.backup.scheduled_day') == (0, 'alation.backup.scheduled_day = a = b c\n', '')
+    assert conf(shell, 'alation.backup.scheduled_day', '-s', '') == (0, '', '')
+    assert conf(shell, 'alation.backup.scheduled_day') == (0, 'alation.backup.scheduled_day = \n', '')
+    # A key is not a pattern, and a longer key is another key.
+    assert conf(shell, 'alation.backup.*')[0] == 1
+    assert conf(shell, 'alation.backup')[0] == 1
+    with open(shell.conf + '.store') as f:
+        assert f.read().count('alation.backup.scheduled_day = ') == 1
+
+
+@pytest.mark.parametrize('args', [(), ('a', 'b'), ('a', '-x', 'b'), ('-s', 'a'), ('a', '-s', 'b', 'c'), ('',)])
+def test_double_usage(shell, args):
+    rc, out, err = conf(shell, *args)
+    assert (rc, out) == (2, '')
+    assert err.startswith('usage: alation_conf <key>')
