@@ -158,7 +158,15 @@ def test_missing_and_existing_dirs_pass(scratch):
 # ---------------------------------------------------------------- clear_tree
 
 def make_tree(root):
-    """A staging dir with files, nested dirs, an empty dir, links out and a fifo. Returns its byte count."""
+    """A staging dir with files, nested dirs, an empty dir, links out and a fifo. Returns its byte count.
+
+    The links point at a sentinel dir next to ``root`` (never at /etc: a broken
+    remover must not be able to harm the host running the tests).
+    """
+    outside = os.path.join(os.path.dirname(root), 'outside')
+    os.makedirs(outside)
+    with open(os.path.join(outside, 'sentinel'), 'w') as f:
+        f.write('keep')
     os.makedirs(os.path.join(root, 'pg', 'base', '1'))
     os.makedirs(os.path.join(root, 'empty'))
     with open(os.path.join(root, 'pg', 'base', '1', 'data'), 'wb') as f:
@@ -166,8 +174,8 @@ def make_tree(root):
     with open(os.path.join(root, 'top.txt'), 'wb') as f:
         f.write(b'y' * 24)
     os.mkfifo(os.path.join(root, 'pg', 'fifo'))
-    os.symlink('/etc', os.path.join(root, 'etc-link'))
-    os.symlink('/etc/hostname', os.path.join(root, 'pg', 'file-link'))
+    os.symlink(outside, os.path.join(root, 'dir-link'))
+    os.symlink(os.path.join(outside, 'sentinel'), os.path.join(root, 'pg', 'file-link'))
     os.symlink('nowhere', os.path.join(root, 'dangling'))
     return 1024
 
@@ -187,9 +195,9 @@ def test_clear_tree_removes_everything_inside(scratch):
     assert os.listdir(stage) == []
     # files: data, top.txt, fifo, 3 links; dirs: pg, pg/base, pg/base/1, empty
     assert (result.files, result.dirs, result.bytes) == (6, 4, size)
-    assert sorted(result.top_removed) == ['dangling', 'empty', 'etc-link', 'pg', 'top.txt']
+    assert sorted(result.top_removed) == ['dangling', 'dir-link', 'empty', 'pg', 'top.txt']
     assert result.top_kept == [] and result.skipped_mounts == []
-    assert os.path.isfile('/etc/hostname') and os.path.isdir('/etc')
+    assert listing(os.path.join(scratch, 'outside')) == ['sentinel']
 
 
 def test_dry_run_reports_the_same_and_touches_nothing(scratch):

@@ -185,8 +185,9 @@ REFUSED = (['/', '/data2', 'data2/tmp', '/data2/../etc/x', '/opt/alation/alation
 @pytest.mark.parametrize('path', REFUSED)
 @pytest.mark.parametrize('state', ['empty', 'present', 'absent'])
 def test_refused_paths_fail_and_touch_nothing(path, state):
+    # Check mode: should the rules ever break, a test run still cannot touch the host.
     existed = os.path.lexists(path)
-    failed, result = run(dict(path=path, state=state))
+    failed, result = run(dict(path=path, state=state), check=True)
     assert failed and "'%s'" % path in result['msg'] and 'refusing staging dir' in result['msg']
     assert os.path.lexists(path) == existed
 
@@ -221,9 +222,18 @@ def test_path_that_is_a_file_is_refused(scratch, state):
 
 def test_parent_symlink_to_a_system_dir_is_refused(scratch):
     os.symlink('/etc', os.path.join(scratch, 'to-etc'))
-    failed, result = run(dict(path=os.path.join(scratch, 'to-etc', 'ssh'), allowed_roots=[scratch]))
+    failed, result = run(dict(path=os.path.join(scratch, 'to-etc', 'ssh'), allowed_roots=[scratch]), check=True)
     assert failed and 'resolves to /etc/ssh' in result['msg']
-    assert os.path.isdir('/etc/ssh') or not os.path.exists('/etc/ssh')
+
+
+def test_parent_symlink_resolving_to_a_child_of_tmp_is_refused(scratch):
+    # Lexically below the allowed root; really the scratch dir itself, directly in /tmp.
+    sentinel = sibling_sentinel(scratch)
+    os.symlink('/tmp', os.path.join(scratch, 'to-tmp'))
+    path = os.path.join(scratch, 'to-tmp', os.path.basename(scratch))
+    failed, result = run(dict(path=path, allowed_roots=[scratch]))
+    assert failed and 'resolves to %s' % scratch in result['msg']
+    assert open(sentinel).read() == 'keep'
 
 
 def test_path_directly_under_tmp_needs_an_allowed_root(scratch):
