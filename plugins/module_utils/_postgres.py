@@ -1,0 +1,35 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL connection options shared by modules (after community.postgresql).
+
+The password only ever travels in the environment (``PGPASSWORD``) of the
+program that needs it, never on a command line where ``ps`` would show it.
+"""
+
+from __future__ import annotations
+
+
+def postgres_argument_spec():
+    """Connection options; extend a module's spec with ``.update()``."""
+    return dict(
+        host=dict(type='str', aliases=['login_host']),
+        port=dict(type='int', aliases=['login_port']),
+        user=dict(type='str', aliases=['login_user']),
+        dbname=dict(type='str', aliases=['db', 'login_db']),
+        password=dict(type='str', no_log=True, aliases=['login_password']),
+    )
+
+
+def connection_argv(params):
+    """libpq-style ``-h -p -U -d`` arguments for the options that are set."""
+    argv = []
+    for flag, key in (('-h', 'host'), ('-p', 'port'), ('-U', 'user'), ('-d', 'dbname')):
+        if params.get(key) not in (None, ''):
+            argv += [flag, str(params[key])]
+    return argv
+
+
+def connection_env(params):
+    """Environment entries for the command: the password, if any."""
+    return {'PGPASSWORD': params['password']} if params.get('password') else {}

@@ -1,0 +1,455 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: pg_probackup
+short_description: Stage a PostgreSQL backup with pg_probackup in the pg staging dir, keeping the catalog usable
+version_added: 0.1.0
+author: alation.backup maintainers
+description:
+  - Takes a backup of Alation's PostgreSQL with C(pg_probackup) 2.5 into a catalog (the pg staging dir),
+    initialising the catalog and adding the instance when they are missing.
+  - Chooses FULL or incremental by itself (O(backup_mode=auto)) and recovers from a broken chain (a killed or
+    failed earlier backup) as O(on_broken_chain) says.
+  - Serialises every pg_probackup command on one catalog under an exclusive lock of its own, because
+    pg_probackup has none (a C(validate) run beside a backup marks the good backup ERROR).
+  - Also reads the catalog (O(state=info)), validates the newest backup (O(state=validate)) and removes the
+    catalog (O(state=absent)).
+extends_documentation_fragment:
+  - alation.backup.runner
+  - alation.backup.postgres
+options:
+  catalog:
+    description:
+      - The pg_probackup catalog directory (the pg staging dir), as a path inside O(chroot).
+      - Its parent directory must exist and be writable by O(run_as), which C(pg_probackup init) runs as.
+      - The lock file is C(.<name>.lock) in that parent, beside the catalog (inside it, a reset would delete it).
+    type: path
+    required: true
+  instance:
+    description:
+      - Name of the backup instance in the catalog.
+    type: str
+    default: alation
+  pgdata:
+    description:
+      - Data directory of the PostgreSQL server, as a path inside O(chroot).
+      - Needed when the instance must be added to the catalog (first run, or after a reset; a reset reuses the
+        instance's configured one when this is omitted). When set, it is also passed to C(backup) with C(-D).
+    type: path
+  state:
+    description:
+      - V(backup) makes sure the catalog is initialised and the instance added (only when missing), recovers a
+        broken chain as O(on_broken_chain) says, then takes a backup and validates it (O(validate)).
+      - V(info) only reads the catalog with C(pg_probackup show) (works while a backup runs, takes no lock) and
+        returns it, with the mode the next O(state=backup) run would take.
+      - V(validate) validates the newest OK or DONE backup by its id (C(validate -i ID)); an instance-wide
+        validate fails on any leftover ERROR entry even when every OK backup is fine.
+      - V(absent) removes the catalog directory (used when incremental backups are off). It refuses a
+        directory that does not look like a pg_probackup catalog (no C(backups/) and C(wal/), and not empty),
+        a symlink, and a catalog in which a backup is running. Symlinks inside are removed, never followed.
+    type: str
+    choices: [backup, info, validate, absent]
+    default: backup
+  backup_mode:
+    description:
+      - V(auto) takes an incremental (O(incremental_mode)) when the newest backup is OK or DONE and every
+        parent down to its FULL is OK or DONE; a FULL otherwise. The result's RV(reason) says why.
+      - V(full), V(delta), V(page), V(ptrack) force the mode. An incremental with no valid backup to build on
+        fails before anything runs (pg_probackup would fail too and leave an ERROR entry).
+    type: str
+    choices: [auto, full, delta, page, ptrack]
+    default: auto
+  incremental_mode:
+    description:
+      - The incremental mode O(backup_mode=auto) takes.
+      - V(page) needs continuous WAL archiving to the catalog; V(ptrack) needs the ptrack extension.
+    type: str
+    choices: [delta, page, ptrack]
+    default: delta
+  on_broken_chain:
+    description:
+      - What to do when the newest backup is ERROR, CORRUPT, ORPHAN, or RUNNING with no live process behind
+        its C(backup.pid) (a killed backup stays RUNNING forever).
+      - V(reset) empties the catalog (keeping its directory), initialises it again and takes a FULL.
+        Every earlier backup in it is gone.
+      - V(repair) deletes the broken entries (C(delete --status=ERROR|CORRUPT|ORPHAN|RUNNING)) and goes on
+        from the newest valid backup; O(backup_mode=auto) then takes an incremental if that one is OK or DONE
+        with a valid chain.
+      - V(fail) stops and says which backup is broken and what to run.
+      - A RUNNING entry whose process is alive is another backup in flight; the module then always refuses
+        and never touches it.
+    type: str
+    choices: [reset, repair, fail]
+    default: reset
+  stream:
+    description:
+      - Stream the WAL the backup needs over a replication connection (C(--stream)), so the backup restores on
+        its own. The server must allow a replication connection for O(user).
+      - With C(--stream) every backup takes at least about 10 seconds, whatever its size (pg_probackup's WAL
+        streaming notices the end of the backup only at its 10 s status interval).
+      - Without it, the server must archive WAL into the catalog (C(archive_command) with
+        C(pg_probackup archive-push)).
+    type: bool
+    default: true
+  threads:
+    description:
+      - Parallel threads for backup and validate (C(-j)). Defaults to the host's CPU count.
+    type: int
+  compress_algorithm:
+    description:
+      - Compression of the files in the catalog (C(--compress-algorithm)).
+      - Default V(none) because the archive step packs and compresses the staging dirs afterwards;
+        compressing twice costs time for nothing.
+    type: str
+    choices: [none, zlib, pglz]
+    default: none
+  compress_level:
+    description:
+      - Compression level 0-9 (C(--compress-level)), with O(compress_algorithm) other than V(none).
+    type: int
+  validate:
+    description:
+      - Validate the new backup by its id after taking it (C(validate -i ID)); its status becomes OK.
+      - Without, the backup is left DONE (complete, not validated). Either is a valid parent for an incremental.
+    type: bool
+    default: true
+  lock_timeout:
+    description:
+      - Seconds to wait for the catalog's lock when another run of this module holds it. V(0) fails at once,
+        with the holder's pid in the message.
+    type: int
+    default: 0
+  binary:
+    description:
+      - The pg_probackup program, as a path inside O(chroot) or a name to search for.
+      - Default searches C(pg_probackup), then the versioned names C(pg_probackup-18) down to C(pg_probackup-11),
+        in E(PATH) and the standard system directories; inside O(chroot), in the chroot's standard directories
+        C(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
+    type: str
+notes:
+  - A backup this run started that fails (server down, wrong role or database, killed) leaves an ERROR entry in
+    the catalog; the module deletes that entry at once (C(delete -i ID), only when C(show) reports it failed),
+    so the chain stays clean and the next run does not take a passing outage for a broken chain (which the
+    default O(on_broken_chain=reset) would answer by emptying the catalog). The result's RV(discarded) says so.
+  - pg_probackup warns on every run about missing data checksums and running as superuser; warnings are
+    returned in RV(tool_warnings) and do not fail the task.
+  - pg_probackup reads PGDATA directly, so O(run_as) should be the owner of PGDATA (usually C(postgres)); the
+    catalog is then owned by that user too.
+  - The lock file beside the catalog is left in place after O(state=absent) (removing a lock file lets two
+    runs lock different files).
+  - Backup ids have one-second resolution; the new backup is identified by the id pg_probackup logs for it,
+    not by being the newest entry.
+seealso:
+  - name: pg_probackup documentation
+    description: The tool's own reference.
+    link: https://postgrespro.github.io/pg_probackup/
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the mode that would be taken and the recovery that would run; only a read-only C(show)
+        (and C(show-config)) runs. No lock is taken.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: Stage the PostgreSQL backup (FULL the first time, DELTA afterwards)
+  alation.backup.pg_probackup:
+    catalog: /data2/backup/pgbackup
+    pgdata: /data/pgsql/data
+    chroot: /opt/alation/alation
+    run_as: postgres
+    host: 127.0.0.1
+    port: 5432
+    user: postgres
+    dbname: postgres
+  register: pg_backup
+
+- name: Show what was taken
+  ansible.builtin.debug:
+    msg: "{{ pg_backup.mode_taken }} {{ pg_backup.backup.id }}: {{ pg_backup.reason }}"
+
+- name: Fail instead of resetting when a backup was killed last time
+  alation.backup.pg_probackup:
+    catalog: /data2/backup/pgbackup
+    pgdata: /data/pgsql/data
+    run_as: postgres
+    on_broken_chain: fail
+    lock_timeout: 600
+
+- name: Read the catalog
+  alation.backup.pg_probackup:
+    catalog: /data2/backup/pgbackup
+    run_as: postgres
+    state: info
+  register: catalog_info
+
+- name: Remove the catalog when incremental backups are off
+  alation.backup.pg_probackup:
+    catalog: /data2/backup/pgbackup
+    state: absent
+'''
+
+RETURN = r'''
+backup:
+  description:
+    - The new backup (O(state=backup)), the validated one (O(state=validate)) or the newest (O(state=info)),
+      from C(show); null when none.
+  returned: success
+  type: dict
+  sample:
+    id: TP5HK2
+    mode: DELTA
+    status: OK
+    parent: TP5HJN
+    wal: STREAM
+    start_time: "2026-11-27 07:45:38+00"
+    end_time: "2026-11-27 07:45:48+00"
+    recovery_time: "2026-11-27 07:45:39+00"
+    data_bytes: 111329374
+    wal_bytes: 16777216
+    uncompressed_bytes: 111221022
+    pgdata_bytes: 338621355
+    compress_alg: none
+    server_version: "15"
+    program_version: 2.5.15
+backups:
+  description: Every backup of the instance after the run, newest first, in the format of RV(backup).
+  returned: success
+  type: list
+  elements: dict
+mode_taken:
+  description: The mode of the backup taken (or, in check mode, that would be taken).
+  returned: state=backup
+  type: str
+  sample: DELTA
+reason:
+  description: Why that mode (and recovery) was chosen; for O(state=validate), which backup was validated.
+  returned: state=backup or state=validate or state=info
+  type: str
+  sample: newest backup TP5HK2 is OK and its chain down to its FULL is valid
+recovered:
+  description:
+    - The recovery of a broken chain that ran (or would run in check mode); empty when none.
+    - C(action) is reset or repair; C(broken) lists the bad entries (C(id), C(status), C(reason));
+      C(deleted) the ids of every backup removed.
+  returned: state=backup
+  type: dict
+  sample: {action: repair, broken: [{id: TP5HLM, status: RUNNING, reason: "backup TP5HLM is RUNNING but its process 10063 is gone"}], deleted: [TP5HLM]}
+discarded:
+  description: On failure, the entry the failed backup left, and whether it was deleted.
+  returned: failure of the backup or its validation
+  type: dict
+  sample: {id: TP5HL0, status: ERROR, deleted: true}
+next_mode:
+  description: The mode the next O(state=backup) run would take with the same options (null if it would fail).
+  returned: state=info
+  type: str
+catalog:
+  description: The whole catalog as parsed from C(show --format=json) (a list of C(instance), C(backups)).
+  returned: state=info
+  type: list
+  elements: dict
+catalog_state:
+  description: absent, empty, catalog or foreign (a non-empty directory that is no catalog).
+  returned: state=info
+  type: str
+instance_exists:
+  description: Whether the instance is in the catalog.
+  returned: state=info
+  type: bool
+broken:
+  description: Whether the newest backup is broken.
+  returned: state=info
+  type: bool
+bad:
+  description: The ERROR, CORRUPT, ORPHAN and dead RUNNING entries.
+  returned: state=info
+  type: list
+  elements: dict
+in_flight:
+  description: RUNNING entries whose process is alive (C(id), C(pid)).
+  returned: state=info or state=validate in check mode
+  type: list
+  elements: dict
+tool_warnings:
+  description: The WARNING lines pg_probackup printed, without repeats. Not failures.
+  returned: always
+  type: list
+  elements: str
+executed_commands:
+  description: The command lines run, in order (the password is in the environment, never here).
+  returned: always
+  type: list
+  elements: str
+duration_s:
+  description: Wall time of the module run in seconds.
+  returned: always
+  type: float
+stderr:
+  description: Full stderr of the pg_probackup command that failed.
+  returned: failure
+  type: str
+rc:
+  description: Exit code of the pg_probackup command that failed.
+  returned: failure
+  type: int
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock, LockBusy
+from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
+    BACKUP_MODES, BINARY_NAMES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, STANDARD_PATH, Catalog, PgProbackupError,
+    find_binary, lock_path, run_absent, run_backup, run_info, run_validate)
+from ansible_collections.alation.backup.plugins.module_utils._postgres import (
+    connection_argv, connection_env, postgres_argument_spec)
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
+
+
+def argument_spec():
+    spec = dict(
+        catalog=dict(type='path', required=True),
+        instance=dict(type='str', default='alation'),
+        pgdata=dict(type='path'),
+        state=dict(type='str', default='backup', choices=['backup', 'info', 'validate', 'absent']),
+        backup_mode=dict(type='str', default='auto', choices=list(BACKUP_MODES)),
+        incremental_mode=dict(type='str', default='delta', choices=list(INCREMENTAL_MODES)),
+        on_broken_chain=dict(type='str', default='reset', choices=list(ON_BROKEN_CHAIN)),
+        stream=dict(type='bool', default=True),
+        threads=dict(type='int'),
+        compress_algorithm=dict(type='str', default='none', choices=['none', 'zlib', 'pglz']),
+        compress_level=dict(type='int'),
+        validate=dict(type='bool', default=True),
+        lock_timeout=dict(type='int', default=0),
+        binary=dict(type='str'),
+    )
+    spec.update(runner_argument_spec())
+    spec.update(postgres_argument_spec())
+    return spec
+
+
+def check_params(module, p):
+    catalog = p['catalog']
+    if not os.path.isabs(catalog) or os.path.normpath(catalog) == '/':
+        module.fail_json(msg='catalog=%s must be an absolute path below / (the pg staging dir, e.g. '
+                             '/data2/backup/pgbackup)' % catalog)
+    p['catalog'] = os.path.normpath(catalog)
+    if p['compress_level'] is not None:
+        if not 0 <= p['compress_level'] <= 9:
+            module.fail_json(msg='compress_level=%s must be 0-9' % p['compress_level'])
+        if p['compress_algorithm'] == 'none':
+            module.fail_json(msg='compress_level=%s needs compress_algorithm zlib or pglz (it is none)'
+                                 % p['compress_level'])
+    if p['threads'] is None:
+        p['threads'] = os.cpu_count() or 1
+    elif p['threads'] < 1:
+        module.fail_json(msg='threads=%s must be 1 or more' % p['threads'])
+    if p['lock_timeout'] < 0:
+        module.fail_json(msg='lock_timeout=%s must be 0 (fail at once) or more seconds' % p['lock_timeout'])
+    if p['pgdata'] and not os.path.isabs(p['pgdata']):
+        module.fail_json(msg='pgdata=%s must be an absolute path' % p['pgdata'])
+
+
+def locate_binary(module, runner, binary, chroot):
+    """The pg_probackup path as seen inside the chroot, or fail saying where we looked."""
+    inside = bool(chroot) and chroot != '/'
+
+    def executable(path):
+        host = runner.host_path(path)
+        return os.path.isfile(host) and os.access(host, os.X_OK)
+
+    if binary and '/' in binary:
+        if executable(binary):
+            return binary
+        module.fail_json(msg='binary=%s is not an executable file%s: give the path of pg_probackup'
+                             % (binary, ' (looked at %s on the host)' % runner.host_path(binary) if inside else ''))
+    names = [binary] if binary else list(BINARY_NAMES)
+    if inside:
+        dirs = list(STANDARD_PATH)
+    else:
+        dirs = [d for d in os.environ.get('PATH', '').split(os.pathsep) if d]
+        dirs += [d for d in STANDARD_PATH if d not in dirs]
+    found = find_binary(names, dirs, executable)
+    if not found:
+        module.fail_json(msg='pg_probackup not found: looked for %s in %s%s. Install pg_probackup or set binary '
+                             'to its path.' % (', '.join(names), ':'.join(dirs),
+                                               ' inside chroot %s' % chroot if inside else ''))
+    return found
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    started = time.monotonic()
+    p = dict(module.params)
+    check_params(module, p)
+    runner = Runner(module, p['chroot'], p['run_as'])
+    state = p['state']
+    binary = None if state == 'absent' else locate_binary(module, runner, p['binary'], p['chroot'])
+    cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
+                  conn_argv=connection_argv(p), conn_env=connection_env(p))
+
+    def finish(result, failed_msg=None):
+        result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,
+                      duration_s=round(time.monotonic() - started, 3))
+        if failed_msg:
+            module.fail_json(msg=failed_msg, **result)
+        module.exit_json(**result)
+
+    lock = None
+    # info only reads; check mode writes nothing (not even the lock file).
+    if state != 'info' and not module.check_mode:
+        parent = os.path.dirname(cat.host_catalog)
+        if not os.path.isdir(parent):
+            finish(dict(changed=False), 'the parent directory of catalog %s does not exist (%s on the host): '
+                                        'create it, writable by run_as, first' % (p['catalog'], parent))
+        lock = FileLock(lock_path(cat.host_catalog), timeout=p['lock_timeout'],
+                        purpose='alation.backup.pg_probackup state=%s catalog=%s' % (state, p['catalog']))
+        try:
+            lock.acquire()
+        except LockBusy as e:
+            finish(dict(changed=False, lock_holder_pid=e.holder_pid),
+                   'another backup of this catalog is running (pid %s): lock %s held%s; waited %ss '
+                   '(lock_timeout=%s). Run again when it is done, or raise lock_timeout.'
+                   % (e.holder_pid or 'unknown', e.path, ' for: %s' % e.holder_purpose if e.holder_purpose else '',
+                      e.waited, p['lock_timeout']))
+        except OSError as e:
+            finish(dict(changed=False), 'cannot open lock file %s beside catalog %s: %s'
+                   % (lock_path(cat.host_catalog), p['catalog'], e))
+    try:
+        if state == 'backup':
+            result = run_backup(cat, p, module.check_mode)
+        elif state == 'info':
+            result = run_info(cat, p)
+        elif state == 'validate':
+            result = run_validate(cat, module.check_mode)
+        else:
+            result = run_absent(cat, module.check_mode)
+    except PgProbackupError as e:
+        result = dict(changed=False)
+        result.update(e.extra)
+        if e.result:
+            result.update(rc=e.result.get('rc'), stderr=e.result.get('stderr'), cmd=e.result.get('cmd'))
+        finish(result, e.msg)
+    except OSError as e:
+        finish(dict(changed=False), 'pg_probackup state=%s on catalog %s: %s' % (state, p['catalog'], e))
+    finally:
+        if lock is not None:
+            lock.release()
+    finish(result)
+
+
+if __name__ == '__main__':
+    main()
