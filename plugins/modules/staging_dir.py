@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 module: staging_dir
 short_description: Make a backup staging dir exist and be empty (the staging clear of Alation's backup)
 version_added: 0.1.0
-author: alation.backup maintainers
+author: alation.backup maintainers (@alation-backup)
 description:
   - Makes the staging dir (or the pg staging dir) of an Alation backup exist and be in the wanted state.
     Alation's Backup V1 empties the staging dir before a backup and again after the archive is written.
@@ -63,12 +63,16 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Nothing is touched; the counts are what would be removed, and RV(changed) says whether anything would change.
+    details: Nothing is touched; the counts are what would be removed, and C(changed) says whether anything would change.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff lists the staging dir's top-level entries before and after (at most 100 each), and its mode, owner and group.
   platform:
+    description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
 notes:
   - The module runs on the host; it does not enter the Alation shell.
@@ -130,7 +134,9 @@ removed_bytes:
   type: int
   sample: 1073741824
 skipped_mounts:
-  description: Mount points inside the staging dir that were left alone with their contents (the staging dir itself with O(state=absent) when it is a mount point).
+  description:
+    - Mount points inside the staging dir that were left alone with their contents.
+    - With O(state=absent), also the staging dir itself when it is a mount point (its contents are removed, the dir stays).
   returned: always
   type: list
   elements: str
