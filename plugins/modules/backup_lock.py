@@ -1,0 +1,142 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: backup_lock
+short_description: Take or release the per-host lock of an Alation backup run
+version_added: 0.1.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - A backup run is many tasks; this lock spans them, so that a second run on the same host is refused at once and told who holds it.
+  - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id and when it expires.
+  - A lease left by a run that died (its controller was killed, the host rebooted) is taken over once the host has rebooted or the lease has expired; the result says so.
+options:
+  path:
+    description: The lock file. Keep it outside the staging dirs so their cleanup cannot remove it.
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) takes the lock, V(absent) releases it.
+    type: str
+    choices: [present, absent]
+    default: present
+  run_id:
+    description:
+      - Identifies this run. Taking the lock again with the same id returns the same lease (a retried task does not lock itself out).
+      - Required with O(state=present).
+    type: str
+  owner:
+    description: Who takes the lock, shown to a refused run (for example C(admin@controller, AWX job 42)).
+    type: str
+    default: unknown
+  max_age:
+    description: Seconds after which a lease that was never released counts as stale.
+    type: int
+    default: 21600
+  token:
+    description:
+      - The token returned when the lock was taken. Required with O(state=absent); a lease with another token is left alone.
+    type: str
+    no_log: true
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: In check mode the lock is only inspected.
+  diff_mode:
+    description: Will return details on what has changed when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: Take the host lock
+  alation.backup.backup_lock:
+    path: /data2/backup/.alation_backup.lock
+    run_id: "{{ ansible_date_time.iso8601_micro }}"
+    owner: "{{ lookup('env', 'USER') }}@controller"
+  register: lock
+
+- name: Release it
+  alation.backup.backup_lock:
+    path: /data2/backup/.alation_backup.lock
+    state: absent
+    token: "{{ lock.token }}"
+'''
+
+RETURN = r'''
+token:
+  description: Pass it back to release the lock.
+  returned: state=present, not in check mode
+  type: str
+holder:
+  description: The lease as recorded (owner, run_id, pid, started, expires, boot_id), without the token.
+  returned: state=present
+  type: dict
+taken_over:
+  description: Why an earlier lease was taken over (it expired, the host rebooted), or null.
+  returned: state=present
+  type: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils import _host_lock
+
+
+def public(record):
+    return {k: v for k, v in (record or {}).items() if k != 'token'}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            run_id=dict(type='str'),
+            owner=dict(type='str', default='unknown'),
+            max_age=dict(type='int', default=21600),
+            token=dict(type='str', no_log=True),
+        ),
+        required_if=[('state', 'present', ['run_id']), ('state', 'absent', ['token'])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    path = p['path']
+    if not os.path.isdir(os.path.dirname(path)):
+        module.fail_json(msg='the directory of the lock file %s does not exist: create it first (the backup storage dir)' % path)
+
+    if p['state'] == 'absent':
+        if module.check_mode:
+            holder = _host_lock.read_holder(path)
+            module.exit_json(changed=bool(holder and holder.get('token') == p['token']))
+        module.exit_json(changed=_host_lock.release(path, p['token']))
+
+    if module.check_mode:
+        holder = _host_lock.read_holder(path) if os.path.lexists(path) else None
+        if holder and holder.get('run_id') != p['run_id'] and not _host_lock.stale_reason(holder):
+            module.fail_json(msg=str(_host_lock.LockHeld(path, holder)), holder=public(holder))
+        module.exit_json(changed=True, holder=public(holder), taken_over=None)
+
+    try:
+        record, taken_over = _host_lock.acquire(path, p['owner'], p['run_id'], p['max_age'])
+    except _host_lock.LockHeld as e:
+        module.fail_json(msg='%s. Wait for it to finish; if that run is gone, remove %s by hand.' % (e, path),
+                         holder=public(e.holder))
+    if taken_over:
+        module.warn('took over the stale host lock %s: %s' % (path, taken_over))
+    module.exit_json(changed=True, token=record['token'], holder=public(record), taken_over=taken_over)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.alation.backup.plugins.modules import backup_lock
+
+from .utils import run_module
+
+
+def test_take_refuse_release(tmp_path):
+    path = str(tmp_path / 'lock')
+    failed, taken = run_module(backup_lock.main, dict(path=path, run_id='a', owner='alice'))
+    assert not failed and taken['changed'] and 'token' not in taken['holder']
+    failed, refused = run_module(backup_lock.main, dict(path=path, run_id='b', owner='bob'))
+    assert failed and 'alice' in refused['msg'] and path in refused['msg']
+    failed, released = run_module(backup_lock.main, dict(path=path, state='absent', token=taken['token']))
+    assert not failed and released['changed'] and not os.path.exists(path)
+
+
+def test_check_mode_only_inspects(tmp_path):
+    path = str(tmp_path / 'lock')
+    failed, result = run_module(backup_lock.main, dict(path=path, run_id='a', _ansible_check_mode=True))
+    assert not failed and result['changed'] and not os.path.exists(path)
+
+
+def test_check_mode_reports_a_held_lock(tmp_path):
+    path = str(tmp_path / 'lock')
+    run_module(backup_lock.main, dict(path=path, run_id='a', owner='alice'))
+    failed, result = run_module(backup_lock.main, dict(path=path, run_id='b', _ansible_check_mode=True))
+    assert failed and 'alice' in result['msg']
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    path = str(tmp_path / 'no-such-dir' / 'lock')
+    failed, result = run_module(backup_lock.main, dict(path=path, run_id='a'))
+    assert failed and 'does not exist' in result['msg'] and path in result['msg']
