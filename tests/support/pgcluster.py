@@ -111,7 +111,7 @@ class PgCluster:
         if not os.path.exists(os.path.join(self.pgdata, 'PG_VERSION')):
             self.init()
         self.as_owner([self.bin('pg_ctl'), '-D', self.pgdata, '-l', os.path.join(self.base_dir, 'server.log'),
-                       '-o', '-p %d' % self.port, '-w', '-t', '60', 'start'])
+                       '-o', '-p %d -k %s' % (self.port, self.socket_dir), '-w', '-t', '60', 'start'])
         self._save()
         return self
 

@@ -1,0 +1,199 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: pg_basebackup
+short_description: Stage a PostgreSQL base backup with pg_basebackup (tar format, streamed WAL)
+version_added: 0.1.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - The database step of the backup role for hosts without pg_probackup: PostgreSQL's own C(pg_basebackup)
+    writes C(base.tar), C(pg_wal.tar) (the WAL streamed during the backup) and one C(<oid>.tar) per tablespace
+    into O(dest), uncompressed (the archive step compresses).
+  - Restore by extracting C(base.tar) into an empty data directory and C(pg_wal.tar) into its C(pg_wal/).
+  - O(dest) must be empty or absent; a backup is never written over another one.
+extends_documentation_fragment:
+  - alation.backup.postgres
+  - alation.backup.runner
+options:
+  dest:
+    description:
+      - Directory to write the backup to (the pg staging dir), as seen by the program (inside O(chroot) when set).
+      - Created by pg_basebackup when absent; its parent must be writable by O(run_as).
+    type: path
+    required: true
+  bindir:
+    description:
+      - Directory holding C(pg_basebackup). Omit to search PATH, then C(/usr/lib/postgresql/<newest>/bin) and C(/usr/pgsql-<newest>/bin).
+    type: path
+  label:
+    description: Backup label recorded in the backup.
+    type: str
+    default: alation_backup
+  checkpoint:
+    description: V(fast) starts at once with an immediate checkpoint; V(spread) waits for a normal one and loads the server less.
+    type: str
+    choices: [fast, spread]
+    default: fast
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Reports the command it would run; runs nothing.
+  diff_mode:
+    description: Will return details on what has changed when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: Stage the database backup in the pg staging dir
+  alation.backup.pg_basebackup:
+    dest: /data2/backup/pgbackup
+    host: 127.0.0.1
+    port: 5432
+    user: alation
+    password: "{{ vault_alation_pg_password }}"
+    chroot: /opt/alation/alation
+    run_as: alation
+'''
+
+RETURN = r'''
+dest:
+  description: Where the backup was written (as seen by the program).
+  returned: always
+  type: str
+mode_taken:
+  description: Always C(FULL); pg_basebackup has no incremental mode before PostgreSQL 17.
+  returned: always
+  type: str
+label:
+  description: The backup label.
+  returned: always
+  type: str
+files:
+  description: The files written, with their sizes in bytes.
+  returned: success, not in check mode
+  type: dict
+  sample: {"base.tar": 24301056, "pg_wal.tar": 16778752, "backup_manifest": 182394}
+bytes:
+  description: Total size of the files written.
+  returned: success, not in check mode
+  type: int
+duration_s:
+  description: Seconds pg_basebackup ran.
+  returned: success, not in check mode
+  type: float
+executed_commands:
+  description: Command lines run (the password is never on them).
+  returned: always
+  type: list
+  elements: str
+stderr:
+  description: pg_basebackup's standard error.
+  returned: failure
+  type: str
+'''
+
+import glob
+import os
+import shutil
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils._postgres import (
+    connection_argv,
+    connection_env,
+    postgres_argument_spec,
+)
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
+
+STANDARD_DIRS = ('/usr/local/bin', '/usr/bin', '/bin')
+VERSIONED_DIRS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
+
+
+def _version_key(path):
+    digits = ''.join(c if c.isdigit() else ' ' for c in path).split()
+    return [int(d) for d in digits]
+
+
+def find_program(runner, name, bindir=None):
+    """(path as seen by the program, [host dirs searched]) for ``name``."""
+    if bindir:
+        dirs = [bindir]
+    else:
+        dirs = list(STANDARD_DIRS)
+        for pattern in VERSIONED_DIRS:
+            found = glob.glob(runner.host_path(pattern))
+            # Newest PostgreSQL first; map host paths back to program paths.
+            prefix = len(runner.host_path('/')) - 1 if runner.chroot else 0
+            dirs += [d[prefix:] for d in sorted(found, key=_version_key, reverse=True)]
+    for d in dirs:
+        candidate = os.path.join(d, name)
+        if os.access(runner.host_path(candidate), os.X_OK):
+            return candidate, dirs
+    if not bindir and not runner.chroot and shutil.which(name):
+        return shutil.which(name), dirs
+    return None, [runner.host_path(d) for d in dirs]
+
+
+def error_lines(stderr):
+    return [line for line in stderr.splitlines() if 'error:' in line or 'FATAL' in line] or stderr.strip().splitlines()[-3:]
+
+
+def main():
+    argument_spec = dict(
+        dest=dict(type='path', required=True),
+        bindir=dict(type='path'),
+        label=dict(type='str', default='alation_backup'),
+        checkpoint=dict(type='str', choices=['fast', 'spread'], default='fast'),
+    )
+    argument_spec.update(postgres_argument_spec())
+    argument_spec.update(runner_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
+    result = dict(changed=False, dest=p['dest'], mode_taken='FULL', label=p['label'], executed_commands=[])
+
+    host_dest = runner.host_path(p['dest'])
+    if os.path.islink(host_dest) or (os.path.lexists(host_dest) and not os.path.isdir(host_dest)):
+        module.fail_json(msg='dest %s is not a directory: give the pg staging dir' % host_dest, **result)
+    if os.path.isdir(host_dest) and os.listdir(host_dest):
+        module.fail_json(msg='dest %s is not empty: pg_basebackup writes only into an empty or absent directory; '
+                             'empty it first (the backup role does)' % host_dest, **result)
+
+    program, searched = find_program(runner, 'pg_basebackup', p['bindir'])
+    if not program:
+        module.fail_json(msg='pg_basebackup not found; looked in %s. Install the PostgreSQL client '
+                             'or set bindir.' % ', '.join(searched), **result)
+
+    argv = [program, '-D', p['dest'], '--format=tar', '--wal-method=stream', '--checkpoint=%s' % p['checkpoint'],
+            '--label=%s' % p['label'], '--no-password'] + connection_argv(p)
+    if module.check_mode:
+        result.update(changed=True, executed_commands=[' '.join(argv) + '  (check mode: not run)'])
+        module.exit_json(**result)
+
+    started = time.monotonic()
+    run = runner.run(argv, env=connection_env(p))
+    result.update(changed=True, executed_commands=runner.executed_commands,
+                  duration_s=round(time.monotonic() - started, 2))
+    if run['rc'] != 0:
+        module.fail_json(msg='pg_basebackup failed (exit %d): %s' % (run['rc'], ' '.join(error_lines(run['stderr']))),
+                         rc=run['rc'], stderr=run['stderr'], **result)
+    files = {}
+    for name in sorted(os.listdir(host_dest)):
+        files[name] = os.lstat(os.path.join(host_dest, name)).st_size
+    result.update(files=files, bytes=sum(files.values()))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
