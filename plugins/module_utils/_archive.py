@@ -790,7 +790,7 @@ class Plan(object):
         self.version_tag = normalize_version_tag(params['version_tag'])
         self.timestamp = validate_timestamp(params.get('timestamp') or default_timestamp())
         self.suffix = validate_suffix(params.get('suffix') or DEFAULT_SUFFIX)
-        self.level = int(params.get('compression_level') or 6)
+        self.level = 6 if params.get('compression_level') is None else int(params['compression_level'])
         native_level('zlib', self.level)  # validates 1-9
         self.threads = default_threads() if params.get('threads') is None else int(params['threads'])
         if self.threads < 1:

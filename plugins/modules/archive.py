@@ -258,8 +258,11 @@ def main():
         plan = Plan(module.params)
         if module.check_mode:
             module.exit_json(**plan.preview())
-        signal.signal(signal.SIGTERM, _terminated)
-        result = create_archive(plan)
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            result = create_archive(plan)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     except ArchiveError as e:
         module.fail_json(msg=str(e))
     except OSError as e:

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""archive through AnsibleModule (set_module_args harness), on real directories."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+
+import pytest
+
+from .utils import run_module
+
+from ansible_collections.alation.backup.plugins.modules.archive import main
+
+NAME = '202405011230_5-17-0-116556_alation_backup.tar.gz'
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    src = tmp_path / 'staging'
+    (src / 'catalog').mkdir(parents=True)
+    (src / 'catalog' / 'a.json').write_text('{"a": 1}\n' * 50)
+    os.symlink('catalog/a.json', str(src / 'latest'))
+    dest = tmp_path / 'backup'
+    dest.mkdir()
+    return str(src), str(dest)
+
+
+def run(args, check=False):
+    return run_module(main, dict(args, _ansible_check_mode=check))
+
+
+def args(src, dest, **kw):
+    a = dict(sources=[dict(path=src, arcname='tmp')], dest_dir=dest, version_tag='5.17.0.116556',
+             timestamp='202405011230', compressor='zlib')
+    a.update(kw)
+    return a
+
+
+def test_check_mode_writes_nothing(dirs):
+    src, dest = dirs
+    failed, result = run(args(src, dest), check=True)
+    assert not failed and result['changed']
+    assert result['path'] == os.path.join(dest, NAME)
+    assert result['members'] == 5 and result['source_bytes'] == 450 and result['compressor'] == 'zlib'
+    assert result['removed_stale_tmp'] == [] and 'sha256' not in result
+    assert os.listdir(dest) == []
+
+
+def test_creates_archive(dirs):
+    src, dest = dirs
+    failed, result = run(args(src, dest, manifest_extra=dict(pg_backup_id='SABC12', pg_backup_mode='FULL')))
+    assert not failed, result
+    assert result['changed'] and result['path'] == os.path.join(dest, NAME)
+    assert sorted(os.listdir(dest)) == [NAME, NAME + '.sha256']
+    assert result['manifest']['pg_backup_id'] == 'SABC12'
+    assert result['manifest']['version_tag'] == '5-17-0-116556'
+    with tarfile.open(result['path']) as tar:
+        assert tar.getnames() == ['alation_backup_manifest.json', 'tmp', 'tmp/catalog', 'tmp/catalog/a.json',
+                                  'tmp/latest']
+    failed, again = run(args(src, dest))
+    assert failed and 'already exists and is never overwritten' in again['msg']
+
+
+@pytest.mark.parametrize('bad,msg', [
+    (dict(version_tag='5.17'), "version_tag: version '5.17' is not an Alation version"),
+    (dict(timestamp='2024050112'), "timestamp '2024050112' must be 12 digits"),
+    (dict(timestamp='202402301200'), "timestamp '202402301200' is not a real date"),
+    (dict(suffix='a/b'), "suffix 'a/b' may only contain"),
+    (dict(mode='rw'), "mode 'rw' must be an octal string"),
+    (dict(compression_level=0), 'compression_level 0 must be 1 to 9'),
+    (dict(compressor='bzip2'), 'value of compressor must be one of'),
+    (dict(sources=[]), 'sources is empty'),
+    (dict(sources=[dict(path='/nonexistent/x', arcname='tmp')]), 'source /nonexistent/x (tmp) does not exist'),
+    (dict(manifest_extra=dict(host='x')), "manifest_extra key 'host' is reserved"),
+])
+def test_refusals(dirs, bad, msg):
+    src, dest = dirs
+    failed, result = run(args(src, dest, **bad))
+    assert failed and msg in result['msg'], result
+    assert os.listdir(dest) == []
