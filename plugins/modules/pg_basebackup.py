@@ -11,11 +11,12 @@ short_description: Stage a PostgreSQL base backup with pg_basebackup (tar format
 version_added: 0.1.0
 author: alation.backup maintainers (@alation-backup)
 description:
-  - The database step of the backup role for hosts without pg_probackup: PostgreSQL's own C(pg_basebackup)
+  - The database step of the backup role for hosts without pg_probackup. PostgreSQL's own C(pg_basebackup)
     writes C(base.tar), C(pg_wal.tar) (the WAL streamed during the backup) and one C(<oid>.tar) per tablespace
     into O(dest), uncompressed (the archive step compresses).
   - Restore by extracting C(base.tar) into an empty data directory and C(pg_wal.tar) into its C(pg_wal/).
   - O(dest) must be empty or absent; a backup is never written over another one.
+  - O(dbname) is not used; a base backup copies the whole cluster over a replication connection.
 extends_documentation_fragment:
   - alation.backup.postgres
   - alation.backup.runner
@@ -176,7 +177,7 @@ def main():
                              'or set bindir.' % ', '.join(searched), **result)
 
     argv = [program, '-D', p['dest'], '--format=tar', '--wal-method=stream', '--checkpoint=%s' % p['checkpoint'],
-            '--label=%s' % p['label'], '--no-password'] + connection_argv(p)
+            '--label=%s' % p['label'], '--no-password'] + connection_argv(dict(p, dbname=None))
     if module.check_mode:
         result.update(changed=True, executed_commands=[' '.join(argv) + '  (check mode: not run)'])
         module.exit_json(**result)
