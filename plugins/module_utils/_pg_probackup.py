@@ -561,7 +561,14 @@ class Catalog:
             return None
 
     def init(self):
-        self.run('init', ['init', '-B', self.catalog])
+        r = self.run('init', ['init', '-B', self.catalog])
+        # Seen with 2.5.15: when it cannot create the catalog (parent not
+        # writable by run_as) init still says "successfully initialized", exit 0.
+        if self.state() != 'catalog':
+            raise PgProbackupError(
+                'pg_probackup init exited 0 but catalog %s was not created (no backups/ and wal/ in it): '
+                'its parent directory must be writable by the user pg_probackup runs as (run_as=%s)'
+                % (self.catalog, self.runner.run_as or 'the module user'), r)
 
     def add_instance(self, pgdata):
         self.run('add-instance', ['add-instance', '-B', self.catalog, '-D', pgdata, '--instance', self.instance])

@@ -27,7 +27,9 @@ options:
   catalog:
     description:
       - The pg_probackup catalog directory (the pg staging dir), as a path inside O(chroot).
-      - Its parent directory must exist and be writable by O(run_as), which C(pg_probackup init) runs as.
+      - Its parent directory must exist. Either make the catalog directory yourself, empty and owned by
+        O(run_as), or let C(pg_probackup init) (run as O(run_as)) create it in a parent O(run_as) can write to.
+        pg_probackup 2.5.15 reports success when it could not create it; the module checks and fails clearly.
       - The lock file is C(.<name>.lock) in that parent, beside the catalog (inside it, a reset would delete it).
     type: path
     required: true

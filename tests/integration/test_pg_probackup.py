@@ -357,3 +357,15 @@ def test_missing_catalog_reads_as_empty_and_forced_delta_refused(pg_cluster, cat
     assert not os.path.exists(catalog)
     r = run_module('pg_probackup', dict(args, state='validate'))
     assert r['failed'] and 'no OK or DONE backup of instance alation to validate' in r['msg']
+
+
+def test_parent_not_writable_by_run_as_is_a_clear_failure(pg_cluster, pg_probackup_bin, scratch):
+    # pg_probackup 2.5.15 init exits 0 ("successfully initialized") when it cannot create the catalog.
+    parent = os.path.join(scratch, 'root-owned')
+    os.mkdir(parent, 0o755)
+    catalog = os.path.join(parent, 'pgbackup')
+    r = run_module('pg_probackup', module_args(pg_cluster, catalog, pg_probackup_bin))
+    assert r['failed']
+    assert 'pg_probackup init exited 0 but catalog %s was not created' % catalog in r['msg']
+    assert 'run_as=%s' % pg_cluster.os_user in r['msg']
+    assert verbs(r) == ['show', 'init']
