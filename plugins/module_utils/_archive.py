@@ -378,7 +378,7 @@ def build_manifest(timestamp, version_tag, archive, summary, totals, compressor,
         compression_level=level,
         members=totals['members'],
         source_bytes=totals['bytes'],
-        sources=[{k: v for k, v in s.items()} for s in summary],
+        sources=[dict(s) for s in summary],
     )
     for key, value in (extra or {}).items():
         if key in manifest:
@@ -393,13 +393,16 @@ class HashingFile(object):
     """Write-only file object over an fd: hashes and counts every byte it writes.
 
     The compressors write their output here, so the sha256 is of the bytes as
-    written (no second pass over the file).
+    written (no second pass over the file). It also tells a FollowReader how
+    far the file is written and when it is finished.
     """
 
     def __init__(self, fd):
         self.fd = fd
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.finished = False
+        self.cond = threading.Condition()
 
     def write(self, data):
         view = memoryview(data).cast('B')
@@ -407,7 +410,9 @@ class HashingFile(object):
         done = 0
         while done < len(view):
             done += os.write(self.fd, view[done:])
-        self.size += done
+        with self.cond:
+            self.size += done
+            self.cond.notify_all()
         return done
 
     def writable(self):
@@ -415,6 +420,46 @@ class HashingFile(object):
 
     def flush(self):
         pass
+
+    def finish(self):
+        """No more writes (success or not): readers stop at the end of the file."""
+        with self.cond:
+            self.finished = True
+            self.cond.notify_all()
+
+
+class FollowReader(io.RawIOBase):
+    """Reads a file while a HashingFile still appends to it, like ``tail -f``.
+
+    At the end of what is written so far it waits for more, and reports the
+    end of file only once the writer has finished.
+    """
+
+    def __init__(self, path, writer):
+        super().__init__()
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.writer = writer
+        self.pos = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        writer = self.writer
+        while True:
+            n = os.readv(self.fd, [b])
+            if n:
+                self.pos += n
+                return n
+            with writer.cond:
+                writer.cond.wait_for(lambda: writer.size > self.pos or writer.finished, timeout=1)
+                if writer.finished and writer.size <= self.pos:
+                    return 0
+
+    def close(self):
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
 
 
 def _deflate_block(data, zdict, level):
@@ -425,7 +470,7 @@ def _deflate_block(data, zdict, level):
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
 
 
-class ZlibBlockWriter(io.RawIOBase):
+class ZlibBlockWriter(object):
     """One gzip stream from the standard library's zlib, using ``threads`` cores.
 
     pigz's technique: the input is cut into 1 MiB blocks deflated in parallel
@@ -435,8 +480,8 @@ class ZlibBlockWriter(io.RawIOBase):
     """
 
     def __init__(self, out, level, threads):
-        super().__init__()
         self.out = out
+        self.closed = False
         self.level = level
         self.threads = max(1, threads)
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
@@ -489,14 +534,15 @@ class ZlibBlockWriter(io.RawIOBase):
             self.out.write(final.compress(b'') + final.flush())
             self.out.write(struct.pack('<II', self.crc, self.length & 0xFFFFFFFF))
         finally:
-            if self.pool:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-            super().close()
+            self.abort()
 
     def abort(self):
         if self.pool:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        super().close()
+            for pending in self.pending:  # (shutdown's cancel_futures needs Python 3.9)
+                pending[0].cancel()
+            self.pending.clear()
+            self.pool.shutdown(wait=True)
+        self.closed = True
 
 
 class PipeCompressor(object):
@@ -713,20 +759,44 @@ def verifier_for(compressor, available):
     return 'zlib'
 
 
-def verify_archive(path, verifier):
-    """Read the whole gzip stream back (CRC checked) and index the tar; return members, bytes, first."""
-    proc = None
+def _feed(raw, stdin):
+    """Copy a reader into a program's stdin (the decompressor programs read the archive this way)."""
+    buf = memoryview(bytearray(BLOCK_SIZE))
+    try:
+        while True:
+            n = raw.readinto(buf)
+            if not n:
+                break
+            stdin.write(buf[:n])
+    except (BrokenPipeError, ValueError):
+        pass  # the program stopped early: its exit code tells why
+    finally:
+        try:
+            stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def verify_stream(raw, verifier, name):
+    """Decompress ``raw`` to its end (gzip CRC and length checked) and index the tar in it.
+
+    Returns (members, source file bytes, first member name); the manifest's
+    bytes are not counted. The index is read by tarfile in stream mode.
+    """
+    proc = feeder = None
     if verifier == 'isal':
-        from isal import igzip_threaded
-        stream = igzip_threaded.open(path, 'rb')
+        from isal import igzip
+        stream = igzip.IGzipFile(fileobj=raw, mode='rb')
     elif verifier in ('igzip', 'pigz'):
         stderr = tempfile.TemporaryFile()
-        proc = subprocess.Popen([shutil.which(verifier), '-dc', path], stdout=subprocess.PIPE, stderr=stderr,
-                                close_fds=True)
+        proc = subprocess.Popen([shutil.which(verifier), '-dc'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=stderr, bufsize=0, close_fds=True)
+        feeder = threading.Thread(target=_feed, args=(raw, proc.stdin), daemon=True)
+        feeder.start()
         stream = proc.stdout
     else:
         import gzip
-        stream = gzip.open(path, 'rb')
+        stream = gzip.GzipFile(fileobj=raw, mode='rb')
     members, file_bytes, first = 0, 0, None
     try:
         with tarfile.open(fileobj=stream, mode='r|', bufsize=TAR_BUFSIZE) as tar:
@@ -742,25 +812,52 @@ def verify_archive(path, verifier):
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         if proc:
             proc.kill()
-        raise ArchiveError('verification of %s failed: %s' % (path, e))
+        raise ArchiveError('verification of %s failed: %s' % (name, e))
     finally:
         stream.close()
-    if proc and proc.wait() != 0:
+        if proc:
+            proc.wait()
+            feeder.join()
+    if proc and proc.returncode != 0:
         stderr.seek(0)
         raise ArchiveError('verification of %s failed: %s -dc exited %d: %s' % (
-            path, verifier, proc.returncode, stderr.read().decode('utf-8', 'replace').strip()))
+            name, verifier, proc.returncode, stderr.read().decode('utf-8', 'replace').strip()))
     return members, file_bytes, first
 
 
+def verify_archive(path, verifier):
+    """Verify a complete archive file (see verify_stream)."""
+    with io.FileIO(path, 'rb') as raw:
+        return verify_stream(raw, verifier, path)
+
+
+class Verifier(threading.Thread):
+    """Reads the temporary archive back while it is being written.
+
+    On a host with spare cores the read-back then costs almost no extra
+    time; it still reads every byte from the file, and its result counts only
+    once the writer has finished and the reader has reached the end.
+    """
+
+    def __init__(self, path, verifier, writer):
+        super().__init__(daemon=True)
+        self.path, self.verifier, self.writer = path, verifier, writer
+        self.result = self.error = None
+        self.bytes_read = 0
+
+    def run(self):
+        try:
+            reader = FollowReader(self.path, self.writer)
+            try:
+                self.result = verify_stream(reader, self.verifier, self.path)
+            finally:
+                self.bytes_read = reader.pos
+                reader.close()
+        except BaseException as e:
+            self.error = e
+
+
 # -- the whole operation -------------------------------------------------------
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _write_small_file(path, data, mode, uid, gid):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -837,42 +934,42 @@ def create_archive(plan, log=None):
     manifest_bytes = (json.dumps(plan.manifest, indent=2, sort_keys=True) + '\n').encode('utf-8')
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     out = HashingFile(fd)
+    check = Verifier(tmp, verifier_for(plan.compressor, plan.available), out)
+    check.start()
     done = False
     try:
-        compressed = open_compressor(plan.compressor, plan.native_level, plan.threads, out)
         try:
-            members, file_bytes = write_tar(compressed, manifest_bytes, plan.sources)
-            compressed.close()
-        except BaseException:
-            _abort(compressed)
-            raise
+            compressed = open_compressor(plan.compressor, plan.native_level, plan.threads, out)
+            try:
+                members, file_bytes = write_tar(compressed, manifest_bytes, plan.sources)
+                compressed.close()
+            except BaseException:
+                _abort(compressed)
+                raise
+        finally:
+            out.finish()  # on failure too, so the verifier stops at the end of the file
         written_at = time.monotonic()
         if os.fstat(fd).st_size != out.size:
             raise ArchiveError('%s holds %d bytes but %d were written' % (tmp, os.fstat(fd).st_size, out.size))
         if (members, file_bytes) != (plan.totals['members'], plan.totals['bytes']):
             raise ArchiveError(
                 'the sources changed while they were archived (scanned %d members / %d bytes, archived %d / %d): '
-                'stop whatever writes to them and run again' % (plan.totals['members'], plan.totals['bytes'],
-                                                                  members, file_bytes))
+                'stop whatever writes to them and run again'
+                % (plan.totals['members'], plan.totals['bytes'], members, file_bytes))
         os.fchmod(fd, plan.mode)
         if plan.uid != -1 or plan.gid != -1:
             os.fchown(fd, plan.uid, plan.gid)
-        # The disk write (fsync) overlaps the read-back, which is served from the page cache.
-        sync_error = []
-        syncer = threading.Thread(target=lambda: _try(sync_error, os.fsync, fd))
-        syncer.start()
-        verifier = verifier_for(plan.compressor, plan.available)
-        try:
-            got = verify_archive(tmp, verifier)
-        finally:
-            syncer.join()
-        if sync_error:
-            raise sync_error[0]
+        os.fsync(fd)  # while the verifier reads the rest from the page cache
+        check.join()
         verified_at = time.monotonic()
-        if got != (members, file_bytes, MANIFEST_NAME):
-            raise ArchiveError('verification of %s failed: read back %d members / %d bytes (first %r), wrote '
-                               '%d / %d (first %s)' % (tmp, got[0], got[1], got[2], members, file_bytes,
-                                                       MANIFEST_NAME))
+        if check.error is not None:
+            raise check.error
+        if check.result != (members, file_bytes, MANIFEST_NAME) or check.bytes_read != out.size:
+            got = tuple(check.result)
+            raise ArchiveError('verification of %s failed: read back %d bytes, %d members / %d file bytes (first '
+                               '%r); wrote %d bytes, %d members / %d file bytes (first %s)'
+                               % (tmp, check.bytes_read, got[0], got[1], got[2], out.size, members, file_bytes,
+                                  MANIFEST_NAME))
         digest = out.sha256.hexdigest()
         _write_small_file(tmp_sha, ('%s  %s\n' % (digest, plan.name)).encode(), plan.mode, plan.uid, plan.gid)
         _publish(plan, tmp, tmp_sha)
@@ -884,6 +981,8 @@ def create_archive(plan, log=None):
                                'dest_dir' % (plan.dest_dir, out.size, human(plan.totals['bytes'])))
         raise
     finally:
+        out.finish()
+        check.join()
         os.close(fd)
         if not done:
             for p in (tmp, tmp_sha):
@@ -894,19 +993,13 @@ def create_archive(plan, log=None):
     duration = time.monotonic() - started
     return dict(changed=True, path=plan.path, size=out.size, sha256=digest, sha256_path=plan.sha256_path,
                 members=members, source_bytes=file_bytes, sources=plan.summary, compressor=plan.compressor,
-                compression_level=plan.native_level, threads=plan.threads, verified_with=verifier,
+                compression_level=plan.native_level, threads=plan.threads, verified_with=check.verifier,
                 duration_s=round(duration, 3),
+                # The read-back runs alongside the write: 'verify' is only the part left after it.
                 phases_s=dict(write=round(written_at - started, 3), verify=round(verified_at - written_at, 3),
                               publish=round(duration - (verified_at - started), 3)),
                 throughput_mb_s=round(file_bytes / duration / 1e6, 1) if duration > 0 else None,
                 manifest=plan.manifest, removed_stale_tmp=removed)
-
-
-def _try(errors, func, *args):
-    try:
-        func(*args)
-    except BaseException as e:
-        errors.append(e)
 
 
 def _publish(plan, tmp, tmp_sha):

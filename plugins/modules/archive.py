@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 module: archive
 short_description: Pack the staging dir and the pg staging dir into one verified Alation backup archive
 version_added: 0.1.0
-author: alation.backup maintainers
+author: alation.backup maintainers (@alation-backup)
 description:
   - Writes C(<timestamp>_<version_tag>_<suffix>.tar.gz) into the backup storage dir O(dest_dir), the file name
     Alation's Backup V1 restore expects, and C(<archive>.sha256) beside it in C(sha256sum -c) format.
@@ -21,10 +21,12 @@ description:
     timestamp, the version tag, the compressor, each source with its counts and bytes, and O(manifest_extra).
   - The sources are scanned (lstat only) before anything is written, for the manifest, the space check and the
     verification.
-  - The archive is written to a hidden temporary file C(.<archive>.<host>.<pid>.tmp) in O(dest_dir), then read
-    back completely (gzip CRC and the tar index; member count and file bytes must match what was written),
-    fsynced, given O(mode), O(owner) and O(group), and only then renamed into place, the C(.sha256) first and
-    the archive last. So an archive under its final name is always complete, verified, and has its checksum.
+  - The archive is written to a hidden temporary file C(.<archive>.<host>.<pid>.tmp) in O(dest_dir) and read
+    back completely from that file (gzip CRC and length, and the tar index read by Python's C(tarfile); member
+    count and file bytes must match what was written). The reader follows the file while it is written, so on
+    a host with spare cores the check adds little time. The file is then fsynced, given O(mode), O(owner) and
+    O(group), and only then renamed into place, the C(.sha256) first and the archive last.
+  - So an archive under its final name is always complete, verified, and has its checksum.
     On failure the temporary files are removed; after a kill, the next run removes temporary files of this
     host whose writer process is gone (only files matching that exact pattern).
   - An archive of the same name is never overwritten (the task fails). A C(.sha256) without its archive is a
@@ -114,18 +116,23 @@ options:
     default: {}
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Validates everything, scans the sources and checks the space, returns the would-be path, sizes and
         manifest, and the temporary files a real run would remove; writes and removes nothing.
   diff_mode:
+    description: Will return details on what has changed when in diff mode.
     support: none
+    details: A new archive has no useful diff; the result describes it.
   platform:
+    description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
 notes:
   - Only the Python standard library is needed on the managed host; C(isal), C(zlib-ng), C(igzip) and C(pigz)
     are optional accelerators.
-  - The module never reports "not changed": each run writes a new archive, and running again with the same
+  - The module never reports C(changed=false). Each run writes a new archive, and running again with the same
     O(timestamp) fails because that archive exists.
 '''
 
@@ -208,7 +215,7 @@ duration_s:
   returned: success and not check mode
   type: float
 throughput_mb_s:
-  description: Source bytes per second over O(duration_s), in MB (10^6 bytes).
+  description: Source bytes per second over RV(duration_s), in MB (10^6 bytes).
   returned: success and not check mode
   type: float
 manifest:

@@ -15,7 +15,6 @@ import json
 import os
 import pwd
 import random
-import shutil
 import signal
 import stat
 import subprocess

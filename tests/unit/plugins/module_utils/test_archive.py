@@ -326,7 +326,7 @@ def test_manifest_extra_cannot_override():
 def sample_data(n):
     rng = random.Random(n)
     words = [b'alpha', b'beta', b'catalog', b'schema', b'1234', b'\n']
-    text = b' '.join(rng.choice(words) for _ in range(n // 5))[:n // 2]
+    text = b' '.join(rng.choice(words) for i in range(n // 5))[:n // 2]
     return text + rng.randbytes(n - len(text))
 
 
@@ -371,7 +371,7 @@ def test_pipe_compressor_failure_is_reported(tmp_path):
     try:
         c = A.PipeCompressor([shutil.which('sh'), '-c', 'echo broken >&2; exit 3'], A.HashingFile(fd))
         with pytest.raises(A.ArchiveError, match=r'exit code 3\): broken'):
-            for _ in range(100):
+            for i in range(100):
                 c.write(b'x' * 65536)
             c.close()
     finally:
