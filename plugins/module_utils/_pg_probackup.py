@@ -69,7 +69,7 @@ def parse_log(stderr):
             entries[-1][1] += ' ' + line.strip()
         elif line.strip():
             entries.append(['', line.strip()])
-    return [(level, text) for level, text in entries]
+    return [tuple(e) for e in entries]
 
 
 def error_lines(stderr):
@@ -476,8 +476,7 @@ def remove_tree(path, keep_top=False):
     if why:
         raise OSError(errno.EPERM, why)
     try:
-        result = clear_tree(path, remove_self=not keep_top,
-                                     mount_points=mount_points_below(resolved_path(path)))
+        result = clear_tree(path, remove_self=not keep_top, mount_points=mount_points_below(resolved_path(path)))
     except RemovalError as e:
         raise OSError(errno.EIO, str(e))
     if result.skipped_mounts:
@@ -752,7 +751,8 @@ def _repair(cat, plan, backups):
                                % (', '.join(left), cat.catalog))
 
 
-def run_info(cat, p):
+def run_show(cat, p):
+    """state=show: the catalog as parsed JSON, and what the next backup would do."""
     res = dict(changed=False)
     state = cat.state()
     if state in ('symlink', 'not_dir'):
@@ -781,9 +781,9 @@ def run_validate(cat, check_mode):
     running = cat.running(backups)
     target = next((b for b in backups if b.get('status') in RESTORABLE), None)
     if target is None:
+        seen = ', '.join('%s %s' % (b['id'], b.get('status')) for b in backups) or 'no backups'
         raise PgProbackupError('catalog %s has no OK or DONE backup of instance %s to validate (%s)'
-                               % (cat.catalog, cat.instance, ', '.join('%s %s' % (b['id'], b.get('status'))
-                                                                     for b in backups) or 'no backups'))
+                               % (cat.catalog, cat.instance, seen))
     in_flight = analyse(backups, running)['in_flight']
     res['reason'] = 'newest OK or DONE backup is %s' % target['id']
     if check_mode:

@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 module: pg_probackup
 short_description: Stage a PostgreSQL backup with pg_probackup in the pg staging dir, keeping the catalog usable
 version_added: 0.1.0
-author: alation.backup maintainers
+author: alation.backup maintainers (@alation-backup)
 description:
   - Takes a backup of Alation's PostgreSQL with C(pg_probackup) 2.5 into a catalog (the pg staging dir),
     initialising the catalog and adding the instance when they are missing.
@@ -18,7 +18,7 @@ description:
     failed earlier backup) as O(on_broken_chain) says.
   - Serialises every pg_probackup command on one catalog under an exclusive lock of its own, because
     pg_probackup has none (a C(validate) run beside a backup marks the good backup ERROR).
-  - Also reads the catalog (O(state=info)), validates the newest backup (O(state=validate)) and removes the
+  - Also reads the catalog (O(state=show)), validates the newest backup (O(state=validate)) and removes the
     catalog (O(state=absent)).
 extends_documentation_fragment:
   - alation.backup.runner
@@ -48,15 +48,16 @@ options:
     description:
       - V(backup) makes sure the catalog is initialised and the instance added (only when missing), recovers a
         broken chain as O(on_broken_chain) says, then takes a backup and validates it (O(validate)).
-      - V(info) only reads the catalog with C(pg_probackup show) (works while a backup runs, takes no lock) and
-        returns it, with the mode the next O(state=backup) run would take.
+      - V(show) only reads the catalog with C(pg_probackup show) (works while a backup runs, takes no lock) and
+        returns it, with the mode the next O(state=backup) run would take. (Not C(info), which ansible-test
+        does not allow as a state.)
       - V(validate) validates the newest OK or DONE backup by its id (C(validate -i ID)); an instance-wide
         validate fails on any leftover ERROR entry even when every OK backup is fine.
       - V(absent) removes the catalog directory (used when incremental backups are off). It refuses a
         directory that does not look like a pg_probackup catalog (no C(backups/) and C(wal/), and not empty),
         a symlink, and a catalog in which a backup is running. Symlinks inside are removed, never followed.
     type: str
-    choices: [backup, info, validate, absent]
+    choices: [backup, show, validate, absent]
     default: backup
   backup_mode:
     description:
@@ -153,13 +154,17 @@ seealso:
     link: https://postgrespro.github.io/pg_probackup/
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reports the mode that would be taken and the recovery that would run; only a read-only C(show)
-        (and C(show-config)) runs. No lock is taken.
+        (and C(show-config)) runs. No lock is taken and no lock file is created.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
+    description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
 '''
 
@@ -192,7 +197,7 @@ EXAMPLES = r'''
   alation.backup.pg_probackup:
     catalog: /data2/backup/pgbackup
     run_as: postgres
-    state: info
+    state: show
   register: catalog_info
 
 - name: Remove the catalog when incremental backups are off
@@ -204,7 +209,7 @@ EXAMPLES = r'''
 RETURN = r'''
 backup:
   description:
-    - The new backup (O(state=backup)), the validated one (O(state=validate)) or the newest (O(state=info)),
+    - The new backup (O(state=backup)), the validated one (O(state=validate)) or the newest (O(state=show)),
       from C(show); null when none.
   returned: success
   type: dict
@@ -236,7 +241,7 @@ mode_taken:
   sample: DELTA
 reason:
   description: Why that mode (and recovery) was chosen; for O(state=validate), which backup was validated.
-  returned: state=backup or state=validate or state=info
+  returned: state=backup or state=validate or state=show
   type: str
   sample: newest backup TP5HK2 is OK and its chain down to its FULL is valid
 recovered:
@@ -254,33 +259,33 @@ discarded:
   sample: {id: TP5HL0, status: ERROR, deleted: true}
 next_mode:
   description: The mode the next O(state=backup) run would take with the same options (null if it would fail).
-  returned: state=info
+  returned: state=show
   type: str
 catalog:
   description: The whole catalog as parsed from C(show --format=json) (a list of C(instance), C(backups)).
-  returned: state=info
+  returned: state=show
   type: list
   elements: dict
 catalog_state:
   description: absent, empty, catalog or foreign (a non-empty directory that is no catalog).
-  returned: state=info
+  returned: state=show
   type: str
 instance_exists:
   description: Whether the instance is in the catalog.
-  returned: state=info
+  returned: state=show
   type: bool
 broken:
   description: Whether the newest backup is broken.
-  returned: state=info
+  returned: state=show
   type: bool
 bad:
   description: The ERROR, CORRUPT, ORPHAN and dead RUNNING entries.
-  returned: state=info
+  returned: state=show
   type: list
   elements: dict
 in_flight:
   description: RUNNING entries whose process is alive (C(id), C(pid)).
-  returned: state=info or state=validate in check mode
+  returned: state=show or state=validate in check mode
   type: list
   elements: dict
 tool_warnings:
@@ -315,7 +320,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock, LockBusy
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
     BACKUP_MODES, BINARY_NAMES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, STANDARD_PATH, Catalog, PgProbackupError,
-    find_binary, lock_path, run_absent, run_backup, run_info, run_validate)
+    find_binary, lock_path, run_absent, run_backup, run_show, run_validate)
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv, connection_env, postgres_argument_spec)
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
@@ -326,7 +331,7 @@ def argument_spec():
         catalog=dict(type='path', required=True),
         instance=dict(type='str', default='alation'),
         pgdata=dict(type='path'),
-        state=dict(type='str', default='backup', choices=['backup', 'info', 'validate', 'absent']),
+        state=dict(type='str', default='backup', choices=['backup', 'show', 'validate', 'absent']),
         backup_mode=dict(type='str', default='auto', choices=list(BACKUP_MODES)),
         incremental_mode=dict(type='str', default='delta', choices=list(INCREMENTAL_MODES)),
         on_broken_chain=dict(type='str', default='reset', choices=list(ON_BROKEN_CHAIN)),
@@ -411,8 +416,8 @@ def main():
         module.exit_json(**result)
 
     lock = None
-    # info only reads; check mode writes nothing (not even the lock file).
-    if state != 'info' and not module.check_mode:
+    # show only reads; check mode writes nothing (not even the lock file).
+    if state != 'show' and not module.check_mode:
         parent = os.path.dirname(cat.host_catalog)
         if not os.path.isdir(parent):
             finish(dict(changed=False), 'the parent directory of catalog %s does not exist (%s on the host): '
@@ -433,8 +438,8 @@ def main():
     try:
         if state == 'backup':
             result = run_backup(cat, p, module.check_mode)
-        elif state == 'info':
-            result = run_info(cat, p)
+        elif state == 'show':
+            result = run_show(cat, p)
         elif state == 'validate':
             result = run_validate(cat, module.check_mode)
         else:

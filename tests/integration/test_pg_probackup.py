@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from modrun import result_of, run_module, spawn_module
+from modrun import run_module, spawn_module
 from pgcluster import PgCluster
 
 from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock
@@ -163,7 +163,7 @@ def test_full_then_delta_check_mode_validate_restore_absent(pg_cluster, catalog,
     assert verbs(r) == ['show', 'validate', 'show']
     assert '-i %s' % delta_id in r['executed_commands'][1]
 
-    r = run_module('pg_probackup', dict(args, state='info'))
+    r = run_module('pg_probackup', dict(args, state='show'))
     assert_ok(r)
     assert not r['changed'] and r['catalog_state'] == 'catalog' and r['instance_exists']
     assert r['catalog'][0]['instance'] == 'alation' and len(r['catalog'][0]['backups']) == 2
@@ -237,8 +237,8 @@ def test_killed_backup_then_repair(pg_cluster, catalog, pg_probackup_bin):
         assert r['failed']
         assert r['msg'].startswith('another backup of this catalog is running (pid %d)' % proc.pid)
         assert r['executed_commands'] == []
-        # info takes no lock and sees the backup in flight.
-        r = run_module('pg_probackup', dict(args, state='info'))
+        # state=show takes no lock and sees the backup in flight.
+        r = run_module('pg_probackup', dict(args, state='show'))
         assert_ok(r)
         assert r['in_flight'] == [dict(id=killed, pid=pid)] and r['next_mode'] is None
         os.kill(pid, signal.SIGKILL)
@@ -337,7 +337,7 @@ def test_non_empty_foreign_dir_is_refused_not_deleted(pg_cluster, catalog, pg_pr
         r = run_module('pg_probackup', dict(args, state=state))
         assert r['failed']
         assert 'is not empty and is not a pg_probackup catalog' in r['msg'] and 'nothing was deleted' in r['msg']
-    r = run_module('pg_probackup', dict(args, state='info'))
+    r = run_module('pg_probackup', dict(args, state='show'))
     assert_ok(r)
     assert r['catalog_state'] == 'foreign' and r['catalog'] == [] and r['backups'] == []
     with open(os.path.join(catalog, 'precious.txt')) as f:
@@ -346,7 +346,7 @@ def test_non_empty_foreign_dir_is_refused_not_deleted(pg_cluster, catalog, pg_pr
 
 def test_missing_catalog_reads_as_empty_and_forced_delta_refused(pg_cluster, catalog, pg_probackup_bin):
     args = module_args(pg_cluster, catalog, pg_probackup_bin)
-    r = run_module('pg_probackup', dict(args, state='info'))
+    r = run_module('pg_probackup', dict(args, state='show'))
     assert_ok(r)
     assert r['catalog_state'] == 'absent' and r['catalog'] == [] and not r['instance_exists']
     assert r['next_mode'] == 'FULL'

@@ -57,7 +57,7 @@ def test_binary_not_found_in_chroot_says_where_it_looked(tmp_path):
     chroot = tmp_path / 'chroot'
     (chroot / 'usr' / 'bin').mkdir(parents=True)
     (chroot / 'data').mkdir()
-    failed, result = run_module(pg_probackup.main, dict(catalog='/data/cat', chroot=str(chroot), state='info'))
+    failed, result = run_module(pg_probackup.main, dict(catalog='/data/cat', chroot=str(chroot), state='show'))
     assert failed
     msg = result['msg']
     assert msg.startswith('pg_probackup not found: looked for pg_probackup, pg_probackup-18')
@@ -161,6 +161,6 @@ def test_lock_held_refuses_at_once_with_the_holder_pid(parent):
 
 
 def test_missing_parent_is_a_clear_failure(tmp_path):
-    failed, result = run_module(pg_probackup.main, dict(catalog=str(tmp_path / 'no' / 'cat'), state='validate',
-                                                       binary='/bin/true'))
+    args = dict(catalog=str(tmp_path / 'no' / 'cat'), state='validate', binary='/bin/true')
+    failed, result = run_module(pg_probackup.main, args)
     assert failed and 'the parent directory of catalog' in result['msg'] and 'does not exist' in result['msg']
