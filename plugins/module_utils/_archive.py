@@ -1012,19 +1012,23 @@ def _publish(plan, tmp, tmp_sha):
     """
     dfd = os.open(plan.dest_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(dfd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(dfd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # NFS cannot lock a directory: the no-replace link below still guards the archive
+        appeared = ArchiveError('archive %s appeared while this one was written (another run?); it is never '
+                                'overwritten: use another timestamp or suffix' % plan.path)
         if os.path.lexists(plan.path):
-            raise ArchiveError('archive %s appeared while this one was written (another run?); it is never '
-                               'overwritten: use another timestamp or suffix' % plan.path)
+            raise appeared
         # A .sha256 without its archive is a leftover of an interrupted run: replaced.
         os.rename(tmp_sha, plan.sha256_path)
         try:
             os.link(tmp, plan.path)
             os.unlink(tmp)
-        except OSError as e:
-            if e.errno == errno.EEXIST:
-                raise
-            os.rename(tmp, plan.path)
+        except FileExistsError:
+            raise appeared
+        except OSError:
+            os.rename(tmp, plan.path)  # no hard links here (some network filesystems)
         os.fsync(dfd)
     finally:
         os.close(dfd)  # releases the lock

@@ -368,3 +368,16 @@ def test_forcing_an_absent_compressor_says_how_to_install(layout, compressor, hi
     assert result['msg'].startswith('compressor %s was asked for but is not available on this host' % compressor)
     assert hint in result['msg']
     assert sorted(os.listdir(layout['backup'])) == ['pgbackup']
+
+
+@pytest.mark.parametrize('programs,verifier', [(('igzip', 'pigz'), 'igzip'), (('pigz',), 'pigz')])
+def test_without_isal_a_program_reads_the_archive_back(layout, programs, verifier):
+    for prog in programs:
+        need(prog)
+    env = no_accelerators_env(layout['scratch'])
+    for prog in programs:
+        os.symlink(A.shutil.which(prog), os.path.join(env['PATH'], prog))
+    result = run_module('archive', module_args(layout), env=env)
+    assert not result['failed'], result['msg']
+    assert (result['compressor'], result['verified_with']) == (programs[0], verifier)
+    subprocess.run(['sha256sum', '-c', NAME + '.sha256'], cwd=layout['backup'], check=True, capture_output=True)

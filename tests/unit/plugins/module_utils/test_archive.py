@@ -509,3 +509,28 @@ def test_plan_refusals(tmp_path):
     os.mkdir(dest)
     with pytest.raises(A.ArchiveError, match='threads 0 must be at least 1'):
         A.Plan(params(src, dest, threads=0))
+
+
+def test_orphaned_checksum_is_replaced(tmp_path):
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    os.mkdir(dest)
+    plan = A.Plan(params(src, dest))
+    with open(plan.sha256_path, 'w') as f:
+        f.write('left by an interrupted run\n')
+    result = A.create_archive(plan)
+    with open(result['sha256_path']) as f:
+        assert f.read() == '%s  %s\n' % (result['sha256'], os.path.basename(result['path']))
+
+
+def test_archive_appearing_meanwhile_is_not_overwritten(tmp_path):
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    os.mkdir(dest)
+    plan = A.Plan(params(src, dest))
+    with open(plan.path, 'w') as f:
+        f.write('another run won')  # after the plan's check, before the publish
+    with pytest.raises(A.ArchiveError, match='appeared while this one was written'):
+        A.create_archive(plan)
+    assert open(plan.path).read() == 'another run won'
+    assert sorted(os.listdir(dest)) == [os.path.basename(plan.path)]
