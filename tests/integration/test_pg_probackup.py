@@ -213,11 +213,15 @@ def test_killed_backup_then_reset(pg_cluster, catalog, pg_probackup_bin):
                                              reason='backup %s is RUNNING but its process %d is gone' % (killed, pid))]
     assert tree_snapshot(catalog) == before
 
-    r = run_module('pg_probackup', args)  # on_broken_chain defaults to reset
+    # on_broken_chain defaults to reset; without pgdata the reset re-adds the instance with its configured one.
+    no_pgdata = dict(args)
+    del no_pgdata['pgdata']
+    r = run_module('pg_probackup', no_pgdata)
     assert_ok(r)
     assert r['changed'] and r['mode_taken'] == 'FULL' and r['reason'].startswith('catalog reset')
     assert sorted(r['recovered']['deleted']) == sorted([first, killed])
-    assert verbs(r) == ['show', 'init', 'add-instance', 'backup', 'validate', 'show']
+    assert verbs(r) == ['show', 'show-config', 'init', 'add-instance', 'backup', 'validate', 'show']
+    assert '-D %s' % pg_cluster.pgdata in r['executed_commands'][3]
     assert [(b['id'], b['status']) for b in r['backups']] == [(r['backup']['id'], 'OK')]
     # The catalog validates as a whole again (no leftover RUNNING or ERROR entry).
     pg_probackup(pg_cluster, pg_probackup_bin, 'validate', '-B', catalog, '--instance', 'alation')
@@ -306,6 +310,19 @@ def test_instance_missing_live_backup_server_down(pg_cluster, catalog, pg_probac
     # Wrong role: clear failure too.
     r = run_module('pg_probackup', dict(args, user='nosuchrole'))
     assert r['failed'] and 'role "nosuchrole" does not exist' in r['msg'] and 'hint: set user' in r['msg']
+
+    # A role that needs a password: it reaches pg_probackup through PGPASSWORD only.
+    pg_cluster.psql("CREATE ROLE pw_backup LOGIN SUPERUSER REPLICATION PASSWORD '%s'" % SECRET)
+    hba = os.path.join(pg_cluster.pgdata, 'pg_hba.conf')
+    with open(hba) as f:
+        rules = f.read()
+    with open(hba, 'w') as f:
+        f.write('host all pw_backup 127.0.0.1/32 scram-sha-256\n'
+                'host replication pw_backup 127.0.0.1/32 scram-sha-256\n' + rules)
+    pg_cluster.psql('SELECT pg_reload_conf()')
+    args = dict(args, user='pw_backup')
+    r = run_module('pg_probackup', dict(args, password='wrong'))
+    assert r['failed'] and 'password authentication failed' in r['msg'] and 'hint: check user and password' in r['msg']
 
     # ... and the next run goes on incrementally: no reset, nothing lost.
     r = run_module('pg_probackup', args)
