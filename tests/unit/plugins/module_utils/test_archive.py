@@ -454,11 +454,13 @@ def params(src, dest, **kw):
     return p
 
 
-def test_plan_and_create(tmp_path):
+@pytest.mark.parametrize('alongside', [True, False])
+def test_plan_and_create(tmp_path, alongside):
     src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
     make_tree(src)
     os.mkdir(dest)
     plan = A.Plan(params(src, dest, mode='0640'))
+    plan.verify_alongside = alongside  # read back while writing (4+ CPUs) or after
     preview = plan.preview()
     assert preview['path'] == os.path.join(dest, '202405011230_5-17-0-116556_alation_backup.tar.gz')
     assert preview['members'] == 13 and os.listdir(dest) == []
@@ -476,11 +478,13 @@ def test_plan_and_create(tmp_path):
         A.Plan(params(src, dest))
 
 
-def test_create_removes_tmp_on_failure(tmp_path):
+@pytest.mark.parametrize('alongside', [True, False])
+def test_create_removes_tmp_on_failure(tmp_path, alongside):
     src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
     make_tree(src)
     os.mkdir(dest)
     plan = A.Plan(params(src, dest))
+    plan.verify_alongside = alongside
     os.mkfifo(os.path.join(src, 'late-fifo'))  # appears after the scan
     with pytest.raises(A.ArchiveError, match='late-fifo is a FIFO'):
         A.create_archive(plan)
@@ -534,3 +538,23 @@ def test_archive_appearing_meanwhile_is_not_overwritten(tmp_path):
         A.create_archive(plan)
     assert open(plan.path).read() == 'another run won'
     assert sorted(os.listdir(dest)) == [os.path.basename(plan.path)]
+
+
+@pytest.mark.parametrize('compressor', A.COMPRESSORS)
+@pytest.mark.parametrize('verifier', ['isal', 'igzip', 'pigz', 'zlib'])
+def test_read_back_while_writing(tmp_path, compressor, verifier):
+    """Every compressor with every reader, the reader following the file as it is written."""
+    for name in (compressor, verifier):
+        if name not in compressors_here():
+            pytest.skip('%s not available here' % name)
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    with open(os.path.join(src, 'big.bin'), 'wb') as f:
+        f.write(sample_data(5 * A.BLOCK_SIZE))
+    os.mkdir(dest)
+    plan = A.Plan(params(src, dest, compressor=compressor, threads=2))
+    plan.verify_alongside = True
+    plan.verifier = verifier
+    result = A.create_archive(plan)
+    assert result['verified_with'] == verifier
+    assert hashlib.sha256(open(result['path'], 'rb').read()).hexdigest() == result['sha256']
