@@ -17,7 +17,7 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/alation/backup
 # that is its own git repo (it lists files through git).
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/alation/backup
 # Debian packages the tests, the demo and the benchmark use.
-APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git
+APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time
 PIP_VERSION_FOR_ANSIBLE_TEST := 24.2
 ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
 

@@ -47,4 +47,4 @@ echo "   sha256:   $(cut -d' ' -f1 "$archive.sha256")"
 echo "   playbook: $(( (end - start) / 1000000 )) ms; steps: $("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["durations_s"])' "$demo/report.json")"
 echo "   top-level contents:"
 tar -tzf "$archive" | awk -F/ '{print $1}' | sort | uniq -c | sed 's/^/     /'
-echo "   staging dir left: $(ls -A "$root/data2/tmp" | wc -l) entries"
+echo "   staging dir left: $(find "$root/data2/tmp" -mindepth 1 | wc -l) entries"

@@ -13,7 +13,8 @@ author: alation.backup maintainers (@alation-backup)
 description:
   - A backup run is many tasks; this lock spans them, so that a second run on the same host is refused at once and told who holds it.
   - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id and when it expires.
-  - A lease left by a run that died (its controller was killed, the host rebooted) is taken over once the host has rebooted or the lease has expired; the result says so.
+  - A lease left by a run that died (its controller was killed, the host rebooted) is taken over once the host
+    has rebooted or the lease has expired; the result says so.
 options:
   path:
     description: The lock file. Keep it outside the staging dirs so their cleanup cannot remove it.
@@ -42,7 +43,6 @@ options:
     description:
       - The token returned when the lock was taken. Required with O(state=absent); a lease with another token is left alone.
     type: str
-    no_log: true
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

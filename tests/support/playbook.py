@@ -53,7 +53,7 @@ class PlaybookRun:
         self.output = ''
 
     def wait(self, timeout=900):
-        out, _ = self.proc.communicate(timeout=timeout)
+        out, dummy = self.proc.communicate(timeout=timeout)
         self.rc = self.proc.returncode
         self.output = out
         return self

@@ -36,8 +36,8 @@ def test_a_second_run_is_refused_and_told_who_holds_it(lock_path):
 
 
 def test_the_same_run_gets_its_own_lease_back(lock_path):
-    first, _ = _host_lock.acquire(lock_path, 'admin', 'run-1', 60)
-    again, _ = _host_lock.acquire(lock_path, 'admin', 'run-1', 60)
+    first, dummy = _host_lock.acquire(lock_path, 'admin', 'run-1', 60)
+    again, dummy = _host_lock.acquire(lock_path, 'admin', 'run-1', 60)
     assert again['token'] == first['token']
 
 
@@ -71,7 +71,7 @@ def test_an_expired_lease_is_taken_over(lock_path):
 def test_a_garbage_lock_file_is_taken_over(lock_path):
     with open(lock_path, 'w') as f:
         f.write('not json')
-    _, taken_over = _host_lock.acquire(lock_path, 'admin', 'run-2', 60)
+    dummy, taken_over = _host_lock.acquire(lock_path, 'admin', 'run-2', 60)
     assert taken_over == 'the lock file is unreadable'
 
 
@@ -91,7 +91,7 @@ def test_racing_runs_over_a_stale_lease_leave_exactly_one_winner(lock_path):
         p.start()
     for p in procs:
         p.join()
-    outcomes = sorted(queue.get() for _ in procs)
+    outcomes = sorted(queue.get() for dummy in procs)
     assert outcomes.count('won') == 1 and outcomes.count('refused') == 7
 
 
