@@ -17,6 +17,8 @@ description:
   - The Alation version, from C(/opt/alation/django/main/alation_version.py) inside the shell, as the archive names it (RV(version_tag)).
   - The host paths of the staging dir, the pg staging dir, the backup storage dir and the version file (RV(paths)).
   - A key that cannot be read is reported in RV(conf_errors) and as a warning, not as a failure, unless O(required) lists it.
+extends_documentation_fragment:
+  - alation.backup.attributes
 options:
   root:
     description:
@@ -58,16 +60,12 @@ options:
     default: alation_conf
 attributes:
   check_mode:
-    description: Can run in check_mode and return the facts it would return otherwise.
     support: full
     details: It only reads, so it runs the same in check mode.
   diff_mode:
-    description: Will return details on what has changed when in diff mode.
     support: none
     details: It changes nothing.
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: posix
 notes:
   - The version file is parsed as text, never imported or run.

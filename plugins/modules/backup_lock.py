@@ -15,6 +15,8 @@ description:
   - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id and when it expires.
   - A lease left by a run that died (its controller was killed, the host rebooted) is taken over once the host
     has rebooted or the lease has expired; the result says so.
+extends_documentation_fragment:
+  - alation.backup.attributes
 options:
   path:
     description: The lock file. Keep it outside the staging dirs so their cleanup cannot remove it.
@@ -45,17 +47,12 @@ options:
     type: str
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode the lock is only inspected.
   diff_mode:
-    description: Will return details on what has changed when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
-'''
+    platforms: posix'''
 
 EXAMPLES = r'''
 - name: Take the host lock

@@ -18,6 +18,7 @@ description:
   - O(dest) must be empty or absent; a backup is never written over another one.
   - O(dbname) is not used; a base backup copies the whole cluster over a replication connection.
 extends_documentation_fragment:
+  - alation.backup.attributes
   - alation.backup.postgres
   - alation.backup.runner
 options:
@@ -42,17 +43,12 @@ options:
     default: fast
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reports the command it would run; runs nothing.
   diff_mode:
-    description: Will return details on what has changed when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
-'''
+    platforms: posix'''
 
 EXAMPLES = r'''
 - name: Stage the database backup in the pg staging dir

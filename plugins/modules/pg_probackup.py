@@ -21,6 +21,7 @@ description:
   - Also reads the catalog (O(state=show)), validates the newest backup (O(state=validate)) and removes the
     catalog (O(state=absent)).
 extends_documentation_fragment:
+  - alation.backup.attributes
   - alation.backup.runner
   - alation.backup.postgres
 options:
@@ -154,19 +155,12 @@ seealso:
     link: https://postgrespro.github.io/pg_probackup/
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details:
-      - Reports the mode that would be taken and the recovery that would run; only a read-only C(show)
-        (and C(show-config)) runs. No lock is taken and no lock file is created.
+    details: Reports the mode that would be taken and the recovery that would run; only a read-only C(show) (and C(show-config)) runs. No lock is taken and no lock file is created.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
-'''
+    platforms: posix'''
 
 EXAMPLES = r'''
 - name: Stage the PostgreSQL backup (FULL the first time, DELTA afterwards)

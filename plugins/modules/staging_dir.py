@@ -24,6 +24,8 @@ description:
     (C(/etc/foo), C(/tmp/x)), also with the symlinks above it resolved. The same rules apply inside the Alation shell
     (C(/opt/alation/alation/data2) and C(/opt/alation/alation/etc/foo) are refused; C(/opt/alation/alation/data2/tmp) is fine).
   - It also fails when O(path) is a symlink or exists and is not a directory.
+extends_documentation_fragment:
+  - alation.backup.attributes
 options:
   path:
     description:
@@ -63,16 +65,12 @@ options:
     default: []
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Nothing is touched; the counts are what would be removed, and C(changed) says whether anything would change.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff lists the staging dir's top-level entries before and after (at most 100 each), and its mode, owner and group.
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: posix
 notes:
   - The module runs on the host; it does not enter the Alation shell.
