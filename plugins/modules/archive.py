@@ -210,6 +210,13 @@ verified_with:
   description: What decompressed the archive to verify it (isal, igzip, pigz or zlib).
   returned: success and not check mode
   type: str
+executed_commands:
+  description: Command lines of the compressor or decompressor programs run (igzip, pigz); empty when both ran
+    in-process.
+  returned: success and not check mode
+  type: list
+  elements: str
+  sample: ["/usr/bin/pigz -c -n -6 -p 8", "/usr/bin/igzip -dc"]
 duration_s:
   description: Seconds from the first byte written to the archive in place.
   returned: success and not check mode

@@ -380,4 +380,6 @@ def test_without_isal_a_program_reads_the_archive_back(layout, programs, verifie
     result = run_module('archive', module_args(layout), env=env)
     assert not result['failed'], result['msg']
     assert (result['compressor'], result['verified_with']) == (programs[0], verifier)
+    assert result['executed_commands'][0].startswith('%s -c ' % os.path.join(env['PATH'], programs[0]))
+    assert result['executed_commands'][1] == '%s -dc' % os.path.join(env['PATH'], verifier)
     subprocess.run(['sha256sum', '-c', NAME + '.sha256'], cwd=layout['backup'], check=True, capture_output=True)
