@@ -11,12 +11,18 @@ modules can return ``executed_commands``.
 
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 import shlex
+import shutil
 
 # Alation's public admin scripts enter the Alation shell this way.
 SU = '/bin/su'
+
+# Where PostgreSQL programs are looked for when no bindir is given.
+STANDARD_DIRS = ('/usr/local/bin', '/usr/bin', '/bin')
+VERSIONED_DIRS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
 
 
 def runner_argument_spec():
@@ -95,3 +101,39 @@ class Runner:
         if not self.chroot or self.chroot == '/':
             return path
         return os.path.join(self.chroot, path.lstrip('/'))
+
+
+def _version_key(path):
+    digits = ''.join(c if c.isdigit() else ' ' for c in path).split()
+    return [int(d) for d in digits]
+
+
+def find_program(runner, name, bindir=None, version=None):
+    """(path as seen by the program, [dirs searched]) for the PostgreSQL program ``name``.
+
+    ``bindir`` alone is searched when given. Otherwise the standard dirs, then
+    the versioned PostgreSQL dirs, newest first; with ``version`` (a major
+    version such as ``15``) that version's dirs come first, because a server
+    program must match the data directory it runs on. The path is ``None``
+    when nothing was found; the dirs are then host paths, for the message.
+    """
+    if bindir:
+        dirs = [bindir]
+    else:
+        # Map host paths back to program paths (inside the chroot).
+        prefix = len(runner.host_path('/')) - 1 if runner.chroot else 0
+        versioned = []
+        for pattern in VERSIONED_DIRS:
+            found = glob.glob(runner.host_path(pattern))
+            versioned += [d[prefix:] for d in sorted(found, key=_version_key, reverse=True)]
+        dirs = list(STANDARD_DIRS) + versioned
+        if version:
+            mine = ('/%s/' % version, '-%s/' % version)
+            dirs = [d for d in versioned if any(m in d + '/' for m in mine)] + dirs
+    for d in dirs:
+        candidate = os.path.join(d, name)
+        if os.access(runner.host_path(candidate), os.X_OK):
+            return candidate, dirs
+    if not bindir and not runner.chroot and shutil.which(name):
+        return shutil.which(name), dirs
+    return None, [runner.host_path(d) for d in dirs]

@@ -99,9 +99,7 @@ stderr:
   type: str
 '''
 
-import glob
 import os
-import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -111,35 +109,7 @@ from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_env,
     postgres_argument_spec,
 )
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
-
-STANDARD_DIRS = ('/usr/local/bin', '/usr/bin', '/bin')
-VERSIONED_DIRS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
-
-
-def _version_key(path):
-    digits = ''.join(c if c.isdigit() else ' ' for c in path).split()
-    return [int(d) for d in digits]
-
-
-def find_program(runner, name, bindir=None):
-    """(path as seen by the program, [host dirs searched]) for ``name``."""
-    if bindir:
-        dirs = [bindir]
-    else:
-        dirs = list(STANDARD_DIRS)
-        for pattern in VERSIONED_DIRS:
-            found = glob.glob(runner.host_path(pattern))
-            # Newest PostgreSQL first; map host paths back to program paths.
-            prefix = len(runner.host_path('/')) - 1 if runner.chroot else 0
-            dirs += [d[prefix:] for d in sorted(found, key=_version_key, reverse=True)]
-    for d in dirs:
-        candidate = os.path.join(d, name)
-        if os.access(runner.host_path(candidate), os.X_OK):
-            return candidate, dirs
-    if not bindir and not runner.chroot and shutil.which(name):
-        return shutil.which(name), dirs
-    return None, [runner.host_path(d) for d in dirs]
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, runner_argument_spec
 
 
 def error_lines(stderr):
