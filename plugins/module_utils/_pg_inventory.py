@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a PostgreSQL cluster holds, read with psql: databases and their table counts.
+
+The backup role records it in the archive's manifest; the restore drill reads
+it again from the restored cluster and compares. Also runs pg_amcheck over
+every database. Standard library only; programs run through the Runner.
+"""
+
+from __future__ import annotations
+
+import json
+
+# Databases a client can use: not templates, and open to connections.
+LIST_DATABASES_SQL = (
+    "SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database "
+    "WHERE datallowconn AND NOT datistemplate"
+)
+# Every database pg_amcheck --all visits (template1 too).
+LIST_CONNECTABLE_SQL = "SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database WHERE datallowconn"
+# Tables as a user sees them: ordinary and partitioned, outside the system schemas.
+COUNT_TABLES_SQL = (
+    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%'"
+)
+AMCHECK_INSTALLED_SQL = "SELECT count(*) FROM pg_extension WHERE extname = 'amcheck'"
+AMCHECK_INSTALL_SQL = 'CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA pg_catalog'
+AMCHECK_REMOVE_SQL = 'DROP EXTENSION IF EXISTS amcheck'
+SERVER_VERSION_SQL = 'SHOW server_version_num'
+
+
+class InventoryError(Exception):
+    """psql could not read what it was asked; carries the command's result."""
+
+    def __init__(self, msg, result=None):
+        self.result = result or {}
+        super().__init__(msg)
+
+
+def conninfo_dbname(name):
+    """``dbname='...'`` for psql -d: a database name is never read as a connection string."""
+    return "dbname='%s'" % name.replace('\\', '\\\\').replace("'", "\\'")
+
+
+def psql_argv(psql, conn_argv, dbname, sql):
+    """psql, quiet, unaligned, tuples only, stopping at the first error, without reading ~/.psqlrc."""
+    return [psql, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '--no-password'] + list(conn_argv) + [
+        '-d', conninfo_dbname(dbname), '-c', sql]
+
+
+def first_error(stderr):
+    lines = [line.strip() for line in (stderr or '').splitlines() if line.strip()]
+    for line in lines:
+        if 'FATAL' in line or 'ERROR' in line or 'error:' in line:
+            return line
+    return lines[-1] if lines else 'no error output'
+
+
+class Psql(object):
+    """Runs one SQL statement at a time through the Runner."""
+
+    def __init__(self, runner, psql, conn_argv, env):
+        self.runner = runner
+        self.psql = psql
+        self.conn_argv = conn_argv
+        self.env = env
+
+    def query(self, dbname, sql):
+        result = self.runner.run(psql_argv(self.psql, self.conn_argv, dbname, sql), env=self.env)
+        if result['rc'] != 0:
+            raise InventoryError('psql on database %s failed (exit %d): %s'
+                                 % (dbname, result['rc'], first_error(result['stderr'])), result)
+        return result['stdout'].strip()
+
+    def json(self, dbname, sql):
+        out = self.query(dbname, sql)
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise InventoryError('psql on database %s printed %r, not JSON' % (dbname, out[:200]))
+
+    def integer(self, dbname, sql):
+        out = self.query(dbname, sql)
+        try:
+            return int(out)
+        except ValueError:
+            raise InventoryError('psql on database %s printed %r, not a number' % (dbname, out[:200]))
+
+
+def inventory(psql, maintenance_db):
+    """{databases: {name: {tables: N}}, unreachable: {name: error}, server_version_num}.
+
+    The list comes from ``maintenance_db``; a database that cannot be read (no
+    CONNECT right, dropped meanwhile) is reported in ``unreachable`` instead of
+    failing the whole inventory.
+    """
+    names = psql.json(maintenance_db, LIST_DATABASES_SQL)
+    version = psql.integer(maintenance_db, SERVER_VERSION_SQL)
+    databases, unreachable = {}, {}
+    for name in names:
+        try:
+            databases[name] = dict(tables=psql.integer(name, COUNT_TABLES_SQL))
+        except InventoryError as e:
+            unreachable[name] = str(e)
+    return dict(databases=databases, unreachable=unreachable, server_version_num=version)
+
+
+def outcome(result, detail, **extra):
+    """One check's record: result ok, failed or skipped, and what was seen."""
+    return dict(extra, result=result, detail=detail)
+
+
+def compare(expected, found, unreachable=None):
+    """The drill's two checks of a restored cluster against the manifest's record.
+
+    ``databases``: every database the manifest lists exists. ``table_counts``:
+    each has the number of tables recorded. Skipped when nothing was recorded
+    (an archive made before the backup role recorded them).
+    """
+    unreachable = unreachable or {}
+    if not expected:
+        why = 'the manifest records no databases (an archive made before table counts were recorded)'
+        return dict(databases=outcome('skipped', why), table_counts=outcome('skipped', why))
+    missing = sorted(name for name in expected if name not in found and name not in unreachable)
+    blocked = sorted(name for name in expected if name in unreachable)
+    if missing or blocked:
+        parts = []
+        if missing:
+            parts.append('missing: %s' % ', '.join(missing))
+        if blocked:
+            parts.append('cannot be read: %s' % '; '.join(unreachable[n] for n in blocked))
+        databases = outcome('failed', '; '.join(parts), missing=missing + blocked)
+    else:
+        databases = outcome('ok', 'all %d databases recorded exist: %s' % (len(expected), ', '.join(sorted(expected))),
+                            missing=[])
+    mismatches = {}
+    counted = 0
+    for name in sorted(expected):
+        want = (expected[name] or {}).get('tables')
+        if want is None or name not in found:
+            continue
+        counted += 1
+        got = found[name].get('tables')
+        if int(want) != int(got):
+            mismatches[name] = dict(recorded=int(want), found=int(got))
+    if mismatches:
+        detail = '; '.join('%s: %d tables recorded, %d found' % (n, m['recorded'], m['found'])
+                           for n, m in sorted(mismatches.items()))
+        counts = outcome('failed', detail, mismatches=mismatches)
+    elif counted == 0:
+        counts = outcome('skipped', 'no recorded database could be counted', mismatches={})
+    else:
+        agreed = [n for n in sorted(expected) if n in found and (expected[n] or {}).get('tables') is not None]
+        counts = outcome('ok', ', '.join('%s: %d' % (n, int(expected[n]['tables'])) for n in agreed), mismatches={})
+    return dict(databases=databases, table_counts=counts)
+
+
+def amcheck_problems(stdout):
+    """pg_amcheck's report, one item a place: its header line with the indented lines under it joined."""
+    problems = []
+    for line in (stdout or '').splitlines():
+        if not line.strip():
+            continue
+        if line[:1].isspace() and problems:
+            problems[-1] = '%s %s' % (problems[-1], line.strip())
+        else:
+            problems.append(line.strip())
+    return problems
