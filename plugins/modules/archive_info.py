@@ -1,0 +1,162 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: archive_info
+short_description: Find an Alation backup archive, read its manifest and check its sha256 (read-only)
+version_added: 0.1.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - Finds the newest archive in the backup storage dir (O(dir)), or takes the one named by O(path), and reads
+    its manifest, the first member of every archive the M(alation.backup.archive) module writes. Only the
+    start of the archive is read for that.
+  - With O(checksum=true) it also reads the whole archive, computes its SHA-256 and compares it with the
+    C(<archive>.sha256) file beside it. A mismatch or a missing C(.sha256) fails the task, saying so.
+  - Newest means the latest C(<YYYYMMDDHHMM>) in the name; among equal names' times, the latest modified.
+    Hidden temporary files of an archive being written are never taken.
+extends_documentation_fragment:
+  - alation.backup.attributes
+options:
+  path:
+    description: The archive, as a host path.
+    type: path
+  dir:
+    description: The backup storage dir (a host path); its newest archive is taken.
+    type: path
+  suffix:
+    description: The last part of the archive names to look for in O(dir).
+    type: str
+    default: alation_backup
+  checksum:
+    description: Compute the archive's SHA-256 and compare it with its C(.sha256) file.
+    type: bool
+    default: false
+  manifest:
+    description:
+      - Read the manifest. A file whose first member is not the manifest fails the task (it is not an archive of
+        this collection). Read after the checksum, so a damaged archive is reported as damaged.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    details: Only reads, so it runs in check mode as well.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: The newest archive and its manifest
+  alation.backup.archive_info:
+    dir: /opt/alation/alation/data2/backup
+  register: newest
+
+- name: Check its sha256
+  alation.backup.archive_info:
+    path: "{{ newest.path }}"
+    checksum: true
+'''
+
+RETURN = r'''
+path:
+  description: The archive.
+  returned: success
+  type: str
+  sample: /opt/alation/alation/data2/backup/202405011230_5-17-0-116556_alation_backup.tar.gz
+size:
+  description: Its size in bytes.
+  returned: success
+  type: int
+manifest:
+  description: The archive's manifest (format version, sources with their counts and bytes, engine, backup id, databases, ...).
+  returned: success with O(manifest=true)
+  type: dict
+archives:
+  description: How many archives O(dir) holds.
+  returned: with O(dir)
+  type: int
+sha256_path:
+  description: The C(.sha256) file beside the archive.
+  returned: success
+  type: str
+sha256:
+  description: The SHA-256 computed from the archive.
+  returned: with O(checksum=true)
+  type: str
+sha256_recorded:
+  description: The SHA-256 its C(.sha256) file records.
+  returned: with O(checksum=true)
+  type: str
+duration_s:
+  description: Seconds the checksum took.
+  returned: with O(checksum=true)
+  type: float
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils._restore import (
+    RestoreError,
+    list_archives,
+    read_head,
+    read_sha256_file,
+    sha256_of,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path'),
+            dir=dict(type='path'),
+            suffix=dict(type='str', default='alation_backup'),
+            checksum=dict(type='bool', default=False),
+            manifest=dict(type='bool', default=True),
+        ),
+        required_one_of=[('path', 'dir')],
+        mutually_exclusive=[('path', 'dir')],
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = dict(changed=False)
+    try:
+        path = p['path']
+        if p['dir']:
+            if not os.path.isdir(p['dir']):
+                raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
+            archives = list_archives(p['dir'], p['suffix'])
+            result['archives'] = len(archives)
+            if not archives:
+                raise RestoreError('no archive in %s (looked for <YYYYMMDDHHMM>_<version>_%s.tar.gz): back up first, '
+                                   'or name one' % (p['dir'], p['suffix']))
+            path = archives[-1]
+        if not os.path.isfile(path):
+            raise RestoreError('the archive %s does not exist or is not a file' % path)
+        result.update(path=path, size=os.path.getsize(path), sha256_path=path + '.sha256')
+        if p['checksum']:
+            recorded = read_sha256_file(path + '.sha256', os.path.basename(path))
+            started = time.monotonic()
+            actual = sha256_of(path)
+            result.update(sha256=actual, sha256_recorded=recorded, duration_s=round(time.monotonic() - started, 2))
+            if actual != recorded:
+                raise RestoreError('sha256 check failed for %s: its .sha256 records %s, the file hashes to %s. The '
+                                   'archive is damaged (or was changed after it was written): restore from another '
+                                   'archive' % (path, recorded, actual))
+        if p['manifest']:
+            result['manifest'], dummy = read_head(path, count=0)
+    except RestoreError as e:
+        module.fail_json(msg=str(e), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
