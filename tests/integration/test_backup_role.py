@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import fake_alation
 from pgcluster import PgCluster
 from playbook import HOST, run_playbook, start_playbook
+from restoring import restore_and_count
 
 ARCHIVE_RE = re.compile(r'^\d{12}_5-17-0-116556_alation_backup\.tar\.gz$')
 
@@ -35,30 +37,6 @@ def archives(root):
 
 def source_cluster(root):
     return PgCluster.load(os.path.join(root, fake_alation.PG_BASE))
-
-
-def restore_and_count(archive, workdir, engine, os_user, pg_probackup=None):
-    """Extract the archive, rebuild PGDATA the engine's way, start it, count pgbench rows."""
-    extracted = os.path.join(workdir, 'extracted')
-    os.makedirs(extracted)
-    subprocess.run(['tar', '-xzf', archive, '-C', extracted], check=True)
-    cluster = PgCluster(os.path.join(workdir, 'restored'), os_user=os_user)
-    os.makedirs(cluster.base_dir)
-    subprocess.run(['chown', os_user, cluster.base_dir], check=True)
-    if engine == 'pg_basebackup':
-        os.makedirs(cluster.pgdata, mode=0o700)
-        subprocess.run(['tar', '-xf', os.path.join(extracted, 'pgbackup/base.tar'), '-C', cluster.pgdata], check=True)
-        subprocess.run(['tar', '-xf', os.path.join(extracted, 'pgbackup/pg_wal.tar'), '-C',
-                        os.path.join(cluster.pgdata, 'pg_wal')], check=True)
-        subprocess.run(['chown', '-R', os_user, cluster.pgdata], check=True)
-    else:
-        cluster.as_owner([pg_probackup, 'restore', '-B', os.path.join(extracted, 'pgbackup'),
-                          '--instance', 'alation', '-D', cluster.pgdata])
-    cluster.start()
-    try:
-        return int(cluster.psql('select count(*) from pgbench_accounts'))
-    finally:
-        cluster.stop('immediate')
 
 
 def role_run(role_vars, **extra):
@@ -93,7 +71,10 @@ def test_backup_then_restore_gives_the_same_rows(engine, fake_host, scratch, req
     subprocess.run(['sha256sum', '-c', os.path.basename(archive) + '.sha256'], cwd=os.path.dirname(archive), check=True)
     with tarfile.open(archive) as tar:
         names = tar.getnames()
+        manifest = json.load(tar.extractfile('alation_backup_manifest.json'))
     assert names[0] == 'alation_backup_manifest.json'
+    # Counted right after the backup, for the restore drill: pgbench's four tables.
+    assert manifest['databases'] == {'postgres': {'tables': 4}}
     assert 'tmp/extra_paths/etc/alation-site.conf' in names
     assert_staging_clean(root)
     assert not os.path.exists(os.path.join(root, 'data2/backup/pgbackup')), 'pg staging dir removed (incremental off)'
