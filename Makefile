@@ -26,7 +26,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv collection sanity-tree sanity units lint integration molecule test demo bench clean
+.PHONY: help deps venv collection sanity-tree sanity units lint integration molecule test demo demo-verify bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -94,6 +94,9 @@ test: deps sanity units lint integration molecule
 ## Demo and benchmark --------------------------------------------------------
 demo: deps collection
 	demo/demo.sh
+
+demo-verify: deps collection
+	demo/verify.sh $(ARCHIVE)
 
 bench: deps collection
 	$(BIN)/python bench/archive_bench.py

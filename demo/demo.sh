@@ -48,3 +48,7 @@ echo "   playbook: $(( (end - start) / 1000000 )) ms; steps: $("$py" -c 'import 
 echo "   top-level contents:"
 tar -tzf "$archive" | awk -F/ '{print $1}' | sort | uniq -c | sed 's/^/     /'
 echo "   staging dir left: $(find "$root/data2/tmp" -mindepth 1 | wc -l) entries"
+
+echo
+echo "== Restore drill on the archive just made (again any time: make demo-verify [ARCHIVE=path])"
+demo/verify.sh "$archive"

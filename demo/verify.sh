@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# make demo-verify [ARCHIVE=path]: the restore drill (playbooks/verify_backup.yml)
+# on an archive of the demo setup in .demo/, the newest when none is named.
+# Prints the verdict; exits non-zero when the drill fails. The drill needs no
+# running cluster: it starts its own temporary one from the archive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+demo=$repo/.demo
+py=$repo/.venv/bin/python
+
+if [ ! -f "$demo/role_vars.json" ] || [ ! -f "$demo/inventory.yml" ]; then
+  echo "no demo setup in $demo: run make demo first" >&2
+  exit 2
+fi
+"$py" tests/support/restoring.py restore-vars "$demo/role_vars.json" > "$demo/restore_vars.json"
+
+archive=${1:-}
+if [[ "$archive" == */* ]]; then
+  archive=$(realpath -e "$archive")   # a host path; a bare name is looked up in the backup storage dir
+fi
+pgpb=${PG_PROBACKUP:-}
+report=$demo/drill_report.json
+rm -f "$report"
+
+echo "== ansible-playbook playbooks/verify_backup.yml (${archive:-the newest archive})"
+rc=0
+start=$(date +%s%N)
+"$repo/.venv/bin/ansible-playbook" -i "$demo/inventory.yml" playbooks/verify_backup.yml \
+  -e @"$demo/restore_vars.json" -e alation_restore_report_path="$report" \
+  ${archive:+-e alation_restore_archive="$archive"} ${pgpb:+-e alation_restore_pg_probackup_binary="$pgpb"} || rc=$?
+end=$(date +%s%N)
+
+if [ ! -f "$report" ]; then
+  echo "== Drill verdict: FAILED before it could report (exit $rc)"
+  exit $(( rc == 0 ? 1 : rc ))
+fi
+"$py" - "$report" "$(( (end - start) / 1000000 ))" <<'PY'
+import json, sys
+record = json.load(open(sys.argv[1]))[0]
+print()
+print('== Drill verdict: %s  %s' % (record['result'].upper(), record['archive']))
+if record['engine']:
+    print('   engine %s, backup %s %s, taken %s' % (record['engine'], record['backup_mode'], record['backup_id'],
+                                                      record['backed_up_utc']))
+order = ['sha256', 'extract', 'rebuild', 'files', 'consistent', 'databases', 'amcheck', 'table_counts']
+for name, check in sorted(record['checks'].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
+    print('   %-13s %-8s %s' % (name, check['result'], check['detail']))
+print('   tables recorded at backup time: %s' % record['databases_recorded'])
+steps = ['find', 'sha256', 'extract', 'rebuild', 'server', 'check', 'cleanup']
+print('   drill: %s s in the role, %s ms for the whole playbook; steps (s): %s' % (
+    record['duration_s'], sys.argv[2],
+    ', '.join('%s %s' % (s, record['durations_s'][s]) for s in steps if s in record['durations_s'])))
+if record['error']:
+    print('   error: %s' % record['error'])
+PY
+exit "$rc"
