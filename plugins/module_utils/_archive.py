@@ -35,7 +35,6 @@ import shutil
 import socket
 import stat
 import struct
-import subprocess
 import tarfile
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.alation.backup.plugins.module_utils import _alation
+from ansible_collections.alation.backup.plugins.module_utils._runner import open_pipe
 
 MANIFEST_NAME = 'alation_backup_manifest.json'
 MANIFEST_FORMAT_VERSION = 1
@@ -545,19 +545,6 @@ class ZlibBlockWriter(object):
         self.closed = True
 
 
-# Linux's F_SETPIPE_SZ (fcntl has the name from Python 3.10).
-F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
-
-
-def _widen_pipes(*files):
-    """1 MiB pipe buffers instead of 64 KiB: the igzip path ran 2.4x faster (far fewer wake-ups)."""
-    for f in files:
-        try:
-            fcntl.fcntl(f.fileno(), F_SETPIPE_SZ, BLOCK_SIZE)
-        except OSError:
-            pass  # above /proc/sys/fs/pipe-max-size for this user: keep the default
-
-
 class PipeCompressor(object):
     """A compressor program fed through a pipe; Python reads, hashes and writes its output."""
 
@@ -566,9 +553,7 @@ class PipeCompressor(object):
         self.out = out
         self.error = None
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     bufsize=0, close_fds=True)
-        _widen_pipes(self.proc.stdin, self.proc.stdout)
+        self.proc = open_pipe(argv, self.stderr, BLOCK_SIZE)
         self.pump = threading.Thread(target=self._pump, daemon=True)
         self.pump.start()
 
@@ -810,9 +795,7 @@ def verify_stream(raw, verifier, name):
         stream = igzip.IGzipFile(fileobj=raw, mode='rb')
     elif verifier in ('igzip', 'pigz'):
         stderr = tempfile.TemporaryFile()
-        proc = subprocess.Popen(program_argv(verifier), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=stderr, bufsize=0, close_fds=True)
-        _widen_pipes(proc.stdin, proc.stdout)
+        proc = open_pipe(program_argv(verifier), stderr, BLOCK_SIZE)
         feeder = threading.Thread(target=_feed, args=(raw, proc.stdin), daemon=True)
         feeder.start()
         stream = proc.stdout
