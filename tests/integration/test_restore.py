@@ -16,12 +16,13 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 
 import pytest
 
 import fake_alation
 from pgcluster import PgCluster
-from playbook import HOST, run_playbook
+from playbook import HOST, run_playbook, start_playbook
 from restoring import (
     copy_archive,
     drop_tar_member,
@@ -297,3 +298,19 @@ def scratch_dir():
     d = tempfile.mkdtemp(prefix='alation-restore-copy-')
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@with_engine('pg_basebackup')
+def test_a_second_drill_while_one_runs_is_refused_and_the_first_unaffected(backed_up):
+    first = start_playbook('verify_backup.yml', dict(restore_vars(backed_up.role_vars)))
+    lock = os.path.join(backed_up.root, 'data2/.restore_drill.lock')
+    deadline = time.time() + 120
+    while not os.path.exists(lock) and time.time() < deadline and first.proc.poll() is None:
+        time.sleep(0.05)
+    assert os.path.exists(lock), 'the first drill never took the lock'
+    second = drill(backed_up)
+    first.wait()
+    assert second.rc != 0
+    assert 'holds the host lock' in second.output, second.output
+    assert first.rc == 0, first.output
+    assert not os.path.exists(lock) and not os.path.exists(scratch(backed_up))
