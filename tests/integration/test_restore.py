@@ -314,3 +314,16 @@ def test_a_second_drill_while_one_runs_is_refused_and_the_first_unaffected(backe
     assert 'holds the host lock' in second.output, second.output
     assert first.rc == 0, first.output
     assert not os.path.exists(lock) and not os.path.exists(scratch(backed_up))
+
+
+@with_engine('pg_basebackup')
+def test_restore_never_replaces_the_data_directory_of_a_running_server(backed_up):
+    source = PgCluster.load(os.path.join(backed_up.root, fake_alation.PG_BASE))
+    before = sorted(os.listdir(source.pgdata))
+    run = restore(backed_up, alation_restore_confirm='YES', alation_restore_force=True,
+                  alation_restore_pgdata='/' + fake_alation.PG_BASE + '/data', alation_restore_files_dest='/data2/f_live')
+    assert run.rc != 0
+    record = run.records[HOST]
+    assert record['failed_check'] == 'rebuild' and 'stop it before restoring over it' in record['error'], record
+    assert source.is_running() and sorted(os.listdir(source.pgdata)) == before
+    assert not glob.glob(source.pgdata + '.before-restore-*')
