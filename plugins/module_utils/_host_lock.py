@@ -27,7 +27,7 @@ class LockHeld(Exception):
     def __init__(self, path, holder):
         self.path = path
         self.holder = holder
-        super().__init__('another backup run holds the host lock %s: %s' % (path, describe(holder)))
+        super().__init__('another run holds the host lock %s: %s' % (path, describe(holder)))
 
 
 def boot_id():

@@ -156,7 +156,9 @@ seealso:
 attributes:
   check_mode:
     support: full
-    details: Reports the mode that would be taken and the recovery that would run; only a read-only C(show) (and C(show-config)) runs. No lock is taken and no lock file is created.
+    details:
+      - Reports the mode that would be taken and the recovery that would run; only a read-only C(show) (and C(show-config)) runs.
+      - No lock is taken and no lock file is created.
   diff_mode:
     support: none
   platform:
