@@ -26,7 +26,7 @@ import re
 import stat
 
 from ansible_collections.alation.backup.plugins.module_utils._staging import (
-    RemovalError, clear_tree, mount_points_below, refusal, resolved_path)
+    RemovalError, clear_tree, dir_state, mount_points_below, refusal, resolved_path)
 
 RESTORABLE = ('OK', 'DONE')
 BROKEN = ('ERROR', 'CORRUPT', 'ORPHAN')
@@ -397,17 +397,9 @@ def find_binary(names, dirs, is_executable):
 
 def catalog_state(host_path):
     """absent | empty | catalog | foreign | symlink | not_dir, for the catalog's host path."""
-    try:
-        st = os.lstat(host_path)
-    except FileNotFoundError:
-        return 'absent'
-    if stat.S_ISLNK(st.st_mode):
-        return 'symlink'
-    if not stat.S_ISDIR(st.st_mode):
-        return 'not_dir'
-    names = os.listdir(host_path)
-    if not names:
-        return 'empty'
+    state = dir_state(host_path)
+    if state != 'not_empty':
+        return state
     for sub in ('backups', 'wal'):
         try:
             if not stat.S_ISDIR(os.lstat(os.path.join(host_path, sub)).st_mode):

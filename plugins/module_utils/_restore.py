@@ -23,6 +23,7 @@ import stat
 import tarfile
 
 from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, human, scan_sources
+from ansible_collections.alation.backup.plugins.module_utils._staging import dir_state
 
 # <YYYYMMDDHHMM>_<version>_<suffix>.tar.gz, as the archive module names them.
 ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_(?P<version>[0-9A-Za-z.-]+)_(?P<suffix>[A-Za-z0-9_-]+)\.tar\.gz$')
@@ -175,19 +176,6 @@ def scan_extracted(path, arcname):
 
 
 # -- places --------------------------------------------------------------------
-
-def dir_state(path):
-    """absent | empty | not_empty | symlink | not_dir."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return 'absent'
-    if stat.S_ISLNK(st.st_mode):
-        return 'symlink'
-    if not stat.S_ISDIR(st.st_mode):
-        return 'not_dir'
-    return 'not_empty' if os.listdir(path) else 'empty'
-
 
 def aside_name(path, now=None):
     now = now or datetime.datetime.now(datetime.timezone.utc)

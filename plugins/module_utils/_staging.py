@@ -367,3 +367,16 @@ def cut(entries, limit=100):
     if len(entries) <= limit:
         return entries
     return entries[:limit] + ['... and %d more' % (len(entries) - limit)]
+
+
+def dir_state(path):
+    """absent | empty | not_empty | symlink | not_dir."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 'absent'
+    if stat.S_ISLNK(st.st_mode):
+        return 'symlink'
+    if not stat.S_ISDIR(st.st_mode):
+        return 'not_dir'
+    return 'not_empty' if os.listdir(path) else 'empty'

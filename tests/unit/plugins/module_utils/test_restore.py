@@ -168,16 +168,6 @@ def test_scan_extracted_counts_as_the_archive_module_does(tmp_path):
 
 # -- places ----------------------------------------------------------------------------
 
-def test_dir_state(tmp_path):
-    (tmp_path / 'full').mkdir()
-    (tmp_path / 'full' / 'x').write_text('x')
-    (tmp_path / 'empty').mkdir()
-    (tmp_path / 'file').write_text('x')
-    os.symlink('full', tmp_path / 'link')
-    states = {n: _restore.dir_state(str(tmp_path / n)) for n in ('full', 'empty', 'file', 'link', 'none')}
-    assert states == dict(full='not_empty', empty='empty', file='not_dir', link='symlink', none='absent')
-
-
 def test_prepare_target_accepts_empty_and_absent(tmp_path):
     (tmp_path / 'empty').mkdir()
     assert _restore.prepare_target(str(tmp_path / 'empty'), False, 'pgdata') is None

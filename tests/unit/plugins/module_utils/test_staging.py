@@ -438,3 +438,13 @@ def test_cut(n, expected_len, last):
     assert len(out) == expected_len
     if last:
         assert out[-1] == last
+
+
+def test_dir_state(tmp_path):
+    (tmp_path / 'full').mkdir()
+    (tmp_path / 'full' / 'x').write_text('x')
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'file').write_text('x')
+    os.symlink('full', tmp_path / 'link')
+    states = {n: _staging.dir_state(str(tmp_path / n)) for n in ('full', 'empty', 'file', 'link', 'none')}
+    assert states == dict(full='not_empty', empty='empty', file='not_dir', link='symlink', none='absent')
