@@ -162,8 +162,7 @@ def tmp_pattern(suffix=DEFAULT_SUFFIX):
 
 
 def pid_alive(pid):
-    if pid == os.getpid():
-        return True
+    """Is ``pid`` a live process (one we may not signal counts as alive)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -11,7 +11,6 @@ Standard library only.
 from __future__ import annotations
 
 import datetime
-import errno
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ import socket
 import stat
 import tarfile
 
-from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, human, scan_sources
+from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, human, pid_alive, scan_sources
 from ansible_collections.alation.backup.plugins.module_utils._staging import dir_state
 
 # <YYYYMMDDHHMM>_<version>_<suffix>.tar.gz, as the archive module names them.
@@ -204,14 +203,6 @@ def prepare_target(path, force, what, now=None, dry_run=False):
     if not dry_run:
         os.rename(path, aside)
     return aside
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as e:
-        return e.errno == errno.EPERM
-    return True
 
 
 def running_postmaster(pgdata):
