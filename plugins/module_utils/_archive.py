@@ -17,8 +17,6 @@ standard library's zlib (blocks deflated in parallel threads, as pigz does).
 Standard library only, except the optional accelerators imported lazily.
 """
 
-from __future__ import annotations
-
 import datetime
 import errno
 import fcntl
@@ -28,10 +26,9 @@ import importlib
 import io
 import json
 import os
-import pwd
 import re
+import pwd
 import shlex
-import shutil
 import socket
 import stat
 import struct
@@ -43,12 +40,16 @@ import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.alation.backup.plugins.module_utils import _alation
-from ansible_collections.alation.backup.plugins.module_utils._runner import open_pipe
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import (  # noqa: F401 (re-exported)
+    ARCHIVE_RE, DEFAULT_SUFFIX, ArchiveError, archive_name, default_timestamp, find_stale_tmp, host_label,
+    normalize_version_tag, tmp_name, tmp_pattern, validate_suffix, validate_timestamp)
+from ansible_collections.alation.backup.plugins.module_utils._host import human, is_enospc, write_file
+from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
+from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, open_pipe
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 MANIFEST_NAME = 'alation_backup_manifest.json'
 MANIFEST_FORMAT_VERSION = 1
-DEFAULT_SUFFIX = 'alation_backup'
 # Python's default PAX format adds ~1 KiB per entry; GNU format is what GNU tar writes.
 TAR_FORMAT = tarfile.GNU_FORMAT
 TAR_BUFSIZE = 64 * 1024
@@ -69,48 +70,10 @@ INSTALL_HINTS = {
 # compression_level 1-9 onto ISA-L's 0-3 (its level 0 compresses too poorly to use).
 ISAL_LEVELS = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 3}
 
-TIMESTAMP_RE = re.compile(r'^\d{12}$')
-SUFFIX_RE = re.compile(r'^[A-Za-z0-9_-]+$')
 MODE_RE = re.compile(r'^0?[0-7]{3,4}$')
 
 
-class ArchiveError(Exception):
-    """Something the user must fix; the message says what and how."""
-
-
 # -- validation (pure) ---------------------------------------------------------
-
-def normalize_version_tag(value):
-    """``5.17.0.116556`` or ``5-17-0-116556`` -> ``5-17-0-116556`` (the one rule lives in _alation)."""
-    try:
-        return _alation.normalize_version_tag(value)
-    except ValueError as e:
-        raise ArchiveError('version_tag: %s (major-minor-patch-build; alation_info reports it)' % e)
-
-
-def default_timestamp(now=None):
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime('%Y%m%d%H%M')
-
-
-def validate_timestamp(value):
-    """A ``YYYYMMDDHHMM`` string naming a real minute (UTC)."""
-    text = str(value)
-    if not TIMESTAMP_RE.match(text):
-        raise ArchiveError('timestamp %r must be 12 digits, YYYYMMDDHHMM (UTC), such as 202405011230' % (value,))
-    try:
-        datetime.datetime.strptime(text, '%Y%m%d%H%M')
-    except ValueError:
-        raise ArchiveError('timestamp %r is not a real date and time (YYYYMMDDHHMM, UTC)' % (value,))
-    return text
-
-
-def validate_suffix(value):
-    if not SUFFIX_RE.match(str(value)):
-        raise ArchiveError('suffix %r may only contain letters, digits, "_" and "-" (default %s)'
-                           % (value, DEFAULT_SUFFIX))
-    return value
-
 
 def parse_mode(value):
     """File mode from ``'0600'``/``'600'`` (octal text) or an int (YAML's 0600 is already 384)."""
@@ -125,66 +88,12 @@ def parse_mode(value):
     return mode
 
 
-def resolve_owner(owner, group):
+def resolve_owner(owner, group, root=None):
     """uid, gid (-1 for 'leave as is') from names or numeric ids."""
-    uid = gid = -1
-    if owner not in (None, ''):
-        try:
-            uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
-        except KeyError:
-            raise ArchiveError('owner %r is not a user on this host' % (owner,))
-    if group not in (None, ''):
-        try:
-            gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ArchiveError('group %r is not a group on this host' % (group,))
-    return uid, gid
-
-
-def archive_name(timestamp, version_tag, suffix=DEFAULT_SUFFIX):
-    return '%s_%s_%s.tar.gz' % (timestamp, version_tag, suffix)
-
-
-def host_label():
-    """This host's name as one safe word, for temporary file names."""
-    return re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname().split('.')[0]) or 'host'
-
-
-def tmp_name(final_name, pid=None, host=None):
-    """``.<final>.<host>.<pid>.tmp``: hidden, and says who writes it (a shared dest_dir may be NFS)."""
-    return '.%s.%s.%d.tmp' % (final_name, host or host_label(), os.getpid() if pid is None else pid)
-
-
-def tmp_pattern(suffix=DEFAULT_SUFFIX):
-    """Matches exactly our temporary files (archive and .sha256) for this suffix."""
-    return re.compile(r'^\.(?P<name>\d{12}_\d+-\d+-\d+-\d+_%s\.tar\.gz(?:\.sha256)?)'
-                      r'\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$' % re.escape(suffix))
-
-
-def pid_alive(pid):
-    """Is ``pid`` a live process (one we may not signal counts as alive)?"""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def find_stale_tmp(dest_dir, suffix=DEFAULT_SUFFIX, host=None):
-    """Our temporary files in dest_dir left by writers of this host that are gone."""
-    pattern = tmp_pattern(suffix)
-    host = host or host_label()
-    stale = []
-    for name in sorted(os.listdir(dest_dir)):
-        m = pattern.match(name)
-        if not m or m.group('host') != host or pid_alive(int(m.group('pid'))):
-            continue
-        path = os.path.join(dest_dir, name)
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            stale.append(path)
-    return stale
+        return Accounts(root).owner_ids(owner, group)
+    except ValueError as e:
+        raise ArchiveError(str(e))
 
 
 def native_level(compressor, level):
@@ -204,7 +113,12 @@ def _importable(module):
         return False
 
 
-def available_compressors(which=shutil.which, importable=_importable):
+def which(name):
+    """The path of program ``name`` on this host, or None (the compressors run on the host, never in the shell)."""
+    return find_program(None, name)[0]
+
+
+def available_compressors(which=which, importable=_importable):
     """{name: True/False} for every compressor this host can run."""
     return {
         'isal': importable('isal.igzip_threaded'),
@@ -231,13 +145,6 @@ def default_threads():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def human(n):
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if abs(n) < 1024 or unit == 'TiB':
-            return ('%d %s' % (n, unit)) if unit == 'B' else ('%.1f %s' % (n, unit))
-        n /= 1024.0
 
 
 # -- sources -------------------------------------------------------------------
@@ -353,15 +260,10 @@ def scan_sources(sources):
 
 
 def check_space(dest_dir, needed):
-    st = os.statvfs(dest_dir)
-    free = st.f_bavail * st.f_frsize
-    if free < needed:
-        raise ArchiveError(
-            'not enough free space in %s: %d bytes (%s) free, but the archive may need up to %d bytes (%s), '
-            'the uncompressed size of the sources (the worst case); free some space, choose another dest_dir, '
-            'or set space_check: false if you know the data compresses well' % (dest_dir, free, human(free),
-                                                                                needed, human(needed)))
-    return free
+    return _check_space(
+        dest_dir, needed, 'the archive (at worst the uncompressed size of the sources)',
+        'free some space, choose another dest_dir, or set space_check: false if you know the data compresses well',
+        error=ArchiveError)
 
 
 def build_manifest(timestamp, version_tag, archive, summary, totals, compressor, level, extra=None):
@@ -611,10 +513,10 @@ class PipeCompressor(object):
 def program_argv(name, level=None, threads=None):
     """The command line of a compressor program, or of a decompressor (no level) reading stdin."""
     if level is None:
-        return [shutil.which(name), '-dc']
+        return [which(name), '-dc']
     if name == 'igzip':
-        return [shutil.which('igzip'), '-c', '-%d' % level, '-T', str(threads)]
-    return [shutil.which('pigz'), '-c', '-n', '-%d' % level, '-p', str(threads)]
+        return [which('igzip'), '-c', '-%d' % level, '-T', str(threads)]
+    return [which('pigz'), '-c', '-n', '-%d' % level, '-p', str(threads)]
 
 
 def open_compressor(name, level, threads, out):
@@ -863,22 +765,6 @@ class Verifier(threading.Thread):
 
 # -- the whole operation -------------------------------------------------------
 
-def _write_small_file(path, data, mode, uid, gid):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_enospc(e):
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 class Plan(object):
     """Everything decided before writing: validated options, names, the source scan."""
 
@@ -991,11 +877,11 @@ def create_archive(plan, log=None):
                                % (tmp, check.bytes_read, got[0], got[1], got[2], out.size, members, file_bytes,
                                   MANIFEST_NAME))
         digest = out.sha256.hexdigest()
-        _write_small_file(tmp_sha, ('%s  %s\n' % (digest, plan.name)).encode(), plan.mode, plan.uid, plan.gid)
+        write_file(tmp_sha, '%s  %s\n' % (digest, plan.name), plan.mode, plan.uid, plan.gid, replace=False)
         _publish(plan, tmp, tmp_sha)
         done = True
     except OSError as e:
-        if _is_enospc(e):
+        if is_enospc(e):
             raise ArchiveError('no space left in %s while writing the archive (%d compressed bytes written, '
                                '%s of sources): the temporary file was removed; free space or choose another '
                                'dest_dir' % (plan.dest_dir, out.size, human(plan.totals['bytes'])))

@@ -13,11 +13,9 @@ What pg_probackup does, recorded (see the module documentation for the why):
 - a killed backup stays RUNNING forever, with its ``backup.pid`` left behind;
 - almost every failed backup leaves an ERROR entry, and any ERROR entry makes
   an instance-wide ``validate`` fail (validating one backup by id does not);
-- it has no catalog lock of its own, hence ``_lock.FileLock`` around every
+- it has no catalog lock of its own, hence ``_locks.FileLock`` around every
   command we run on one catalog.
 """
-
-from __future__ import annotations
 
 import errno
 import json
@@ -25,6 +23,7 @@ import os
 import re
 import stat
 
+from ansible_collections.alation.backup.plugins.module_utils._host import exit_description, pid_state
 from ansible_collections.alation.backup.plugins.module_utils._staging import (
     RemovalError, clear_tree, dir_state, mount_points_below, refusal, resolved_path)
 
@@ -33,11 +32,6 @@ BROKEN = ('ERROR', 'CORRUPT', 'ORPHAN')
 INCREMENTAL_MODES = ('delta', 'page', 'ptrack')
 BACKUP_MODES = ('auto', 'full') + INCREMENTAL_MODES
 ON_BROKEN_CHAIN = ('reset', 'repair', 'fail')
-# Standard PATH of a Debian/RHEL system: searched inside a chroot, whose PATH
-# we cannot ask for.
-STANDARD_PATH = ('/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin')
-# Plain name first, then the names distributions give versioned builds.
-BINARY_NAMES = ('pg_probackup',) + tuple('pg_probackup-%d' % v for v in range(18, 10, -1))
 
 # A stderr line of pg_probackup: "LEVEL: text", maybe after a timestamp or pid.
 _LOG_LINE = re.compile(r'^(?:[0-9][0-9:. +-]*\s+)?(?:\[\d+\]:?\s*)?'
@@ -121,14 +115,8 @@ _HINTS = (
 
 def failure_message(action, result):
     """One line for fail_json: what failed, the exit code, the ERROR lines, a hint."""
-    rc = result.get('rc')
     errs = error_lines(result.get('stderr'))
-    if rc is not None and (rc < 0 or rc > 128):
-        sig = -rc if rc < 0 else rc - 128
-        how = 'was killed by signal %d (exit code %d)' % (sig, rc)
-    else:
-        how = 'failed with exit code %s' % rc
-    msg = 'pg_probackup %s %s' % (action, how)
+    msg = 'pg_probackup %s %s' % (action, exit_description(result.get('rc')))
     if errs:
         msg += ': ' + ' '.join(errs)
     elif (result.get('stderr') or '').strip():
@@ -385,16 +373,6 @@ def plan_backup(backups, running, backup_mode, incremental_mode, on_broken_chain
 
 # -- host-side checks ----------------------------------------------------------
 
-def find_binary(names, dirs, is_executable):
-    """First ``dir/name`` (names in order, then dirs) for which is_executable(path)."""
-    for name in names:
-        for d in dirs:
-            path = os.path.join(d, name)
-            if is_executable(path):
-                return path
-    return None
-
-
 def catalog_state(host_path):
     """absent | empty | catalog | foreign | symlink | not_dir, for the catalog's host path."""
     state = dir_state(host_path)
@@ -407,31 +385,6 @@ def catalog_state(host_path):
         except FileNotFoundError:
             return 'foreign'
     return 'catalog'
-
-
-def pid_alive(pid):
-    """Is ``pid`` a live (non-zombie) process that still runs pg_probackup?
-
-    Returns (alive, reused): a pid that lives but runs another program was
-    reused after the backup's process died (after a reboot, say).
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False, False
-    except PermissionError:
-        pass
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
-                return False, False
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            argv0 = f.read().split(b'\0')[0]
-    except (OSError, IndexError):
-        return True, False  # cannot tell: assume it is the backup
-    if b'pg_probackup' in os.path.basename(argv0):
-        return True, False
-    return False, True
 
 
 def read_pid_file(path):
@@ -451,8 +404,8 @@ def running_info(host_catalog, instance, backups):
             continue
         pid_file = os.path.join(host_catalog, 'backups', instance, b['id'], 'backup.pid')
         pid = read_pid_file(pid_file)
-        alive, reused = pid_alive(pid) if pid else (False, False)
-        info[b['id']] = dict(pid=pid, alive=alive, reused=reused, pid_file=pid_file)
+        state = pid_state(pid, 'pg_probackup')
+        info[b['id']] = dict(pid=pid, alive=state == 'alive', reused=state == 'reused', pid_file=pid_file)
     return info
 
 
@@ -809,7 +762,7 @@ def live_pid_files(host_catalog):
             continue
         for bid in ids:
             pid = read_pid_file(os.path.join(backups_dir, inst, bid, 'backup.pid'))
-            if pid and pid_alive(pid)[0]:
+            if pid_state(pid, 'pg_probackup') == 'alive':
                 found.append((os.path.join(inst, bid), pid))
     return found
 

@@ -8,24 +8,25 @@ restore role (archive_info, archive_extract, pgdata_restore, temp_postgres).
 Standard library only.
 """
 
-from __future__ import annotations
-
 import datetime
 import hashlib
 import json
 import os
-import pwd
 import re
 import shlex
 import socket
 import stat
 import tarfile
 
-from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, human, pid_alive, scan_sources
+from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, scan_sources
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import list_archives  # noqa: F401
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError, free_bytes, pid_alive, tree_bytes  # noqa: F401
+from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
+from ansible_collections.alation.backup.plugins.module_utils._host import make_private_dir as _make_private_dir
+from ansible_collections.alation.backup.plugins.module_utils._host import write_file
 from ansible_collections.alation.backup.plugins.module_utils._staging import dir_state
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
-# <YYYYMMDDHHMM>_<version>_<suffix>.tar.gz, as the archive module names them.
-ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_(?P<version>[0-9A-Za-z.-]+)_(?P<suffix>[A-Za-z0-9_-]+)\.tar\.gz$')
 SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
 HASH_BLOCK = 1024 * 1024
 # What a restore into a non-empty place renames the old one to.
@@ -36,30 +37,11 @@ TABLESPACE_MAP = 'tablespace_map'
 COUNTED = ('entries', 'files', 'dirs', 'symlinks', 'hardlinks', 'bytes')
 
 
-class RestoreError(Exception):
+class RestoreError(HostError):
     """Something the user must fix or know; the message says what and how."""
 
 
 # -- archives ------------------------------------------------------------------
-
-def archive_sort_key(name, mtime=0.0):
-    m = ARCHIVE_RE.match(name)
-    return (m.group('ts') if m else '', mtime, name)
-
-
-def list_archives(directory, suffix='alation_backup'):
-    """Archives in ``directory`` (regular files named as the archive module names them), oldest first."""
-    found = []
-    for name in os.listdir(directory):
-        m = ARCHIVE_RE.match(name)
-        if not m or m.group('suffix') != suffix:
-            continue
-        path = os.path.join(directory, name)
-        st = os.lstat(path)
-        if stat.S_ISREG(st.st_mode):
-            found.append((archive_sort_key(name, st.st_mtime), path))
-    return [path for dummy, path in sorted(found)]
-
 
 def read_head(path, count=2):
     """The manifest (a dict) and the TarInfo of the first ``count`` members after it.
@@ -138,25 +120,8 @@ def space_needed(sources, extra=0):
     return sum(int(s.get('bytes', 0)) + 4096 * int(s.get('entries', 0)) for s in sources) + int(extra or 0)
 
 
-def free_bytes(path):
-    """Free bytes for unprivileged users on the filesystem of ``path`` or its nearest existing parent."""
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    st = os.statvfs(probe)
-    return st.f_bavail * st.f_frsize
-
-
 def check_space(path, needed, what):
-    free = free_bytes(path)
-    if free < needed:
-        raise RestoreError('not enough free space for %s in %s: %d bytes (%s) free, %d bytes (%s) needed; free '
-                           'space there or choose another place' % (what, path, free, human(free), needed,
-                                                                    human(needed)))
-    return free
+    return _check_space(path, needed, what, 'free space there or choose another place', error=RestoreError)
 
 
 def count_mismatches(expected, scanned):
@@ -321,49 +286,20 @@ def user_ids(user, chroot=None):
     """
     if user is None or user == '':
         return os.geteuid(), os.getegid()
-    if str(user).isdigit():
-        return int(user), int(user)
-    if chroot and chroot != '/':
-        try:
-            with open(os.path.join(chroot, 'etc/passwd')) as f:
-                for line in f:
-                    fields = line.rstrip('\n').split(':')
-                    if len(fields) > 3 and fields[0] == user:
-                        return int(fields[2]), int(fields[3])
-        except OSError:
-            pass
-        raise RestoreError('user %s is not in %s/etc/passwd (the Alation shell\'s users)' % (user, chroot))
     try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise RestoreError('user %s does not exist on this host' % user)
-    return entry.pw_uid, entry.pw_gid
+        return Accounts(chroot).user(user)
+    except ValueError as e:
+        raise RestoreError(str(e))
 
 
 def make_private_dir(path, uid, gid):
     """``path`` (host path) as an existing directory, mode 0700, owned by uid:gid. Parents are made as needed."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    if os.path.islink(path) or not os.path.isdir(path):
-        raise RestoreError('%s is not a directory' % path)
-    os.chown(path, uid, gid)
-    os.chmod(path, 0o700)
+    _make_private_dir(path, uid, gid, error=RestoreError)
 
 
 def write_private_file(path, text, uid, gid):
     """Write ``text`` to ``path`` atomically (temporary file in the same dir, fsync, rename), mode 0600."""
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chown(tmp, uid, gid)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+    write_file(path, text, 0o600, uid, gid)
 
 
 def tar_member_text(tar_path, name):
@@ -373,17 +309,3 @@ def tar_member_text(tar_path, name):
             if info.name.lstrip('./') == name and info.isreg():
                 return tar.extractfile(info).read().decode('utf-8')
     return None
-
-
-def tree_bytes(path):
-    """File bytes under ``path`` (links not followed)."""
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total

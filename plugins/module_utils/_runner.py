@@ -7,24 +7,36 @@ Every command is an argv list (never a shell string). A command can be run
 inside the Alation shell (a chroot) and/or as another OS user; the wrapping is
 done here so modules only say *what* to run. Each command run is recorded so
 modules can return ``executed_commands``.
-"""
 
-from __future__ import annotations
+Every command runs with ``LC_ALL=C`` and without ``LANGUAGE``: the modules
+read the programs' stderr (pg_probackup's ERROR lines, "No such file or
+directory"), and a host set to another language would translate it.
+
+``find_program`` is the one way a program is found, on the host or inside
+the Alation shell.
+"""
 
 import fcntl
 import glob
 import os
 import pwd
 import shlex
-import shutil
 import subprocess
 
 # Alation's public admin scripts enter the Alation shell this way.
 SU = '/bin/su'
 
-# Where PostgreSQL programs are looked for when no bindir is given.
-STANDARD_DIRS = ('/usr/local/bin', '/usr/bin', '/bin')
+# The standard PATH of a Debian or RHEL system: searched inside a chroot, whose
+# PATH we cannot ask for, and after the host's own PATH.
+STANDARD_DIRS = ('/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin')
+# Where distributions put each PostgreSQL major version's programs.
 VERSIONED_DIRS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
+# The names distributions give versioned builds of a program, newest first.
+VERSIONED_NAMES = {
+    'pg_probackup': tuple('pg_probackup-%d' % v for v in range(18, 10, -1)),
+}
+# The environment every command gets: English messages, whatever the host's locale.
+C_LOCALE = {'LC_ALL': 'C'}
 
 
 def runner_argument_spec():
@@ -35,6 +47,11 @@ def runner_argument_spec():
     )
 
 
+def _join(argv):
+    # shlex.join is Python 3.8+.
+    return ' '.join(shlex.quote(a) for a in argv)
+
+
 def current_user():
     return pwd.getpwuid(os.geteuid()).pw_name
 
@@ -43,8 +60,9 @@ def wrap_argv(argv, chroot=None, run_as=None, login=False):
     """Return the argv that runs ``argv`` inside ``chroot`` as ``run_as``.
 
     ``login=True`` goes through ``su -`` so the user's login PATH applies (how
-    Alation's own scripts call ``alation_conf``); the command is then joined
-    with ``shlex.join`` so each argument stays one word. Otherwise the
+    Alation's own scripts call ``alation_conf``); the command is then quoted
+    so each argument stays one word, and ``env LC_ALL=C`` goes before it
+    because ``su -`` starts from a clean environment. Otherwise the
     environment is kept (``PGPASSWORD`` must reach pg_probackup) and the user is
     switched with ``chroot --userspec`` or ``runuser``.
     """
@@ -54,7 +72,7 @@ def wrap_argv(argv, chroot=None, run_as=None, login=False):
     if chroot in (None, '', '/'):
         chroot = None
     if login and run_as:
-        inner = [SU, '-', run_as, '-c', shlex.join(argv)]
+        inner = [SU, '-', run_as, '-c', _join(['env', 'LC_ALL=C'] + argv)]
         return ['chroot', chroot] + inner if chroot else inner
     if chroot:
         spec = ['--userspec=%s' % run_as] if run_as else []
@@ -76,6 +94,9 @@ class Runner:
     """Runs commands for one module invocation and remembers what it ran."""
 
     def __init__(self, module, chroot=None, run_as=None):
+        # LC_ALL=C wins over every other locale variable but LANGUAGE, which
+        # GNU gettext reads first: it goes for this module's whole process.
+        os.environ.pop('LANGUAGE', None)
         self.module = module
         self.chroot = chroot
         self.run_as = run_as
@@ -89,9 +110,11 @@ class Runner:
         With ``check_rc=True`` a non-zero exit raises CommandError.
         """
         full = wrap_argv(argv, self.chroot, self.run_as, login=login)
-        cmd = shlex.join(full)
+        cmd = _join(full)
         self.executed_commands.append(cmd)
-        rc, out, err = self.module.run_command(full, environ_update=env or {}, data=data,
+        environ = dict(C_LOCALE)
+        environ.update(env or {})
+        rc, out, err = self.module.run_command(full, environ_update=environ, data=data,
                                                binary_data=data is not None)
         result = dict(cmd=cmd, rc=rc, stdout=out, stderr=err)
         if check_rc and rc != 0:
@@ -110,35 +133,87 @@ def _version_key(path):
     return [int(d) for d in digits]
 
 
-def find_program(runner, name, bindir=None, version=None):
-    """(path as seen by the program, [dirs searched]) for the PostgreSQL program ``name``.
+def _host_path(runner, path):
+    return runner.host_path(path) if runner is not None else path
 
-    ``bindir`` alone is searched when given. Otherwise the standard dirs, then
-    the versioned PostgreSQL dirs, newest first; with ``version`` (a major
-    version such as ``15``) that version's dirs come first, because a server
-    program must match the data directory it runs on. The path is ``None``
-    when nothing was found; the dirs are then host paths, for the message.
+
+def _executable(path):
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _candidates(names, version=None):
+    names = [names] if isinstance(names, str) else list(names)
+    candidates = []
+    for name in names:
+        variants = list(VERSIONED_NAMES.get(name, ()))
+        if version:
+            variants.sort(key=lambda n: not n.endswith('-%s' % version))
+        candidates += [name] + variants
+    return candidates
+
+
+def find_program(runner, names, bindir=None, version=None):
+    """(path as the program sees it, [dirs searched]) for the first of ``names`` found.
+
+    ``names`` is one name or several, in order of preference; a name with a
+    ``/`` is a path, checked as it is. Each name also stands for its
+    distributions' versioned names (``pg_probackup-15``; ``version``'s first).
+    ``runner`` None, or one without a chroot, looks on this host: PATH first;
+    a runner with a chroot looks inside the Alation shell.
+
+    ``bindir`` alone is searched when given. Otherwise, with ``version`` (a
+    PostgreSQL major version such as ``15``), that version's dirs come first,
+    because a server program must match the data directory it runs on; then
+    PATH (on the host), the standard dirs, and the other PostgreSQL dirs,
+    newest first. The path is ``None`` when nothing was found; the dirs are
+    then host paths, for the message.
     """
+    candidates = _candidates(names, version)
+    for name in candidates:
+        if '/' in name:
+            if _executable(_host_path(runner, name)):
+                return name, [os.path.dirname(name)]
+    inside = runner is not None and bool(runner.chroot) and runner.chroot != '/'
     if bindir:
         dirs = [bindir]
     else:
-        # Map host paths back to program paths (inside the chroot).
-        prefix = len(runner.host_path('/')) - 1 if runner.chroot else 0
+        # Found as host paths, handed on as paths inside the chroot.
+        prefix = len(runner.host_path('/')) - 1 if inside else 0
         versioned = []
         for pattern in VERSIONED_DIRS:
-            found = glob.glob(runner.host_path(pattern))
+            found = glob.glob(_host_path(runner, pattern))
             versioned += [d[prefix:] for d in sorted(found, key=_version_key, reverse=True)]
-        dirs = list(STANDARD_DIRS) + versioned
-        if version:
-            mine = ('/%s/' % version, '-%s/' % version)
-            dirs = [d for d in versioned if any(m in d + '/' for m in mine)] + dirs
-    for d in dirs:
-        candidate = os.path.join(d, name)
-        if os.access(runner.host_path(candidate), os.X_OK):
-            return candidate, dirs
-    if not bindir and not runner.chroot and shutil.which(name):
-        return shutil.which(name), dirs
-    return None, [runner.host_path(d) for d in dirs]
+        path_dirs = [] if inside else [d for d in os.environ.get('PATH', '').split(os.pathsep) if d]
+        mine = [d for d in versioned if version and ('/%s/' % version in d + '/' or '-%s/' % version in d + '/')]
+        dirs = []
+        for d in mine + path_dirs + list(STANDARD_DIRS) + versioned:
+            if d not in dirs:
+                dirs.append(d)
+    for name in candidates:
+        if '/' in name:
+            continue
+        for d in dirs:
+            candidate = os.path.join(d, name)
+            if _executable(_host_path(runner, candidate)):
+                return candidate, dirs
+    return None, [_host_path(runner, d) for d in dirs]
+
+
+def not_found(runner, names, searched, hint):
+    """The message for a program that find_program did not find: what, where it looked, what to do."""
+    candidates = _candidates(names)
+    paths = [n for n in candidates if '/' in n]
+    if paths:
+        host = [_host_path(runner, n) for n in paths]
+        return '%s is not an executable file%s. %s' % (
+            ', '.join(paths), '' if host == paths else ' (looked at %s on the host)' % ', '.join(host), hint)
+    inside = runner is not None and runner.chroot not in (None, '', '/')
+    if inside:
+        root = runner.host_path('/').rstrip('/')
+        searched = [d[len(root):] if d.startswith(root + '/') else d for d in searched]
+    return '%s not found: looked for %s in %s%s. %s' % (
+        candidates[0], ', '.join(candidates), ':'.join(searched) or 'nothing',
+        ' inside the Alation shell %s' % runner.chroot if inside else '', hint)
 
 
 # Linux's F_SETPIPE_SZ (fcntl has the name from Python 3.10).
@@ -153,8 +228,10 @@ def open_pipe(argv, stderr, pipe_size=None):
     path 2.4x faster: far fewer wake-ups); where the system caps pipe sizes
     lower, the default stays.
     """
+    env = dict(os.environ, **C_LOCALE)
+    env.pop('LANGUAGE', None)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                            bufsize=0, close_fds=True)
+                            bufsize=0, close_fds=True, env=env)
     if pipe_size:
         for f in (proc.stdin, proc.stdout):
             try:

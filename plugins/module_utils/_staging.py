@@ -11,12 +11,8 @@ never following a symlink and never leaving the staging dir's filesystem, like
 reports the same counts without touching anything (check mode).
 """
 
-from __future__ import annotations
-
 import errno
-import grp
 import os
-import pwd
 import stat
 
 # The Alation shell: a chroot whose system dirs are as precious as the host's.
@@ -333,32 +329,6 @@ def _limit_open_dirs(stack):
         if frame.fd is not None:
             os.close(frame.fd)
             frame.fd = None
-
-
-def user_id(owner):
-    """The uid for a user name or numeric id (None stays None); ValueError names an unknown user."""
-    if owner is None:
-        return None
-    owner = str(owner)
-    if owner.isdigit():
-        return int(owner)
-    try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise ValueError("owner '%s' is not a user on this host: create the user first or give a numeric uid" % owner)
-
-
-def group_id(group):
-    """The gid for a group name or numeric id (None stays None); ValueError names an unknown group."""
-    if group is None:
-        return None
-    group = str(group)
-    if group.isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ValueError("group '%s' is not a group on this host: create the group first or give a numeric gid" % group)
 
 
 def cut(entries, limit=100):

@@ -88,7 +88,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _host_lock
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 
 
 def public(record):
@@ -115,19 +115,19 @@ def main():
 
     if p['state'] == 'absent':
         if module.check_mode:
-            holder = _host_lock.read_holder(path)
+            holder = _locks.read_holder(path)
             module.exit_json(changed=bool(holder and holder.get('token') == p['token']))
-        module.exit_json(changed=_host_lock.release(path, p['token']))
+        module.exit_json(changed=_locks.release_lease(path, p['token']))
 
     if module.check_mode:
-        holder = _host_lock.read_holder(path) if os.path.lexists(path) else None
-        if holder and holder.get('run_id') != p['run_id'] and not _host_lock.stale_reason(holder):
-            module.fail_json(msg=str(_host_lock.LockHeld(path, holder)), holder=public(holder))
+        holder = _locks.read_holder(path) if os.path.lexists(path) else None
+        if holder and holder.get('run_id') != p['run_id'] and not _locks.stale_reason(holder):
+            module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=public(holder))
         module.exit_json(changed=True, holder=public(holder), taken_over=None)
 
     try:
-        record, taken_over = _host_lock.acquire(path, p['owner'], p['run_id'], p['max_age'])
-    except _host_lock.LockHeld as e:
+        record, taken_over = _locks.acquire_lease(path, p['owner'], p['run_id'], p['max_age'])
+    except _locks.LockHeld as e:
         module.fail_json(msg='%s. Wait for it to finish; if that run is gone, remove %s by hand.' % (e, path),
                          holder=public(e.holder))
     if taken_over:

@@ -133,8 +133,9 @@ options:
     description:
       - The pg_probackup program, as a path inside O(chroot) or a name to search for.
       - Default searches C(pg_probackup), then the versioned names C(pg_probackup-18) down to C(pg_probackup-11),
-        in E(PATH) and the standard system directories; inside O(chroot), in the chroot's standard directories
-        C(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
+        in E(PATH), the standard system directories and the PostgreSQL program directories
+        (C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin)); inside O(chroot), in the chroot's standard directories
+        C(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) and its PostgreSQL program directories.
     type: str
 notes:
   - A backup this run started that fails (server down, wrong role or database, killed) leaves an ERROR entry in
@@ -313,13 +314,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock, LockBusy
+from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock, LockBusy
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
-    BACKUP_MODES, BINARY_NAMES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, STANDARD_PATH, Catalog, PgProbackupError,
-    find_binary, lock_path, run_absent, run_backup, run_show, run_validate)
+    BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, run_absent, run_backup,
+    run_show, run_validate)
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv, connection_env, postgres_argument_spec)
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
+from ansible_collections.alation.backup.plugins.module_utils._runner import (
+    Runner, find_program, not_found, runner_argument_spec)
 
 
 def argument_spec():
@@ -366,30 +368,12 @@ def check_params(module, p):
         module.fail_json(msg='pgdata=%s must be an absolute path' % p['pgdata'])
 
 
-def locate_binary(module, runner, binary, chroot):
+def locate_binary(module, runner, binary):
     """The pg_probackup path as seen inside the chroot, or fail saying where we looked."""
-    inside = bool(chroot) and chroot != '/'
-
-    def executable(path):
-        host = runner.host_path(path)
-        return os.path.isfile(host) and os.access(host, os.X_OK)
-
-    if binary and '/' in binary:
-        if executable(binary):
-            return binary
-        module.fail_json(msg='binary=%s is not an executable file%s: give the path of pg_probackup'
-                             % (binary, ' (looked at %s on the host)' % runner.host_path(binary) if inside else ''))
-    names = [binary] if binary else list(BINARY_NAMES)
-    if inside:
-        dirs = list(STANDARD_PATH)
-    else:
-        dirs = [d for d in os.environ.get('PATH', '').split(os.pathsep) if d]
-        dirs += [d for d in STANDARD_PATH if d not in dirs]
-    found = find_binary(names, dirs, executable)
+    found, searched = find_program(runner, binary or 'pg_probackup')
     if not found:
-        module.fail_json(msg='pg_probackup not found: looked for %s in %s%s. Install pg_probackup or set binary '
-                             'to its path.' % (', '.join(names), ':'.join(dirs),
-                                               ' inside chroot %s' % chroot if inside else ''))
+        module.fail_json(msg=not_found(runner, binary or 'pg_probackup', searched,
+                                       'Install pg_probackup or set binary to its path.'))
     return found
 
 
@@ -400,7 +384,7 @@ def main():
     check_params(module, p)
     runner = Runner(module, p['chroot'], p['run_as'])
     state = p['state']
-    binary = None if state == 'absent' else locate_binary(module, runner, p['binary'], p['chroot'])
+    binary = None if state == 'absent' else locate_binary(module, runner, p['binary'])
     cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 

@@ -130,13 +130,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
-    BINARY_NAMES,
-    STANDARD_PATH,
-    error_lines,
-    find_binary,
-    warning_lines,
-)
+from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import error_lines, warning_lines
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
     TABLESPACE_MAP,
     RestoreError,
@@ -153,7 +147,8 @@ from ansible_collections.alation.backup.plugins.module_utils._restore import (
     user_ids,
     write_private_file,
 )
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, runner_argument_spec
+from ansible_collections.alation.backup.plugins.module_utils._runner import (
+    Runner, find_program, not_found, runner_argument_spec)
 from ansible_collections.alation.backup.plugins.module_utils._staging import RemovalError, clear_tree
 
 
@@ -239,22 +234,10 @@ class Rebuild(object):
 
     # -- the engines -------------------------------------------------------------
     def probackup_binary(self):
-        binary = self.p['binary']
-        inside = bool(self.runner.chroot) and self.runner.chroot != '/'
-
-        def executable(path):
-            host = self.runner.host_path(path)
-            return os.path.isfile(host) and os.access(host, os.X_OK)
-
-        if binary and '/' in binary:
-            if executable(binary):
-                return binary
-            raise RestoreError('binary=%s is not an executable file: give the path of pg_probackup' % binary)
-        dirs = list(STANDARD_PATH) if inside else [d for d in os.environ.get('PATH', '').split(os.pathsep) if d]
-        dirs += [d for d in STANDARD_PATH if d not in dirs]
-        found = find_binary([binary] if binary else list(BINARY_NAMES), dirs, executable)
+        found, searched = find_program(self.runner, self.p['binary'] or 'pg_probackup')
         if not found:
-            raise RestoreError('pg_probackup not found in %s: install it or set binary to its path' % ':'.join(dirs))
+            raise RestoreError(not_found(self.runner, self.p['binary'] or 'pg_probackup', searched,
+                                         'Install pg_probackup or set binary to its path.'))
         return found
 
     def restore_probackup(self, relocated):

@@ -151,6 +151,7 @@ import stat
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _staging
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
 def describe(path):
@@ -198,8 +199,9 @@ def main():
         module.fail_json(msg=reason, path=p['path'])
     path = os.path.normpath(p['path'])
     try:
-        uid = _staging.user_id(p['owner'])
-        gid = _staging.group_id(p['group'])
+        accounts = Accounts()
+        uid = accounts.uid(p['owner'])
+        gid = accounts.gid(p['group'])
     except ValueError as e:
         module.fail_json(msg=str(e), path=path)
 

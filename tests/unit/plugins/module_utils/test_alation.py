@@ -212,13 +212,13 @@ def test_conf_runs_in_chroot(command, in_chroot):
 def test_conf_argv_in_the_alation_shell():
     """What the module runs on a real Alation host: exactly Alation's admin scripts' form."""
     assert wrap_argv(['alation_conf', K], chroot='/opt/alation/alation', run_as='alationadmin', login=True) == [
-        'chroot', '/opt/alation/alation', '/bin/su', '-', 'alationadmin', '-c', 'alation_conf %s' % K]
+        'chroot', '/opt/alation/alation', '/bin/su', '-', 'alationadmin', '-c', 'env LC_ALL=C alation_conf %s' % K]
 
 
 def test_conf_argv_host_command_quoted():
     # An absolute host path runs outside the chroot; odd characters stay one word for su -c.
     assert wrap_argv(["/opt/my tools/alation_conf", "k'ey"], chroot=None, run_as='alationadmin', login=True) == [
-        '/bin/su', '-', 'alationadmin', '-c', "'/opt/my tools/alation_conf' 'k'\"'\"'ey'"]
+        '/bin/su', '-', 'alationadmin', '-c', "env LC_ALL=C '/opt/my tools/alation_conf' 'k'\"'\"'ey'"]
 
 
 def test_default_keys_are_the_backup_keys():

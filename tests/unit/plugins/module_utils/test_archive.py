@@ -306,8 +306,8 @@ def test_scan_refuses_fifo_and_socket(tmp_path):
 
 def test_check_space(tmp_path):
     assert A.check_space(str(tmp_path), 1) > 0
-    with pytest.raises(A.ArchiveError, match=r'not enough free space in .*: \d+ bytes .* free, but the archive '
-                                             r'may need up to 1125899906842624 bytes \(1024.0 TiB\)'):
+    with pytest.raises(A.ArchiveError, match=r'not enough free space for the archive .* in .*: \d+ bytes .* free, '
+                                             r'1125899906842624 bytes \(1024.0 TiB\) needed'):
         A.check_space(str(tmp_path), 2 ** 50)
 
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""module_utils/_lock.py: real processes contend for a real flock."""
+"""module_utils/_locks.py (FileLock): real processes contend for a real flock."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock, LockBusy, read_holder
+from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock, LockBusy, read_holder
 
 COLLECTIONS = os.path.join(os.path.dirname(__file__), *(['..'] * 4), '.build', 'collections')
 
 HOLDER = r'''
 import sys, time
-from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock
+from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock
 with FileLock(sys.argv[1], purpose='holder test'):
     print('locked', flush=True)
     time.sleep(float(sys.argv[2]))
@@ -72,7 +72,7 @@ def test_waiter_gets_the_lock_when_the_holder_ends(holder):
     start(seconds=0.5)
     with FileLock(path, timeout=10, poll_interval=0.05, purpose='second') as lock:
         assert lock.locked
-        assert read_holder(path) == (os.getpid(), 'second')
+        assert read_holder(path) == dict(pid=os.getpid(), purpose='second')
 
 
 def test_killed_holder_leaves_no_stale_lock(holder):
@@ -81,9 +81,9 @@ def test_killed_holder_leaves_no_stale_lock(holder):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # The file still names the dead holder, but the kernel dropped its flock.
-    assert read_holder(path)[0] == proc.pid
+    assert read_holder(path)['pid'] == proc.pid
     with FileLock(path, timeout=0):
-        assert read_holder(path)[0] == os.getpid()
+        assert read_holder(path)['pid'] == os.getpid()
 
 
 def test_two_fds_in_one_process_contend(tmp_path):
@@ -93,7 +93,7 @@ def test_two_fds_in_one_process_contend(tmp_path):
             FileLock(path).acquire()
         assert e.value.holder_pid == os.getpid()
     # Released: the file is emptied so nobody reads a stale pid, and not removed.
-    assert os.path.exists(path) and read_holder(path) == (None, None)
+    assert os.path.exists(path) and read_holder(path) is None
     with FileLock(path):
         pass
 
@@ -121,13 +121,14 @@ def test_symlink_in_place_of_the_lock_file_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize('content, expected', [
-    ('123\nbackup\n', (123, 'backup')),
-    ('123\n', (123, None)),
-    ('', (None, None)),
-    ('garbage\n', (None, None)),
+    ('{"pid": 123, "purpose": "backup"}', dict(pid=123, purpose='backup')),
+    ('{"pid": 123}', dict(pid=123)),
+    ('', None),
+    ('garbage\n', None),
+    ('[1, 2]', None),
 ])
 def test_read_holder(tmp_path, content, expected):
     path = tmp_path / 'l'
     path.write_text(content)
     assert read_holder(str(path)) == expected
-    assert read_holder(str(tmp_path / 'missing')) == (None, None)
+    assert read_holder(str(tmp_path / 'missing')) is None

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils import _pg_probackup as pp
+from ansible_collections.alation.backup.plugins.module_utils._host import pid_state
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'pg_probackup')
 CAT = '/data2/backup/pgbackup'
@@ -378,15 +379,6 @@ def test_plan_old_dead_running_below_good_backup_is_left_alone():
 
 # -- host-side helpers ---------------------------------------------------------------------
 
-def test_find_binary_order():
-    present = {'/b/pg_probackup-15', '/a/pg_probackup-16', '/b/pg_probackup'}
-    assert pp.find_binary(pp.BINARY_NAMES, ['/a', '/b'], present.__contains__) == '/b/pg_probackup'
-    present.discard('/b/pg_probackup')
-    assert pp.find_binary(pp.BINARY_NAMES, ['/a', '/b'], present.__contains__) == '/a/pg_probackup-16'
-    assert pp.find_binary(pp.BINARY_NAMES, ['/c'], present.__contains__) is None
-    assert 'pg_probackup-15' in pp.BINARY_NAMES
-
-
 def test_catalog_state(tmp_path):
     assert pp.catalog_state(str(tmp_path / 'none')) == 'absent'
     empty = tmp_path / 'empty'
@@ -424,12 +416,12 @@ def fake_pg_probackup():
 
 
 def test_pid_alive(fake_pg_probackup):
-    assert pp.pid_alive(fake_pg_probackup.pid) == (True, False)
+    assert pid_state(fake_pg_probackup.pid, 'pg_probackup') == 'alive'
     # Our own pid lives but runs python: a reused pid.
-    assert pp.pid_alive(os.getpid()) == (False, True)
+    assert pid_state(os.getpid(), 'pg_probackup') == 'reused'
     gone = subprocess.Popen([sys.executable, '-c', 'pass'])
     gone.wait()
-    assert pp.pid_alive(gone.pid) == (False, False)
+    assert pid_state(gone.pid, 'pg_probackup') == 'dead'
 
 
 def test_pid_alive_zombie_is_dead():
@@ -441,7 +433,7 @@ def test_pid_alive_zombie_is_dead():
                 break
         time.sleep(0.02)
     try:
-        assert pp.pid_alive(proc.pid) == (False, False)
+        assert pid_state(proc.pid, 'pg_probackup') == 'dead'
     finally:
         proc.wait()
 

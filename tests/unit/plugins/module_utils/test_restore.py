@@ -13,6 +13,7 @@ import tarfile
 import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils import _restore
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import ARCHIVE_RE, list_archives
 from ansible_collections.alation.backup.plugins.module_utils._restore import RestoreError
 
 
@@ -43,7 +44,7 @@ def make_archive(path, manifest, members=()):
     ('202405011230_5-17-0-116556_alation_eb_backup.tar.gz', True),
 ])
 def test_archive_names(name, matches):
-    assert bool(_restore.ARCHIVE_RE.match(name)) is matches
+    assert bool(ARCHIVE_RE.match(name)) is matches
 
 
 def test_list_archives_newest_last_by_name_time_then_mtime(tmp_path):
@@ -54,7 +55,7 @@ def test_list_archives_newest_last_by_name_time_then_mtime(tmp_path):
         (tmp_path / name).write_text('x')
         os.utime(tmp_path / name, (1000 - i, 1000 - i))  # mtimes disagree with the names on purpose
     os.mkdir(tmp_path / '202412310000_5-17-0-1_alation_backup.tar.gz')  # a directory is no archive
-    found = [os.path.basename(p) for p in _restore.list_archives(str(tmp_path))]
+    found = [os.path.basename(p) for p in list_archives(str(tmp_path))]
     assert found == ['202401010000_5-17-0-1_alation_backup.tar.gz', '202403010000_5-17-0-1_alation_backup.tar.gz',
                      '202405011230_5-17-0-1_alation_backup.tar.gz']
 
@@ -302,8 +303,9 @@ def test_user_ids_from_the_shells_passwd(tmp_path):
     (tmp_path / 'etc').mkdir()
     (tmp_path / 'etc' / 'passwd').write_text('root:x:0:0::/root:/bin/sh\nalation:x:1234:1235::/home:/bin/sh\n')
     assert _restore.user_ids('alation', str(tmp_path)) == (1234, 1235)
-    assert _restore.user_ids('4321', str(tmp_path)) == (4321, 4321)
-    with pytest.raises(RestoreError, match="not in .*/etc/passwd"):
+    assert _restore.user_ids('4321', str(tmp_path)) == (4321, -1)  # no such uid in the shell: group left alone
+    assert _restore.user_ids('1234', str(tmp_path)) == (1234, 1235)
+    with pytest.raises(RestoreError, match="is not a user in .*/etc/passwd"):
         _restore.user_ids('nobody_here', str(tmp_path))
     assert _restore.user_ids('root') == (0, 0)
     assert _restore.user_ids(None) == (os.geteuid(), os.getegid())

@@ -31,9 +31,9 @@ ME = current_user()
     ({'chroot': '/opt/alation/alation'}, ['chroot', '/opt/alation/alation', 'pg_probackup', 'show']),
     ({'chroot': '/opt/alation/alation', 'run_as': 'alation'},
      ['chroot', '--userspec=alation', '/opt/alation/alation', 'pg_probackup', 'show']),
-    ({'run_as': 'alation', 'login': True}, ['/bin/su', '-', 'alation', '-c', 'pg_probackup show']),
+    ({'run_as': 'alation', 'login': True}, ['/bin/su', '-', 'alation', '-c', 'env LC_ALL=C pg_probackup show']),
     ({'chroot': '/opt/alation/alation', 'run_as': 'alation', 'login': True},
-     ['chroot', '/opt/alation/alation', '/bin/su', '-', 'alation', '-c', 'pg_probackup show']),
+     ['chroot', '/opt/alation/alation', '/bin/su', '-', 'alation', '-c', 'env LC_ALL=C pg_probackup show']),
 ])
 def test_wrap_argv(kwargs, expected):
     assert wrap_argv(['pg_probackup', 'show'], **kwargs) == expected
@@ -41,7 +41,7 @@ def test_wrap_argv(kwargs, expected):
 
 def test_login_quotes_each_argument_as_one_word():
     argv = wrap_argv(['alation_conf', "a b; rm -rf /"], run_as='alationadmin', login=True)
-    assert argv[-1] == "alation_conf 'a b; rm -rf /'"
+    assert argv[-1] == "env LC_ALL=C alation_conf 'a b; rm -rf /'"
 
 
 @pytest.mark.parametrize('chroot, path, host', [

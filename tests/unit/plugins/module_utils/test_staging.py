@@ -413,23 +413,6 @@ def test_mount_points_below_reads_mountinfo(tmp_path):
     assert _staging.mount_points_below('/data2/tmp', str(tmp_path / 'missing')) == frozenset()
 
 
-@pytest.mark.parametrize('value,expected', [(None, None), ('root', 0), ('0', 0), (0, 0), ('12345', 12345)])
-def test_user_id(value, expected):
-    assert _staging.user_id(value) == expected
-
-
-@pytest.mark.parametrize('value,expected', [(None, None), ('root', 0), ('0', 0), ('54321', 54321)])
-def test_group_id(value, expected):
-    assert _staging.group_id(value) == expected
-
-
-def test_unknown_user_and_group_are_named():
-    with pytest.raises(ValueError, match="owner 'no-such-user-x' is not a user"):
-        _staging.user_id('no-such-user-x')
-    with pytest.raises(ValueError, match="group 'no-such-group-x' is not a group"):
-        _staging.group_id('no-such-group-x')
-
-
 @pytest.mark.parametrize('n,expected_len,last', [
     (0, 0, None), (100, 100, 'e099'), (101, 101, '... and 1 more'), (250, 101, '... and 150 more'),
 ])

@@ -231,7 +231,7 @@ def test_command_inside_chroot_argv(shell):
     failed, result = run_module(alation_info.main, shell.args(alation_conf_command='alation_conf', run_as='alationadmin'))
     assert not failed, result
     assert result['executed_commands'] == [
-        "chroot %s /bin/su - alationadmin -c 'alation_conf alation.backup.data_temp_dir'" % shell.root]
+        "chroot %s /bin/su - alationadmin -c 'env LC_ALL=C alation_conf alation.backup.data_temp_dir'" % shell.root]
     error = result['conf_errors']['alation.backup.scheduled_day']
     assert error.startswith("cannot run alation_conf command 'alation_conf' (exit code 127: chroot: failed to run command")
     assert set(result['conf_errors']) == set(result['conf'])

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock
+from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock
 from ansible_collections.alation.backup.plugins.modules import pg_probackup
 
 from .utils import run_module
@@ -50,7 +50,7 @@ def test_bad_arguments(args, words):
 def test_binary_path_missing(parent):
     failed, result = run_module(pg_probackup.main, dict(catalog=str(parent / 'cat'), binary='/nonexistent/pg_probackup'))
     assert failed
-    assert 'binary=/nonexistent/pg_probackup is not an executable file' in result['msg']
+    assert '/nonexistent/pg_probackup is not an executable file' in result['msg']
 
 
 def test_binary_not_found_in_chroot_says_where_it_looked(tmp_path):
@@ -62,7 +62,7 @@ def test_binary_not_found_in_chroot_says_where_it_looked(tmp_path):
     msg = result['msg']
     assert msg.startswith('pg_probackup not found: looked for pg_probackup, pg_probackup-18')
     assert 'pg_probackup-15' in msg and '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' in msg
-    assert 'inside chroot %s' % chroot in msg
+    assert 'inside the Alation shell %s' % chroot in msg
 
 
 def test_binary_found_inside_chroot_by_versioned_name(tmp_path):
@@ -78,7 +78,7 @@ def test_binary_found_inside_chroot_by_versioned_name(tmp_path):
 
     from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
     runner = Runner(FakeModule(), str(chroot))
-    assert pg_probackup.locate_binary(FakeModule(), runner, None, str(chroot)) == '/usr/bin/pg_probackup-15'
+    assert pg_probackup.locate_binary(FakeModule(), runner, None) == '/usr/bin/pg_probackup-15'
 
 
 def test_absent_removes_a_catalog(parent):

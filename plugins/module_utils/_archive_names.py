@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one definition of an archive's name, its temporary names, and the regex that finds them.
+
+``<YYYYMMDDHHMM>_<major-minor-patch-build>_<suffix>.tar.gz`` in the backup
+storage dir, as Alation's Backup V1 names them; ``.<name>.<host>.<pid>.tmp``
+while one is written. The archive module, the restore modules, the role and
+the freshness guard all find archives through here. Standard library only.
+"""
+
+import datetime
+import os
+import re
+import socket
+import stat
+
+from ansible_collections.alation.backup.plugins.module_utils import _alation
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError, pid_alive
+
+DEFAULT_SUFFIX = 'alation_backup'
+TIMESTAMP_RE = re.compile(r'^\d{12}$')
+SUFFIX_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+# major-minor-patch-build; Alation's dotted form is accepted when reading.
+_VERSION = r'\d+(?P<sep>[.-])\d+(?P=sep)\d+(?P=sep)\d+'
+ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_(?P<version>%s)_(?P<suffix>[A-Za-z0-9_-]+)\.tar\.gz$' % _VERSION)
+
+
+class ArchiveError(HostError):
+    """Something the user must fix; the message says what and how."""
+
+
+def normalize_version_tag(value):
+    """``5.17.0.116556`` or ``5-17-0-116556`` -> ``5-17-0-116556`` (the one rule lives in _alation)."""
+    try:
+        return _alation.normalize_version_tag(value)
+    except ValueError as e:
+        raise ArchiveError('version_tag: %s (major-minor-patch-build; alation_info reports it)' % e)
+
+
+def default_timestamp(now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime('%Y%m%d%H%M')
+
+
+def validate_timestamp(value):
+    """A ``YYYYMMDDHHMM`` string naming a real minute (UTC)."""
+    text = str(value)
+    if not TIMESTAMP_RE.match(text):
+        raise ArchiveError('timestamp %r must be 12 digits, YYYYMMDDHHMM (UTC), such as 202405011230' % (value,))
+    try:
+        datetime.datetime.strptime(text, '%Y%m%d%H%M')
+    except ValueError:
+        raise ArchiveError('timestamp %r is not a real date and time (YYYYMMDDHHMM, UTC)' % (value,))
+    return text
+
+
+def validate_suffix(value):
+    if not SUFFIX_RE.match(str(value)):
+        raise ArchiveError('suffix %r may only contain letters, digits, "_" and "-" (default %s)'
+                           % (value, DEFAULT_SUFFIX))
+    return value
+
+
+def archive_name(timestamp, version_tag, suffix=DEFAULT_SUFFIX):
+    return '%s_%s_%s.tar.gz' % (timestamp, version_tag, suffix)
+
+
+def host_label():
+    """This host's name as one safe word, for temporary file names."""
+    return re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname().split('.')[0]) or 'host'
+
+
+def tmp_name(final_name, pid=None, host=None):
+    """``.<final>.<host>.<pid>.tmp``: hidden, and says who writes it (a shared dest_dir may be NFS)."""
+    return '.%s.%s.%d.tmp' % (final_name, host or host_label(), os.getpid() if pid is None else pid)
+
+
+def tmp_pattern(suffix=DEFAULT_SUFFIX):
+    """Matches exactly our temporary files (archive and .sha256) for this suffix."""
+    return re.compile(r'^\.(?P<name>\d{12}_\d+-\d+-\d+-\d+_%s\.tar\.gz(?:\.sha256)?)'
+                      r'\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$' % re.escape(suffix))
+
+
+def find_stale_tmp(dest_dir, suffix=DEFAULT_SUFFIX, host=None):
+    """Our temporary files in dest_dir left by writers of this host that are gone."""
+    pattern = tmp_pattern(suffix)
+    host = host or host_label()
+    stale = []
+    for name in sorted(os.listdir(dest_dir)):
+        m = pattern.match(name)
+        if not m or m.group('host') != host or pid_alive(int(m.group('pid'))):
+            continue
+        path = os.path.join(dest_dir, name)
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            stale.append(path)
+    return stale
+
+
+# -- finding archives -------------------------------------------------------------
+
+def archive_sort_key(name, mtime=0.0):
+    m = ARCHIVE_RE.match(name)
+    return (m.group('ts') if m else '', mtime, name)
+
+
+def list_archives(directory, suffix=DEFAULT_SUFFIX):
+    """Archives in ``directory`` (regular files named as the archive module names them), oldest first."""
+    found = []
+    for name in os.listdir(directory):
+        m = ARCHIVE_RE.match(name)
+        if not m or m.group('suffix') != suffix:
+            continue
+        path = os.path.join(directory, name)
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            found.append((archive_sort_key(name, st.st_mtime), path))
+    return [path for dummy, path in sorted(found)]
