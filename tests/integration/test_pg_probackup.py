@@ -23,7 +23,7 @@ import pytest
 from modrun import run_module, spawn_module
 from pgcluster import PgCluster
 
-from ansible_collections.alation.backup.plugins.module_utils._lock import FileLock
+from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock
 
 pytestmark = pytest.mark.pg_probackup
 
