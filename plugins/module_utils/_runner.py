@@ -47,7 +47,7 @@ def runner_argument_spec():
     )
 
 
-def _join(argv):
+def join_argv(argv):
     # shlex.join is Python 3.8+.
     return ' '.join(shlex.quote(a) for a in argv)
 
@@ -72,7 +72,7 @@ def wrap_argv(argv, chroot=None, run_as=None, login=False):
     if chroot in (None, '', '/'):
         chroot = None
     if login and run_as:
-        inner = [SU, '-', run_as, '-c', _join(['env', 'LC_ALL=C'] + argv)]
+        inner = [SU, '-', run_as, '-c', join_argv(['env', 'LC_ALL=C'] + argv)]
         return ['chroot', chroot] + inner if chroot else inner
     if chroot:
         spec = ['--userspec=%s' % run_as] if run_as else []
@@ -110,7 +110,7 @@ class Runner:
         With ``check_rc=True`` a non-zero exit raises CommandError.
         """
         full = wrap_argv(argv, self.chroot, self.run_as, login=login)
-        cmd = _join(full)
+        cmd = join_argv(full)
         self.executed_commands.append(cmd)
         environ = dict(C_LOCALE)
         environ.update(env or {})
