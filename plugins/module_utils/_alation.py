@@ -7,8 +7,6 @@ Pure functions (no I/O except where a name says ``read``) so they can be
 unit-tested without an Alation host. See shared/reference/alation.md.
 """
 
-from __future__ import annotations
-
 import os
 import posixpath
 import re
@@ -34,7 +32,10 @@ BACKUP_CONF_KEYS = (
 DEFAULT_STAGING_DIR = '/data2/tmp'
 PG_STAGING_DIR = '/data2/backup/pgbackup'
 BACKUP_STORAGE_DIR = '/data2/backup'
+PGDATA = '/data1/pgsql/data'
 VERSION_FILE = '/opt/alation/django/main/alation_version.py'
+# The per-host backup lock, in the backup storage dir.
+LOCK_NAME = '.alation_backup.lock'
 # Files at the top of the chroot naming the host disks behind /data1 and /data2.
 DISK_CACHES = ('disk1', 'disk2')
 
@@ -77,20 +78,43 @@ def host_path(root, shell_path):
     return joined
 
 
-def shell_paths(root, data_temp_dir=None):
-    """The well-known shell paths, each with its host path under ``root``.
+def in_shell(root, use_chroot=True):
+    """Whether programs run inside the Alation shell: asked for, and there is a shell (root is not /)."""
+    return bool(use_chroot) and posixpath.normpath(root or '/') != '/'
 
-    ``data_temp_dir`` is the value of alation.backup.data_temp_dir; unset or
-    empty means Alation's default staging dir.
+
+def shell_paths(root, data_temp_dir=None, use_chroot=True, staging_dir=None, pg_staging_dir=PG_STAGING_DIR,
+                backup_storage_dir=BACKUP_STORAGE_DIR, pgdata=PGDATA, named=None):
+    """The paths of a run, each as ``shell_path``, ``host_path`` (under ``root``) and ``path``.
+
+    ``path`` is the one handed to programs: the shell path when they run
+    inside the Alation shell (``use_chroot`` and root is not /), else the
+    host path. The staging dir is ``staging_dir`` when given, else
+    ``data_temp_dir`` (alation.backup.data_temp_dir), else Alation's default.
+    ``lock`` is the backup lock in the backup storage dir; ``named`` adds
+    more paths (name -> shell path). Raises ValueError for a path that is
+    not absolute or has ``..``.
     """
-    staging = data_temp_dir if data_temp_dir else DEFAULT_STAGING_DIR
+    staging = staging_dir or data_temp_dir or DEFAULT_STAGING_DIR
     paths = dict(
         staging_dir=staging,
-        pg_staging_dir=PG_STAGING_DIR,
-        backup_storage_dir=BACKUP_STORAGE_DIR,
+        pg_staging_dir=pg_staging_dir,
+        backup_storage_dir=backup_storage_dir,
+        pgdata=pgdata,
         version_file=VERSION_FILE,
+        lock=posixpath.join(backup_storage_dir or '/', LOCK_NAME),
     )
-    return dict((name, dict(shell_path=p, host_path=host_path(root, p))) for name, p in paths.items())
+    paths.update(named or {})
+    inside = in_shell(root, use_chroot)
+    result = {}
+    for name, shell_path in paths.items():
+        try:
+            host = host_path(root, shell_path)
+        except ValueError as e:
+            raise ValueError('%s: %s' % (name, e))
+        shell = host_path('/', shell_path)
+        result[name] = dict(shell_path=shell, host_path=host, path=shell if inside else host)
+    return result
 
 
 def parse_conf_output(key, stdout):
@@ -227,6 +251,13 @@ def read_conf(runner, command, keys):
 def alation_info_argument_spec():
     return dict(
         root=dict(type='path', default=DEFAULT_ROOT),
+        use_chroot=dict(type='bool', default=True),
+        staging_dir=dict(type='str'),
+        pg_staging_dir=dict(type='str', default=PG_STAGING_DIR),
+        backup_storage_dir=dict(type='str', default=BACKUP_STORAGE_DIR),
+        pgdata=dict(type='str', default=PGDATA),
+        paths=dict(type='dict', default={}),
+        extra_paths=dict(type='list', elements='str', default=[]),
         # Key names, not secrets.
         alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS), no_log=False),
         required=dict(type='list', elements='str', default=[]),

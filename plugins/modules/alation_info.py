@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: alation_info
 short_description: Read the facts a backup needs from an Alation host
@@ -15,7 +13,9 @@ description:
   - The backup keys of Alation's configuration, read with C(alation_conf <key>) inside the Alation shell (a chroot) as O(run_as),
     the way Alation's own admin scripts do (C(chroot <root> /bin/su - <run_as> -c "alation_conf <key>")).
   - The Alation version, from C(/opt/alation/django/main/alation_version.py) inside the shell, as the archive names it (RV(version_tag)).
-  - The host paths of the staging dir, the pg staging dir, the backup storage dir and the version file (RV(paths)).
+  - The paths of a run (RV(paths)) - the staging dir, the pg staging dir, the backup storage dir, PGDATA, the backup
+    lock, the version file and any O(paths) - each inside the shell, on the host, and as handed to programs, so that
+    roles never compute them.
   - A key that cannot be read is reported in RV(conf_errors) and as a warning, not as a failure, unless O(required) lists it.
 extends_documentation_fragment:
   - alation.backup.attributes
@@ -26,10 +26,43 @@ options:
       - Set V(/) on a plain host where Alation's paths are host paths.
     type: path
     default: /opt/alation/alation
+  use_chroot:
+    description:
+      - Whether the programs of the run work inside the Alation shell. Sets RV(paths)' C(path) (the shell path when
+        true and O(root) is not V(/), else the host path) and RV(chroot).
+      - V(false) for a plain directory tree standing in for the shell (module tests).
+    type: bool
+    default: true
+  staging_dir:
+    description:
+      - The staging dir, inside the shell. Omit to take C(alation.backup.data_temp_dir), or C(/data2/tmp) when that is
+        not set.
+    type: str
+  pg_staging_dir:
+    description: The pg staging dir, inside the shell.
+    type: str
+    default: /data2/backup/pgbackup
+  backup_storage_dir:
+    description: The backup storage dir, inside the shell. The backup lock (C(.alation_backup.lock)) is in it.
+    type: str
+    default: /data2/backup
+  pgdata:
+    description: The PostgreSQL data directory, inside the shell.
+    type: str
+    default: /data1/pgsql/data
+  paths:
+    description: More paths inside the shell (name to path), returned in RV(paths) like the others.
+    type: dict
+    default: {}
+  extra_paths:
+    description: Site files inside the shell that travel in the archive; returned in RV(extra_paths).
+    type: list
+    elements: str
+    default: []
   alation_conf_keys:
     description:
       - The alation_conf keys to read.
-      - C(alation.backup.data_temp_dir) is always read as well, since it locates the staging dir.
+      - C(alation.backup.data_temp_dir) is read as well unless O(staging_dir) is given, since it locates the staging dir.
     type: list
     elements: str
     default:
@@ -124,15 +157,17 @@ conf_errors:
     alation.backup.scheduled_minute: 'not set: alation_conf printed no "alation.backup.scheduled_minute = <value>" line'
 paths:
   description:
-    - The well-known paths, each as C(shell_path) (inside the Alation shell) and C(host_path) (under O(root)).
-    - C(staging_dir) is the value of C(alation.backup.data_temp_dir), or C(/data2/tmp) when that is not set.
+    - The paths of a run, each as C(shell_path) (inside the Alation shell), C(host_path) (under O(root)) and C(path)
+      (as handed to programs: the shell path when they run inside the shell, see O(use_chroot)).
+    - C(staging_dir) is O(staging_dir), else the value of C(alation.backup.data_temp_dir), else C(/data2/tmp).
+    - Also C(pgdata), C(lock) (the backup lock in the backup storage dir) and each of O(paths).
   returned: success
   type: dict
   contains:
     staging_dir:
       description: Emptied before and after each backup.
       type: dict
-      sample: {shell_path: /data2/tmp, host_path: /opt/alation/alation/data2/tmp}
+      sample: {shell_path: /data2/tmp, host_path: /opt/alation/alation/data2/tmp, path: /data2/tmp}
     pg_staging_dir:
       description: Where pg_probackup stages the Postgres backup.
       type: dict
@@ -145,6 +180,16 @@ paths:
       description: The file the version was read from.
       type: dict
       sample: {shell_path: /opt/alation/django/main/alation_version.py, host_path: /opt/alation/alation/opt/alation/django/main/alation_version.py}
+extra_paths:
+  description: O(extra_paths), each as C(shell_path), C(host_path) and C(path).
+  returned: success
+  type: list
+  elements: dict
+chroot:
+  description: The Alation shell programs run in (O(root)), or an empty string when they run on the host.
+  returned: success
+  type: str
+  sample: /opt/alation/alation
 disk_caches:
   description: Contents of C(<root>/.disk1_cache) and C(<root>/.disk2_cache) (the host disks behind /data1 and /data2) that exist.
   returned: always
@@ -178,12 +223,13 @@ def main():
     if not command:
         module.fail_json(msg='alation_conf_command is empty: give a program name or an absolute host path', **result)
 
-    keys = [_alation.DATA_TEMP_DIR_KEY]
+    # The staging dir's key only when the staging dir is not given.
+    keys = [] if p['staging_dir'] else [_alation.DATA_TEMP_DIR_KEY]
     keys += [k for k in p['alation_conf_keys'] + p['required'] if k not in keys]
 
     chroot = root if _alation.conf_runs_in_chroot(command) else None
     runner = Runner(module, chroot=chroot, run_as=p['run_as'])
-    conf, errors = _alation.read_conf(runner, command, keys)
+    conf, errors = _alation.read_conf(runner, command, keys) if keys else ({}, {})
     result.update(conf=conf, conf_errors=errors, executed_commands=runner.executed_commands)
     for key in keys:
         if key in errors:
@@ -193,11 +239,22 @@ def main():
         module.fail_json(msg='required alation_conf keys not set: %s. Set them with alation_conf <key> -s <value> '
                              'in the Alation shell, or drop them from required.' % ', '.join(unset), **result)
 
+    data_temp_dir = conf.get(_alation.DATA_TEMP_DIR_KEY)
     try:
-        paths = _alation.shell_paths(root, conf[_alation.DATA_TEMP_DIR_KEY])
+        paths = _alation.shell_paths(
+            root, data_temp_dir, use_chroot=p['use_chroot'], staging_dir=p['staging_dir'],
+            pg_staging_dir=p['pg_staging_dir'], backup_storage_dir=p['backup_storage_dir'], pgdata=p['pgdata'],
+            named=p['paths'])
+        extra = [_alation.shell_paths(root, use_chroot=p['use_chroot'], named=dict(extra=e))['extra']
+                 for e in p['extra_paths']]
     except ValueError as e:
-        module.fail_json(msg='%s is %r: %s' % (_alation.DATA_TEMP_DIR_KEY, conf[_alation.DATA_TEMP_DIR_KEY], e), **result)
-    result['paths'] = paths
+        if str(e).startswith('staging_dir:') and not p['staging_dir'] and data_temp_dir:
+            module.fail_json(msg='%s is %r: %s. Set it with alation_conf %s -s <absolute path>'
+                                 % (_alation.DATA_TEMP_DIR_KEY, data_temp_dir, str(e).split(': ', 1)[1],
+                                    _alation.DATA_TEMP_DIR_KEY), **result)
+        module.fail_json(msg='%s. Give paths inside the Alation shell, absolute and without "..".' % e, **result)
+    result.update(paths=paths, extra_paths=extra,
+                  chroot=root if _alation.in_shell(root, p['use_chroot']) else '')
     result['disk_caches'] = _alation.read_disk_caches(root)
 
     try:

@@ -53,23 +53,43 @@ def test_host_path_refuses(root, shell_path, message):
 
 def test_shell_paths_default_staging_dir():
     paths = _alation.shell_paths('/opt/alation/alation', None)
-    assert paths == {
-        'staging_dir': {'shell_path': '/data2/tmp', 'host_path': '/opt/alation/alation/data2/tmp'},
-        'pg_staging_dir': {'shell_path': '/data2/backup/pgbackup',
-                           'host_path': '/opt/alation/alation/data2/backup/pgbackup'},
-        'backup_storage_dir': {'shell_path': '/data2/backup', 'host_path': '/opt/alation/alation/data2/backup'},
-        'version_file': {'shell_path': '/opt/alation/django/main/alation_version.py',
-                         'host_path': '/opt/alation/alation/opt/alation/django/main/alation_version.py'},
+    root = '/opt/alation/alation'
+    expected = {
+        'staging_dir': '/data2/tmp',
+        'pg_staging_dir': '/data2/backup/pgbackup',
+        'backup_storage_dir': '/data2/backup',
+        'pgdata': '/data1/pgsql/data',
+        'lock': '/data2/backup/.alation_backup.lock',
+        'version_file': '/opt/alation/django/main/alation_version.py',
     }
+    assert paths == dict((k, {'shell_path': v, 'host_path': root + v, 'path': v}) for k, v in expected.items())
 
 
-@pytest.mark.parametrize('value, shell, host', [
-    ('/data3/stage', '/data3/stage', '/data3/stage'),
-    ('', '/data2/tmp', '/data2/tmp'),
-    (None, '/data2/tmp', '/data2/tmp'),
+def test_shell_paths_outside_the_shell_hand_programs_host_paths():
+    paths = _alation.shell_paths('/srv/fake/', None, use_chroot=False, pgdata='/pg', named={'scratch': '//x/y/'})
+    assert paths['pgdata'] == {'shell_path': '/pg', 'host_path': '/srv/fake/pg', 'path': '/srv/fake/pg'}
+    assert paths['scratch'] == {'shell_path': '/x/y', 'host_path': '/srv/fake/x/y', 'path': '/srv/fake/x/y'}
+    # Root / is no shell: programs get host paths whatever use_chroot says.
+    assert _alation.shell_paths('/', None)['staging_dir']['path'] == '/data2/tmp'
+    assert _alation.in_shell('/') is False and _alation.in_shell('/opt/alation/alation', False) is False
+
+
+@pytest.mark.parametrize('value, staging, shell', [
+    ('/data3/stage', None, '/data3/stage'),
+    ('', None, '/data2/tmp'),
+    (None, None, '/data2/tmp'),
+    ('/data3/stage', '/data4/given', '/data4/given'),
 ])
-def test_shell_paths_staging_dir_from_conf(value, shell, host):
-    assert _alation.shell_paths('/', value)['staging_dir'] == {'shell_path': shell, 'host_path': host}
+def test_shell_paths_staging_dir_from_conf(value, staging, shell):
+    assert _alation.shell_paths('/', value, staging_dir=staging)['staging_dir'] == {
+        'shell_path': shell, 'host_path': shell, 'path': shell}
+
+
+def test_shell_paths_refuses_a_bad_named_path():
+    with pytest.raises(ValueError, match='^pgdata: .*not absolute'):
+        _alation.shell_paths('/', None, pgdata='data1')
+    with pytest.raises(ValueError, match='^scratch: .*".."'):
+        _alation.shell_paths('/', None, named={'scratch': '/data2/../etc'})
 
 
 def test_shell_paths_refuses_relative_staging_dir():

@@ -97,12 +97,14 @@ def test_facts(shell):
     assert result['conf'] == {k: v for k, v in STORE.items() if k.startswith('alation.backup.')}
     assert result['conf_errors'] == {}
     assert result['disk_caches'] == {'disk2': '/dev/vdc1'}
-    assert result['paths'] == {
-        'staging_dir': {'shell_path': '/data2/tmp', 'host_path': shell.root + '/data2/tmp'},
-        'pg_staging_dir': {'shell_path': '/data2/backup/pgbackup', 'host_path': shell.root + '/data2/backup/pgbackup'},
-        'backup_storage_dir': {'shell_path': '/data2/backup', 'host_path': shell.root + '/data2/backup'},
-        'version_file': {'shell_path': '/opt/alation/django/main/alation_version.py', 'host_path': shell.version_file},
-    }
+    shell_paths = {
+        'staging_dir': '/data2/tmp', 'pg_staging_dir': '/data2/backup/pgbackup', 'backup_storage_dir': '/data2/backup',
+        'pgdata': '/data1/pgsql/data', 'lock': '/data2/backup/.alation_backup.lock',
+        'version_file': '/opt/alation/django/main/alation_version.py'}
+    assert result['paths'] == dict((k, {'shell_path': v, 'host_path': shell.root + v, 'path': v})
+                                   for k, v in shell_paths.items())
+    assert result['paths']['version_file']['host_path'] == shell.version_file
+    assert result['chroot'] == shell.root and result['extra_paths'] == []
     # The absolute host path ran outside the chroot, and as the current user without su.
     assert result['executed_commands'][0] == '%s alation.backup.data_temp_dir' % shell.conf
     assert len(result['executed_commands']) == 4
@@ -124,7 +126,31 @@ def test_paths_follow_data_temp_dir(shell):
     shell.write_store(dict(STORE, **{'alation.backup.data_temp_dir': '/data3/stage'}))
     failed, result = run_module(alation_info.main, shell.args())
     assert not failed, result
-    assert result['paths']['staging_dir'] == {'shell_path': '/data3/stage', 'host_path': shell.root + '/data3/stage'}
+    assert result['paths']['staging_dir'] == {'shell_path': '/data3/stage', 'host_path': shell.root + '/data3/stage',
+                                              'path': '/data3/stage'}
+
+
+def test_paths_given_are_mapped_and_conf_is_not_asked(shell):
+    args = dict(shell.args(), staging_dir='/data4/st', pgdata='/pg/data', use_chroot=False, alation_conf_keys=[],
+                paths={'scratch': '/data2/drill'}, extra_paths=['/etc/site.conf'])
+    failed, result = run_module(alation_info.main, args)
+    assert not failed, result
+    assert result['executed_commands'] == [] and result['chroot'] == ''
+    assert result['paths']['staging_dir']['path'] == shell.root + '/data4/st'
+    assert result['paths']['scratch'] == {'shell_path': '/data2/drill', 'host_path': shell.root + '/data2/drill',
+                                          'path': shell.root + '/data2/drill'}
+    assert result['extra_paths'] == [{'shell_path': '/etc/site.conf', 'host_path': shell.root + '/etc/site.conf',
+                                      'path': shell.root + '/etc/site.conf'}]
+
+
+@pytest.mark.parametrize('key, value, text', [
+    ('pgdata', 'data1/pgsql', 'pgdata: shell path'),
+    ('staging_dir', '/data2/../etc', 'staging_dir: shell path'),
+    ('extra_paths', ['rel/file'], 'extra: shell path'),
+])
+def test_bad_paths_are_named(shell, key, value, text):
+    failed, result = run_module(alation_info.main, dict(shell.args(), **{key: value}))
+    assert failed and text in result['msg'], result
 
 
 def test_plain_host_root(shell):
@@ -133,7 +159,7 @@ def test_plain_host_root(shell):
     failed, result = run_module(alation_info.main, dict(shell.args(), root='/'))
     assert failed
     assert result['msg'].startswith('version file /opt/alation/django/main/alation_version.py not found')
-    assert result['paths']['staging_dir'] == {'shell_path': '/data2/tmp', 'host_path': '/data2/tmp'}
+    assert result['paths']['staging_dir'] == {'shell_path': '/data2/tmp', 'host_path': '/data2/tmp', 'path': '/data2/tmp'}
     assert result['conf']['alation.backup.scheduled_hour'] == '1'
 
 
@@ -293,7 +319,7 @@ def test_run_as_other_user(shell):
     assert not failed, result
     assert result['conf_errors'] == {}
     assert result['conf']['alation.backup.scheduled_minute'] == '30'
-    assert result['executed_commands'][0] == "/bin/su - %s -c '%s alation.backup.data_temp_dir'" % (user, shell.conf)
+    assert result['executed_commands'][0] == "/bin/su - %s -c 'env LC_ALL=C %s alation.backup.data_temp_dir'" % (user, shell.conf)
 
 
 def conf(shell, *args):
