@@ -12,6 +12,7 @@ import posixpath
 import re
 import shutil
 
+from ansible_collections.alation.backup.plugins.module_utils._host import free_bytes, tree_bytes
 from ansible_collections.alation.backup.plugins.module_utils._runner import wrap_argv
 
 # Where the Alation shell (a chroot) lives on the host.
@@ -264,3 +265,16 @@ def alation_info_argument_spec():
         run_as=dict(type='str', default=DEFAULT_RUN_AS),
         alation_conf_command=dict(type='str', default=DEFAULT_ALATION_CONF_COMMAND),
     )
+
+
+def backup_space(storage_dir, pgdata, extra_paths=()):
+    """What a backup needs in the backup storage dir, and what it has (host paths).
+
+    The pg staging dir takes about PGDATA (a FULL); the archive, at worst
+    (nothing compresses), PGDATA again plus the extra paths. Returns a dict
+    of free, needed, pgdata_bytes and extra_bytes. Nothing is written.
+    """
+    pgdata_bytes = tree_bytes(pgdata)
+    extra_bytes = sum(tree_bytes(p) for p in extra_paths)
+    return dict(free=free_bytes(storage_dir), needed=2 * pgdata_bytes + extra_bytes,
+                pgdata_bytes=pgdata_bytes, extra_bytes=extra_bytes)

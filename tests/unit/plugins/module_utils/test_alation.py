@@ -247,3 +247,19 @@ def test_default_keys_are_the_backup_keys():
     spec = _alation.alation_info_argument_spec()
     assert spec['alation_conf_keys']['default'] == list(_alation.BACKUP_CONF_KEYS)
     assert spec['root']['default'] == '/opt/alation/alation' == os.path.normpath(_alation.DEFAULT_ROOT)
+
+
+def test_backup_space_counts_pgdata_twice_and_the_extra_paths_once(tmp_path):
+    pgdata = tmp_path / 'pgdata'
+    (pgdata / 'base').mkdir(parents=True)
+    (pgdata / 'base' / 'a').write_bytes(b'x' * 1000)
+    (pgdata / 'PG_VERSION').write_bytes(b'15\n')
+    os.link(str(pgdata / 'base' / 'a'), str(pgdata / 'hardlink'))  # counted once
+    os.symlink('/etc/passwd', str(pgdata / 'link'))                 # never followed
+    extra = tmp_path / 'site.conf'
+    extra.write_bytes(b'y' * 10)
+    space = _alation.backup_space(str(tmp_path / 'storage-not-made-yet'), str(pgdata),
+                                  [str(extra), str(tmp_path / 'missing')])
+    assert space['pgdata_bytes'] == 1003 and space['extra_bytes'] == 10
+    assert space['needed'] == 2 * 1003 + 10
+    assert space['free'] > 0

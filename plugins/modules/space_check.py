@@ -1,0 +1,97 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: space_check
+short_description: Refuse a backup that the backup storage dir has no room for, before anything is written
+version_added: 0.2.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - Measures PGDATA and the extra paths (file bytes, links not followed, staying on their filesystem like C(du -x))
+    and the free space of the backup storage dir's filesystem, and fails when the backup may not fit.
+  - The need is PGDATA for the pg staging dir (a FULL backup is about its size) plus, for the archive at worst
+    (nothing compresses), PGDATA again and the extra paths.
+  - It only reads; the archive module checks again, exactly, just before it writes.
+extends_documentation_fragment:
+  - alation.backup.attributes
+options:
+  path:
+    description: The backup storage dir (a host path); its nearest existing parent counts when it does not exist yet.
+    type: path
+    required: true
+  pgdata:
+    description: The PostgreSQL data directory (a host path).
+    type: path
+    required: true
+  extra_paths:
+    description: Host paths of the site files that are staged and archived too.
+    type: list
+    elements: path
+    default: []
+attributes:
+  check_mode:
+    support: full
+    details: It only reads, so it runs the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: Refuse when the backup storage dir is short of space
+  alation.backup.space_check:
+    path: /opt/alation/alation/data2/backup
+    pgdata: /opt/alation/alation/data1/pgsql/data
+'''
+
+RETURN = r'''
+free:
+  description: Free bytes for unprivileged users in O(path)'s filesystem.
+  returned: always
+  type: int
+needed:
+  description: Bytes the backup may need there at worst.
+  returned: always
+  type: int
+pgdata_bytes:
+  description: File bytes under O(pgdata).
+  returned: always
+  type: int
+extra_bytes:
+  description: File bytes of O(extra_paths).
+  returned: always
+  type: int
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils._alation import backup_space
+from ansible_collections.alation.backup.plugins.module_utils._host import human
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            pgdata=dict(type='path', required=True),
+            extra_paths=dict(type='list', elements='path', default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    space = backup_space(p['path'], p['pgdata'], p['extra_paths'])
+    if space['free'] < space['needed']:
+        module.fail_json(
+            msg='the backup storage dir %s has %s free; the backup may need %s (PGDATA %s is %s, for the pg staging '
+                'dir and again for the archive at worst, plus %s of extra paths). Free space there, or set '
+                'alation_backup_space_check=false if you know the data compresses well.'
+                % (p['path'], human(space['free']), human(space['needed']), p['pgdata'],
+                   human(space['pgdata_bytes']), human(space['extra_bytes'])), **space)
+    module.exit_json(changed=False, **space)
+
+
+if __name__ == '__main__':
+    main()
