@@ -15,6 +15,8 @@ import json
 import os
 import pwd
 import random
+import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -27,6 +29,7 @@ import modrun
 from modrun import result_of, run_module, spawn_module
 
 from ansible_collections.alation.backup.plugins.module_utils import _archive as A
+from ansible_collections.alation.backup.plugins.module_utils._runner import STANDARD_DIRS
 
 TS = '202405011230'
 NAME = '%s_5-17-0-116556_alation_backup.tar.gz' % TS
@@ -319,8 +322,8 @@ def test_dest_full_refused_before_writing(small_fs):
     result = run_module('archive', dict(sources=[dict(path=small_fs['src'], arcname='tmp')],
                                         dest_dir=small_fs['dest'], version_tag='5-17-0-116556', timestamp=TS))
     assert result['failed']
-    assert result['msg'].startswith('not enough free space in %s: 4194304 bytes (4.0 MiB) free, but the archive '
-                                    'may need up to ' % small_fs['dest'])
+    assert result['msg'].startswith('not enough free space for the archive (at worst the uncompressed size of the '
+                                    'sources) in %s: 4194304 bytes (4.0 MiB) free, ' % small_fs['dest'])
     assert 'set space_check: false' in result['msg']
     assert os.listdir(small_fs['dest']) == []
 
@@ -350,9 +353,28 @@ def no_accelerators_env(scratch):
     return dict(PATH=empty_bin, PYTHONPATH=os.pathsep.join([shadow, modrun.COLLECTIONS]))
 
 
+def run_without_programs(args, env):
+    """The module on a host without igzip and pigz in the standard dirs.
+
+    find_program searches the standard dirs after PATH, so an empty PATH does
+    not hide them: in a private mount namespace /dev/null is bound over each
+    (needs root and unshare); what the test put on ``env``'s PATH still runs.
+    """
+    unshare, mount = shutil.which('unshare'), shutil.which('mount')
+    if not IS_ROOT or not unshare or not mount:
+        pytest.skip('hiding igzip and pigz needs root, unshare and mount')
+    hide = sorted({os.path.realpath(os.path.join(d, prog)) for d in STANDARD_DIRS for prog in ('igzip', 'pigz')
+                   if os.path.isfile(os.path.join(d, prog))})
+    argv, full_env, args_file = modrun._argv_env('archive', args, env=env)
+    script = ''.join('%s --bind /dev/null %s && ' % (mount, shlex.quote(p)) for p in hide) + 'exec "$@"'
+    proc = subprocess.Popen([unshare, '--mount', '--', '/bin/sh', '-c', script, 'sh'] + argv, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return result_of(proc, args_file)
+
+
 def test_auto_falls_back_to_stdlib_zlib(layout):
     env = no_accelerators_env(layout['scratch'])
-    result = run_module('archive', module_args(layout), env=env)
+    result = run_without_programs(module_args(layout), env)
     assert not result['failed'], result['msg']
     assert (result['compressor'], result['compression_level'], result['verified_with']) == ('zlib', 6, 'zlib')
     subprocess.run(['sha256sum', '-c', NAME + '.sha256'], cwd=layout['backup'], check=True, capture_output=True)
@@ -363,7 +385,7 @@ def test_auto_falls_back_to_stdlib_zlib(layout):
                                              ('igzip', 'package isal'), ('pigz', 'apt-get install pigz')])
 def test_forcing_an_absent_compressor_says_how_to_install(layout, compressor, hint):
     env = no_accelerators_env(layout['scratch'])
-    result = run_module('archive', module_args(layout, compressor=compressor), env=env)
+    result = run_without_programs(module_args(layout, compressor=compressor), env)
     assert result['failed']
     assert result['msg'].startswith('compressor %s was asked for but is not available on this host' % compressor)
     assert hint in result['msg']
@@ -375,9 +397,9 @@ def test_without_isal_a_program_reads_the_archive_back(layout, programs, verifie
     for prog in programs:
         need(prog)
     env = no_accelerators_env(layout['scratch'])
-    for prog in programs:
-        os.symlink(A.shutil.which(prog), os.path.join(env['PATH'], prog))
-    result = run_module('archive', module_args(layout), env=env)
+    for prog in programs:  # a copy: the originals are hidden
+        shutil.copy2(shutil.which(prog), os.path.join(env['PATH'], prog))
+    result = run_without_programs(module_args(layout), env)
     assert not result['failed'], result['msg']
     assert (result['compressor'], result['verified_with']) == (programs[0], verifier)
     assert result['executed_commands'][0].startswith('%s -c ' % os.path.join(env['PATH'], programs[0]))
