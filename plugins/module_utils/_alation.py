@@ -253,6 +253,7 @@ def alation_info_argument_spec():
     return dict(
         root=dict(type='path', default=DEFAULT_ROOT),
         use_chroot=dict(type='bool', default=True),
+        read_conf=dict(type='bool', default=True),
         staging_dir=dict(type='str'),
         pg_staging_dir=dict(type='str', default=PG_STAGING_DIR),
         backup_storage_dir=dict(type='str', default=BACKUP_STORAGE_DIR),

@@ -33,6 +33,12 @@ options:
       - V(false) for a plain directory tree standing in for the shell (module tests).
     type: bool
     default: true
+  read_conf:
+    description:
+      - Read alation_conf at all. V(false) for callers that need only the version and the paths (the restore role);
+        the staging dir is then O(staging_dir), or C(/data2/tmp).
+    type: bool
+    default: true
   staging_dir:
     description:
       - The staging dir, inside the shell. Omit to take C(alation.backup.data_temp_dir), or C(/data2/tmp) when that is
@@ -226,6 +232,8 @@ def main():
     # The staging dir's key only when the staging dir is not given.
     keys = [] if p['staging_dir'] else [_alation.DATA_TEMP_DIR_KEY]
     keys += [k for k in p['alation_conf_keys'] + p['required'] if k not in keys]
+    if not p['read_conf']:
+        keys = []
 
     chroot = root if _alation.conf_runs_in_chroot(command) else None
     runner = Runner(module, chroot=chroot, run_as=p['run_as'])

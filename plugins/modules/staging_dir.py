@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: staging_dir
 short_description: Make a backup staging dir exist and be empty (the staging clear of Alation's backup)
@@ -139,6 +137,10 @@ skipped_mounts:
   type: list
   elements: str
   sample: [/opt/alation/alation/data2/tmp/nfs]
+duration_s:
+  description: Seconds the module took on the host.
+  returned: success
+  type: float
 failed_path:
   description: The path where removal stopped, when it failed part way (the counts then say what was already removed).
   returned: failure during removal
@@ -147,6 +149,7 @@ failed_path:
 
 import os
 import stat
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -192,6 +195,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    started = time.monotonic()
     p = module.params
     state = p['state']
     reason = _staging.refusal(p['path'], p['allowed_roots'])
@@ -239,7 +243,7 @@ def main():
 
     if module._diff:
         result['diff'] = diff_of(module, path, state, before, tree, attr_diff, uid, gid)
-    module.exit_json(changed=changed, **result)
+    module.exit_json(changed=changed, duration_s=round(time.monotonic() - started, 3), **result)
 
 
 def diff_of(module, path, state, before, tree, attr_diff, uid, gid):
