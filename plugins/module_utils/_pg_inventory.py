@@ -8,9 +8,9 @@ it again from the restored cluster and compares. Also runs pg_amcheck over
 every database. Standard library only; programs run through the Runner.
 """
 
-from __future__ import annotations
-
 import json
+
+from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
 
 # Databases a client can use: not templates, and open to connections.
 LIST_DATABASES_SQL = (
@@ -50,14 +50,6 @@ def psql_argv(psql, conn_argv, dbname, sql):
         '-d', conninfo_dbname(dbname), '-c', sql]
 
 
-def first_error(stderr):
-    lines = [line.strip() for line in (stderr or '').splitlines() if line.strip()]
-    for line in lines:
-        if 'FATAL' in line or 'ERROR' in line or 'error:' in line:
-            return line
-    return lines[-1] if lines else 'no error output'
-
-
 class Psql(object):
     """Runs one SQL statement at a time through the Runner."""
 
@@ -70,8 +62,8 @@ class Psql(object):
     def query(self, dbname, sql):
         result = self.runner.run(psql_argv(self.psql, self.conn_argv, dbname, sql), env=self.env)
         if result['rc'] != 0:
-            raise InventoryError('psql on database %s failed (exit %d): %s'
-                                 % (dbname, result['rc'], first_error(result['stderr'])), result)
+            raise InventoryError(command_failure('psql on database %s' % dbname, result['rc'], result['stderr'],
+                                                 limit=1), result)
         return result['stdout'].strip()
 
     def json(self, dbname, sql):

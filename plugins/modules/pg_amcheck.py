@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: pg_amcheck
 short_description: Check every database of a PostgreSQL cluster for corruption with pg_amcheck
@@ -44,8 +42,9 @@ options:
         index; slower.
     type: bool
     default: false
-  jobs:
-    description: Connections pg_amcheck uses at once (C(--jobs)).
+  threads:
+    description: Connections pg_amcheck uses at once (C(--jobs)). C(jobs) is an alias (0.1.0's name).
+    aliases: [jobs]
     type: int
     default: 1
   if_missing:
@@ -115,14 +114,15 @@ from ansible_collections.alation.backup.plugins.module_utils._pg_inventory impor
     InventoryError,
     Psql,
     amcheck_problems,
-    first_error,
 )
+from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv,
     connection_env,
     postgres_argument_spec,
 )
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, runner_argument_spec
+from ansible_collections.alation.backup.plugins.module_utils._runner import (
+    Runner, find_program, not_found, runner_argument_spec)
 
 MAX_PROBLEMS = 50
 
@@ -135,7 +135,7 @@ def main():
         bindir=dict(type='path'),
         install_missing=dict(type='bool', default=True),
         heapallindexed=dict(type='bool', default=False),
-        jobs=dict(type='int', default=1),
+        threads=dict(type='int', default=1, aliases=['jobs']),
         if_missing=dict(type='str', choices=['fail', 'skip'], default='fail'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -151,10 +151,10 @@ def main():
             result.update(available=False, msg='pg_amcheck not found in %s: nothing checked' % ', '.join(searched))
             module.exit_json(**result)
         if not programs[name]:
-            module.fail_json(msg='%s not found; looked in %s. pg_amcheck comes with PostgreSQL 14 and later; '
-                                 'set bindir to its directory.' % (name, ', '.join(searched)), **result)
+            module.fail_json(msg=not_found(runner, name, searched, 'pg_amcheck comes with PostgreSQL 14 and later; '
+                                                                   'set bindir to its directory.'), **result)
     conn = connection_argv(dict(p, dbname=None))
-    argv = [programs['pg_amcheck'], '--all', '--maintenance-db=%s' % p['dbname'], '--jobs=%d' % max(1, p['jobs']),
+    argv = [programs['pg_amcheck'], '--all', '--maintenance-db=%s' % p['dbname'], '--jobs=%d' % max(1, p['threads']),
             '--no-password'] + conn + (['--heapallindexed'] if p['heapallindexed'] else [])
     if module.check_mode:
         result['executed_commands'] = [' '.join(argv) + '  (check mode: not run)']
@@ -189,7 +189,7 @@ def main():
     if problems:
         module.fail_json(msg='pg_amcheck found corruption in %d place(s) of %s; first: %s'
                              % (len(problems), ', '.join(databases), '; '.join(problems[:3])), **result)
-    module.fail_json(msg='pg_amcheck failed (exit %d): %s' % (run['rc'], first_error(run['stderr'])),
+    module.fail_json(msg=command_failure('pg_amcheck', run['rc'], run['stderr'], limit=1),
                      stderr=run['stderr'], **result)
 
 

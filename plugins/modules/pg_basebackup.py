@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: pg_basebackup
 short_description: Stage a PostgreSQL base backup with pg_basebackup (tar format, streamed WAL)
@@ -104,16 +102,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv,
     connection_env,
     postgres_argument_spec,
 )
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, runner_argument_spec
-
-
-def error_lines(stderr):
-    return [line for line in stderr.splitlines() if 'error:' in line or 'FATAL' in line] or stderr.strip().splitlines()[-3:]
+from ansible_collections.alation.backup.plugins.module_utils._runner import (
+    Runner, find_program, not_found, runner_argument_spec)
 
 
 def main():
@@ -139,8 +135,8 @@ def main():
 
     program, searched = find_program(runner, 'pg_basebackup', p['bindir'])
     if not program:
-        module.fail_json(msg='pg_basebackup not found; looked in %s. Install the PostgreSQL client '
-                             'or set bindir.' % ', '.join(searched), **result)
+        module.fail_json(msg=not_found(runner, 'pg_basebackup', searched,
+                                       'Install the PostgreSQL client or set bindir.'), **result)
 
     argv = [program, '-D', p['dest'], '--format=tar', '--wal-method=stream', '--checkpoint=%s' % p['checkpoint'],
             '--label=%s' % p['label'], '--no-password'] + connection_argv(dict(p, dbname=None))
@@ -153,7 +149,7 @@ def main():
     result.update(changed=True, executed_commands=runner.executed_commands,
                   duration_s=round(time.monotonic() - started, 2))
     if run['rc'] != 0:
-        module.fail_json(msg='pg_basebackup failed (exit %d): %s' % (run['rc'], ' '.join(error_lines(run['stderr']))),
+        module.fail_json(msg=command_failure('pg_basebackup', run['rc'], run['stderr']),
                          rc=run['rc'], stderr=run['stderr'], **result)
     files = {}
     for name in sorted(os.listdir(host_dest)):

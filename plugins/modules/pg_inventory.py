@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: pg_inventory
 short_description: List a PostgreSQL cluster's databases and count their tables (read-only)
@@ -106,7 +104,8 @@ from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_env,
     postgres_argument_spec,
 )
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, runner_argument_spec
+from ansible_collections.alation.backup.plugins.module_utils._runner import (
+    Runner, find_program, not_found, runner_argument_spec)
 
 
 def main():
@@ -124,8 +123,8 @@ def main():
 
     psql, searched = find_program(runner, 'psql', p['bindir'])
     if not psql:
-        module.fail_json(msg='psql not found; looked in %s. Install the PostgreSQL client or set bindir.'
-                             % ', '.join(searched), **result)
+        module.fail_json(msg=not_found(runner, 'psql', searched, 'Install the PostgreSQL client or set bindir.'),
+                         **result)
     client = Psql(runner, psql, connection_argv(dict(p, dbname=None)), connection_env(p))
     try:
         result.update(inventory(client, p['dbname']))

@@ -65,16 +65,6 @@ def test_psql_argv():
                     '-h', '/s', '-p', '5', '-d', "dbname='db'", '-c', 'SELECT 1']
 
 
-@pytest.mark.parametrize('stderr, expected', [
-    ('psql: error: connection to server failed\n', 'psql: error: connection to server failed'),
-    ('WARNING: x\nFATAL:  role "x" does not exist\n', 'FATAL:  role "x" does not exist'),
-    ('just this\n', 'just this'),
-    ('', 'no error output'),
-])
-def test_first_error(stderr, expected):
-    assert inv.first_error(stderr) == expected
-
-
 def test_amcheck_problems_joins_each_place_with_its_detail():
     out = ('heap table "postgres.public.t", block 5, offset 2:\n'
            '    line pointer redirection to item at offset 1778 exceeds maximum offset 61\n'
