@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 
 import pytest
@@ -78,3 +79,29 @@ def test_open_pipe_streams_through_a_program():
         proc = open_pipe(['tr', 'a-z', 'A-Z'], err, pipe_size=1 << 20)
         out, dummy = proc.communicate(b'hello')
     assert proc.returncode == 0 and out == b'HELLO'
+
+
+@pytest.fixture
+def german(monkeypatch):
+    """A host set to German: LANGUAGE alone makes GNU gettext translate under C.UTF-8."""
+    for name, value in (('LANG', 'C.UTF-8'), ('LC_ALL', 'C.UTF-8'), ('LANGUAGE', 'de')):
+        monkeypatch.setenv(name, value)
+    plain = subprocess.run(['ls', '/nonexistent-alation-test'], stderr=subprocess.PIPE).stderr.decode('utf-8', 'replace')
+    if 'No such file' in plain:
+        pytest.skip('no German translation of coreutils on this host (/usr/share/locale/de): cannot show the difference')
+    return plain
+
+
+def test_commands_run_in_english_whatever_the_hosts_language(german, module):
+    # The modules parse English stderr ("No such file or directory", pg_probackup's ERROR lines).
+    assert 'Datei oder Verzeichnis nicht gefunden' in german
+    result = Runner(module).run(['ls', '/nonexistent-alation-test'])
+    assert 'No such file or directory' in result['stderr'], result['stderr']
+
+
+def test_streaming_programs_run_in_english_too(german):
+    with tempfile.TemporaryFile() as err:
+        proc = open_pipe(['ls', '/nonexistent-alation-test'], err)
+        proc.communicate(b'')
+        err.seek(0)
+        assert 'No such file or directory' in err.read().decode()
