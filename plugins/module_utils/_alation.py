@@ -10,10 +10,9 @@ unit-tested without an Alation host. See shared/reference/alation.md.
 import os
 import posixpath
 import re
-import shutil
 
 from ansible_collections.alation.backup.plugins.module_utils._host import free_bytes, tree_bytes
-from ansible_collections.alation.backup.plugins.module_utils._runner import wrap_argv
+from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, wrap_argv
 
 # Where the Alation shell (a chroot) lives on the host.
 DEFAULT_ROOT = '/opt/alation/alation'
@@ -228,10 +227,13 @@ def read_conf(runner, command, keys):
     # Run directly (no chroot, no su), a missing program would make
     # run_command fail the whole module: look for it first.
     direct = wrap_argv([command], runner.chroot, runner.run_as, login=True) == [command]
-    if direct and not shutil.which(command):
-        missing = 'alation_conf command %r not found (not on PATH, or not executable): ' \
-                  'set alation_conf_command to its path' % command
-        return conf, dict((key, missing) for key in keys)
+    if direct:
+        found = find_program(None, command)[0]
+        if not found:
+            missing = 'alation_conf command %r not found (not on PATH, or not executable): ' \
+                      'set alation_conf_command to its path' % command
+            return conf, dict((key, missing) for key in keys)
+        command = found
     for key in keys:
         res = runner.run([command, key], login=True)
         out, err = res['stdout'] or '', (res['stderr'] or '').strip()

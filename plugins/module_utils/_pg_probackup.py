@@ -653,7 +653,7 @@ def run_backup(cat, p, check_mode):
             changed.append(True)
         r, backup_id = cat.backup(plan['mode'], stream=p['stream'], pgdata=p.get('pgdata'),
                                   compress_algorithm=p.get('compress_algorithm'),
-                                  compress_level=p.get('compress_level'))
+                                  compress_level=p.get('compression_level'))
         changed.append(True)
         if r['rc'] != 0:
             discarded = discard_failed(cat, backup_id)

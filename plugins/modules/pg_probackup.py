@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 ---
 module: pg_probackup
@@ -113,9 +111,10 @@ options:
     type: str
     choices: [none, zlib, pglz]
     default: none
-  compress_level:
+  compression_level:
     description:
       - Compression level 0-9 (C(--compress-level)), with O(compress_algorithm) other than V(none).
+    aliases: [compress_level]
     type: int
   validate:
     description:
@@ -336,7 +335,7 @@ def argument_spec():
         stream=dict(type='bool', default=True),
         threads=dict(type='int'),
         compress_algorithm=dict(type='str', default='none', choices=['none', 'zlib', 'pglz']),
-        compress_level=dict(type='int'),
+        compression_level=dict(type='int', aliases=['compress_level']),
         validate=dict(type='bool', default=True),
         lock_timeout=dict(type='int', default=0),
         binary=dict(type='str'),
@@ -352,12 +351,12 @@ def check_params(module, p):
         module.fail_json(msg='catalog=%s must be an absolute path below / (the pg staging dir, e.g. '
                              '/data2/backup/pgbackup)' % catalog)
     p['catalog'] = os.path.normpath(catalog)
-    if p['compress_level'] is not None:
-        if not 0 <= p['compress_level'] <= 9:
-            module.fail_json(msg='compress_level=%s must be 0-9' % p['compress_level'])
+    if p['compression_level'] is not None:
+        if not 0 <= p['compression_level'] <= 9:
+            module.fail_json(msg='compression_level=%s must be 0-9' % p['compression_level'])
         if p['compress_algorithm'] == 'none':
-            module.fail_json(msg='compress_level=%s needs compress_algorithm zlib or pglz (it is none)'
-                                 % p['compress_level'])
+            module.fail_json(msg='compression_level=%s needs compress_algorithm zlib or pglz (it is none)'
+                                 % p['compression_level'])
     if p['threads'] is None:
         p['threads'] = os.cpu_count() or 1
     elif p['threads'] < 1:

@@ -34,8 +34,8 @@ def make_catalog(path):
 @pytest.mark.parametrize('args, words', [
     (dict(catalog='relative/cat'), ['catalog=relative/cat', 'absolute path']),
     (dict(catalog='/'), ['catalog=/', 'absolute path below /']),
-    (dict(catalog='/x/cat', compress_level=5), ['compress_level=5', 'zlib or pglz']),
-    (dict(catalog='/x/cat', compress_algorithm='zlib', compress_level=12), ['compress_level=12', '0-9']),
+    (dict(catalog='/x/cat', compress_level=5), ['compression_level=5', 'zlib or pglz']),
+    (dict(catalog='/x/cat', compress_algorithm='zlib', compression_level=12), ['compression_level=12', '0-9']),
     (dict(catalog='/x/cat', threads=0), ['threads=0', '1 or more']),
     (dict(catalog='/x/cat', lock_timeout=-1), ['lock_timeout=-1']),
     (dict(catalog='/x/cat', backup_mode='incremental'), ['backup_mode', 'incremental']),
