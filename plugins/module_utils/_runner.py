@@ -19,9 +19,10 @@ the Alation shell.
 import fcntl
 import glob
 import os
-import pwd
 import shlex
 import subprocess
+
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 # Alation's public admin scripts enter the Alation shell this way.
 SU = '/bin/su'
@@ -53,7 +54,7 @@ def join_argv(argv):
 
 
 def current_user():
-    return pwd.getpwuid(os.geteuid()).pw_name
+    return Accounts().user_name(os.geteuid())
 
 
 def wrap_argv(argv, chroot=None, run_as=None, login=False):
