@@ -15,8 +15,6 @@ by the test suite.
     .venv/bin/python bench/archive_bench.py [--quick] [--runs N]
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os
@@ -36,7 +34,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, COLLECTIONS)
 
 import benchdata  # noqa: E402
-from ansible_collections.alation.backup.plugins.module_utils import _archive  # noqa: E402
+from ansible_collections.alation.backup.plugins.module_utils import _gzip  # noqa: E402
+from ansible_collections.alation.backup.plugins.module_utils._runner import join_argv  # noqa: E402
 
 GNU_TIME = '/usr/bin/time'
 MB = 1e6
@@ -73,7 +72,7 @@ def run_measured(argv, env=None):
         os.unlink(tfile)
         if p.returncode != 0:
             raise SystemExit('failed (%d): %s\n%s\n%s'
-                             % (p.returncode, shlex.join(argv), p.stdout[-2000:], p.stderr[-2000:]))
+                             % (p.returncode, join_argv(argv), p.stdout[-2000:], p.stderr[-2000:]))
         rss = int(re.search(r'Maximum resident set size \(kbytes\): (\d+)', report).group(1)) * 1024
         cpu = sum(float(re.search(r'%s time \(seconds\): ([\d.]+)' % k, report).group(1)) for k in ('User', 'System'))
         return wall, rss, cpu, p.stdout
@@ -83,7 +82,7 @@ def run_measured(argv, env=None):
     status, usage = os.wait4(proc.pid, 0)[1:]
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit('failed: %s\n%s' % (shlex.join(argv), out[-2000:]))
+        raise SystemExit('failed: %s\n%s' % (join_argv(argv), out[-2000:]))
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, out
 
 
@@ -137,11 +136,11 @@ def methods(data, out_dir, threads):
         ms.append(Method('tar -cf - | igzip -2 -T %d' % threads,
                          shell('tar -cf - %s | igzip -2 -T %d -c > %s' % (tar_in, threads, out)), out))
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-    available = _archive.available_compressors()
-    for compressor in ('auto',) + _archive.COMPRESSORS:
+    available = _gzip.available_compressors()
+    for compressor in ('auto',) + _gzip.COMPRESSORS:
         if compressor != 'auto' and not available[compressor]:
             print('module compressor=%s: not available here, skipped (%s)'
-                  % (compressor, _archive.INSTALL_HINTS[compressor]))
+                  % (compressor, _gzip.INSTALL_HINTS[compressor]))
             continue
         args = dict(sources=data['sources'], dest_dir=out_dir, version_tag='5-17-0-116556', timestamp=TS,
                     compressor=compressor, _ansible_remote_tmp=tempfile.gettempdir())
@@ -166,7 +165,7 @@ def main(argv=None):
     out_dir = os.path.join(REPO, '.bench', 'out')
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
-    threads = _archive.default_threads()
+    threads = _gzip.default_threads()
     total = data['bytes']
     print('data set: %s, %.0f MB in %d entries (pgbench data dir + small files + compressed files); %d CPUs; '
           'memory measured with %s; 1 warm-up + %d runs each; MB = 10^6 bytes'
@@ -204,7 +203,7 @@ def main(argv=None):
             (size_within is None or abs(size - 1) <= size_within)
         print('%s  %s: %.1fx tar -czf, %.3fx its size' % ('PASS' if ok else 'FAIL', label, speed, size))
 
-    if _archive.available_compressors()['isal']:
+    if _gzip.available_compressors()['isal']:
         target('default settings with ISA-L >= 8x tar -czf, size <= 1.10x', 'module compressor=auto', 8, 1.10)
     else:
         print('SKIP  default settings with ISA-L: the isal package is not importable here')

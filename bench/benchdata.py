@@ -8,8 +8,6 @@ dir), plus many small text/JSON/HTML files and some already-compressed files
 full set takes a few minutes, mostly pgbench.
 """
 
-from __future__ import annotations
-
 import gzip
 import json
 import os

@@ -1,75 +1,45 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pack the staging dir and the pg staging dir into one verified .tar.gz.
+"""Pack the staging dir and the pg staging dir into one verified .tar.gz: plan, write, verify, publish.
 
-The archive is one standard gzip stream holding a GNU-format tar, so
-``tar -xzf`` and Python's ``tarfile`` read it. Its first member is a JSON
-manifest. It is written to a hidden temporary file in the backup storage dir,
-read back and checked, and only then given its final name: an archive under
-its final name is always complete and verified, with its ``.sha256`` beside it.
+The archive is one standard gzip stream (see _gzip) holding a GNU-format tar
+(see _tar), so ``tar -xzf`` and Python's ``tarfile`` read it. Its first member
+is a JSON manifest. It is written to a hidden temporary file in the backup
+storage dir, read back and checked, and only then given its final name: an
+archive under its final name is always complete and verified, with its
+``.sha256`` beside it.
 
-Compression uses every core while the output stays one gzip stream. The
-fastest compressor present is used: the ``isal`` Python package (ISA-L), the
-``igzip`` program, the ``zlib-ng`` Python package, ``pigz``, and always the
-standard library's zlib (blocks deflated in parallel threads, as pigz does).
-
-Standard library only, except the optional accelerators imported lazily.
+Standard library only, except the optional accelerators _gzip imports lazily.
 """
 
 import datetime
-import errno
 import fcntl
-import grp
 import hashlib
-import importlib
 import io
 import json
 import os
 import re
-import pwd
-import shlex
 import socket
-import stat
-import struct
 import tarfile
-import tempfile
 import threading
 import time
 import zlib
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (  # noqa: F401 (re-exported)
-    ARCHIVE_RE, DEFAULT_SUFFIX, ArchiveError, archive_name, default_timestamp, find_stale_tmp, host_label,
-    normalize_version_tag, tmp_name, tmp_pattern, validate_suffix, validate_timestamp)
+    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, default_timestamp, find_stale_tmp,
+    normalize_version_tag, tmp_name, validate_suffix, validate_timestamp)
+from ansible_collections.alation.backup.plugins.module_utils._gzip import (
+    BLOCK_SIZE, PROGRAMS, abort, available_compressors, choose_compressor, default_threads, native_level,
+    open_compressor, open_decompressor, program_argv, verifier_for)
 from ansible_collections.alation.backup.plugins.module_utils._host import human, is_enospc, write_file
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
-from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, open_pipe
+from ansible_collections.alation.backup.plugins.module_utils._runner import join_argv
+from ansible_collections.alation.backup.plugins.module_utils._tar import (  # noqa: F401 (scan_sources re-exported)
+    TAR_BUFSIZE, check_archive_outside_sources, normalize_sources, scan_sources, write_tar)
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
-MANIFEST_NAME = 'alation_backup_manifest.json'
 MANIFEST_FORMAT_VERSION = 1
-# Python's default PAX format adds ~1 KiB per entry; GNU format is what GNU tar writes.
-TAR_FORMAT = tarfile.GNU_FORMAT
-TAR_BUFSIZE = 64 * 1024
-BLOCK_SIZE = 1024 * 1024
-DEFLATE_WINDOW = 32 * 1024
-
-# Fastest first: what compressor=auto tries, in order.
-COMPRESSORS = ('isal', 'igzip', 'zlib-ng', 'pigz', 'zlib')
-INSTALL_HINTS = {
-    'isal': 'install the isal Python package into the Python that runs the module '
-            '(pip install isal), or use compressor=auto',
-    'igzip': 'install the igzip program (Debian/Ubuntu package isal; RHEL/Fedora package isa-l), '
-             'or use compressor=auto',
-    'zlib-ng': 'install the zlib-ng Python package into the Python that runs the module '
-               '(pip install zlib-ng), or use compressor=auto',
-    'pigz': 'install pigz (apt-get install pigz / dnf install pigz), or use compressor=auto',
-}
-# compression_level 1-9 onto ISA-L's 0-3 (its level 0 compresses too poorly to use).
-ISAL_LEVELS = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 3}
-
 MODE_RE = re.compile(r'^0?[0-7]{3,4}$')
 
 
@@ -88,175 +58,12 @@ def parse_mode(value):
     return mode
 
 
-def resolve_owner(owner, group, root=None):
-    """uid, gid (-1 for 'leave as is') from names or numeric ids."""
+def resolve_owner(owner, group, accounts=None):
+    """uid, gid (-1 for 'leave as is') from names or numeric ids, as ``accounts`` (default: this host) knows them."""
     try:
-        return Accounts(root).owner_ids(owner, group)
+        return (accounts if accounts is not None else Accounts()).owner_ids(owner, group)
     except ValueError as e:
         raise ArchiveError(str(e))
-
-
-def native_level(compressor, level):
-    """The level each compressor is given for compression_level 1-9."""
-    if not 1 <= int(level) <= 9:
-        raise ArchiveError('compression_level %r must be 1 to 9' % (level,))
-    if compressor in ('isal', 'igzip'):
-        return ISAL_LEVELS[int(level)]
-    return int(level)
-
-
-def _importable(module):
-    try:
-        importlib.import_module(module)
-        return True
-    except ImportError:
-        return False
-
-
-def which(name):
-    """The path of program ``name`` on this host, or None (the compressors run on the host, never in the shell)."""
-    return find_program(None, name)[0]
-
-
-def available_compressors(which=which, importable=_importable):
-    """{name: True/False} for every compressor this host can run."""
-    return {
-        'isal': importable('isal.igzip_threaded'),
-        'igzip': which('igzip') is not None,
-        'zlib-ng': importable('zlib_ng.gzip_ng_threaded'),
-        'pigz': which('pigz') is not None,
-        'zlib': True,
-    }
-
-
-def choose_compressor(requested, available):
-    if requested in (None, 'auto'):
-        return next(name for name in COMPRESSORS if available.get(name))
-    if requested not in COMPRESSORS:
-        raise ArchiveError('compressor %r is unknown: use auto or one of %s' % (requested, ', '.join(COMPRESSORS)))
-    if not available.get(requested):
-        raise ArchiveError('compressor %s was asked for but is not available on this host: %s'
-                           % (requested, INSTALL_HINTS[requested]))
-    return requested
-
-
-def default_threads():
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-# -- sources -------------------------------------------------------------------
-
-def normalize_sources(sources):
-    """Check the ``{path, arcname, optional}`` dicts; return them with absolute paths."""
-    if not sources:
-        raise ArchiveError('sources is empty: give at least one {path, arcname}')
-    result = []
-    seen = {}
-    for i, src in enumerate(sources):
-        if not isinstance(src, dict) or not src.get('path'):
-            raise ArchiveError('sources[%d] = %r must be a dict with a path (and an arcname)' % (i, src))
-        unknown = set(src) - {'path', 'arcname', 'optional'}
-        if unknown:
-            raise ArchiveError('sources[%d] has unknown keys %s: only path, arcname, optional'
-                               % (i, ', '.join(sorted(unknown))))
-        path = os.path.abspath(str(src['path']))
-        arcname = str(src.get('arcname') or os.path.basename(path.rstrip('/')))
-        norm = os.path.normpath(arcname)
-        if os.path.isabs(arcname) or norm.startswith('..') or norm in ('.', '') or norm == MANIFEST_NAME:
-            raise ArchiveError('sources[%d].arcname %r must be a relative name inside the archive '
-                               '(no leading /, no .., not %s)' % (i, arcname, MANIFEST_NAME))
-        for other, j in seen.items():
-            if norm == other or norm.startswith(other + '/') or other.startswith(norm + '/'):
-                raise ArchiveError('sources[%d].arcname %r clashes with sources[%d].arcname %r: '
-                                   'give each source its own top-level name' % (i, norm, j, other))
-        seen[norm] = i
-        result.append(dict(path=path, arcname=norm, optional=bool(src.get('optional', False))))
-    return result
-
-
-def check_archive_outside_sources(archive_path, sources):
-    """The archive (and its temporary file) must not be inside a source: it would pack itself."""
-    target = os.path.realpath(os.path.dirname(archive_path))
-    for src in sources:
-        real = os.path.realpath(src['path'])
-        if target == real or target.startswith(real.rstrip('/') + '/'):
-            raise ArchiveError(
-                'the archive would be written to %s, inside source %s (%s), and would pack itself: '
-                'choose a dest_dir outside every source (a parent of a source is fine)'
-                % (os.path.dirname(archive_path), src['path'], src['arcname']))
-
-
-def iter_entries(path, arcname):
-    """Yield (path, arcname, lstat) for ``path`` and everything under it, sorted, never following links."""
-    stack = [(path, arcname)]
-    while stack:
-        p, a = stack.pop()
-        st = os.lstat(p)
-        yield p, a, st
-        if stat.S_ISDIR(st.st_mode):
-            names = sorted(os.listdir(p), reverse=True)
-            stack.extend((os.path.join(p, n), a + '/' + n) for n in names)
-
-
-def _refuse_special(path, st):
-    mode = st.st_mode
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
-        return
-    kind = ('FIFO' if stat.S_ISFIFO(mode) else 'socket' if stat.S_ISSOCK(mode)
-            else 'character device' if stat.S_ISCHR(mode) else 'block device' if stat.S_ISBLK(mode) else 'special file')
-    raise ArchiveError('%s is a %s: a backup archive holds only files, directories and links; '
-                       'remove it from the source (or stop what created it) and run again' % (path, kind))
-
-
-def scan_sources(sources):
-    """Walk every source once (lstat only) and count what the archive will hold.
-
-    Refuses special files before anything is written. Returns a list of
-    per-source dicts and the totals; a missing optional source is recorded as
-    ``present: false``.
-    """
-    summary = []
-    for src in sources:
-        entry = dict(path=src['path'], arcname=src['arcname'], present=True,
-                     entries=0, files=0, dirs=0, symlinks=0, hardlinks=0, bytes=0)
-        try:
-            st = os.lstat(src['path'])
-        except FileNotFoundError:
-            if src['optional']:
-                entry['present'] = False
-                summary.append(entry)
-                continue
-            raise ArchiveError('source %s (%s) does not exist: create it, fix the path, or mark the source '
-                               'optional: true' % (src['path'], src['arcname']))
-        if stat.S_ISLNK(st.st_mode):
-            raise ArchiveError('source %s is a symlink (to %s): links are stored, never followed, so this '
-                               'would archive only the link; give the real path %s'
-                               % (src['path'], os.readlink(src['path']), os.path.realpath(src['path'])))
-        seen_inodes = set()
-        for p, a, st in iter_entries(src['path'], src['arcname']):
-            _refuse_special(p, st)
-            entry['entries'] += 1
-            if stat.S_ISDIR(st.st_mode):
-                entry['dirs'] += 1
-            elif stat.S_ISLNK(st.st_mode):
-                entry['symlinks'] += 1
-            elif st.st_nlink > 1 and (st.st_ino, st.st_dev) in seen_inodes:
-                entry['hardlinks'] += 1  # stored as a link to the first name: no data
-            else:
-                if st.st_nlink > 1:
-                    seen_inodes.add((st.st_ino, st.st_dev))
-                entry['files'] += 1
-                entry['bytes'] += st.st_size
-        summary.append(entry)
-    totals = dict(entries=sum(s['entries'] for s in summary), bytes=sum(s['bytes'] for s in summary))
-    # Tar stream bound: a 512-byte header per entry (long names: one more), data padded to 512.
-    totals['tar_bytes_max'] = (totals['bytes'] + 1536 * (totals['entries'] + 2)
-                               + 512 * sum(s['files'] for s in summary) + 20 * 1024)
-    totals['members'] = totals['entries'] + 1  # + the manifest
-    return summary, totals
 
 
 def check_space(dest_dir, needed):
@@ -363,326 +170,7 @@ class FollowReader(io.RawIOBase):
         super().close()
 
 
-def _deflate_block(data, zdict, level):
-    # A raw deflate of one block, primed with the previous block's last 32 KiB
-    # and ended on a byte boundary (sync flush) so blocks simply concatenate.
-    c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict) if zdict else \
-        zlib.compressobj(level, zlib.DEFLATED, -15, 8)
-    return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
-
-
-class ZlibBlockWriter(object):
-    """One gzip stream from the standard library's zlib, using ``threads`` cores.
-
-    pigz's technique: the input is cut into 1 MiB blocks deflated in parallel
-    (zlib releases the GIL), each primed with the previous block's last 32 KiB
-    so the ratio stays that of plain gzip; outputs are written in order and the
-    CRC-32 is computed as they are.
-    """
-
-    def __init__(self, out, level, threads):
-        self.out = out
-        self.closed = False
-        self.level = level
-        self.threads = max(1, threads)
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-        self.pending = deque()
-        self.buf = bytearray()
-        self.prev_tail = b''
-        self.crc = 0
-        self.length = 0
-        # gzip header: no name, mtime 0, OS unknown (like isal's).
-        self.out.write(b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff')
-
-    def writable(self):
-        return True
-
-    def write(self, data):
-        self.buf += data
-        while len(self.buf) >= BLOCK_SIZE:
-            self._submit(bytes(self.buf[:BLOCK_SIZE]))
-            del self.buf[:BLOCK_SIZE]
-        return len(data)
-
-    def _submit(self, block):
-        zdict, self.prev_tail = self.prev_tail, block[-DEFLATE_WINDOW:]
-        if self.pool is None:
-            self._emit(_deflate_block(block, zdict, self.level), block)
-            return
-        self.pending.append((self.pool.submit(_deflate_block, block, zdict, self.level), block))
-        while len(self.pending) > 2 * self.threads:
-            self._drain_one()
-
-    def _drain_one(self):
-        future, block = self.pending.popleft()
-        self._emit(future.result(), block)
-
-    def _emit(self, compressed, block):
-        self.crc = zlib.crc32(block, self.crc)
-        self.length += len(block)
-        self.out.write(compressed)
-
-    def close(self):
-        if self.closed:
-            return
-        try:
-            if self.buf:
-                self._submit(bytes(self.buf))
-                self.buf = bytearray()
-            while self.pending:
-                self._drain_one()
-            final = zlib.compressobj(self.level, zlib.DEFLATED, -15)
-            self.out.write(final.compress(b'') + final.flush())
-            self.out.write(struct.pack('<II', self.crc, self.length & 0xFFFFFFFF))
-        finally:
-            self.abort()
-
-    def abort(self):
-        if self.pool:
-            for pending in self.pending:  # (shutdown's cancel_futures needs Python 3.9)
-                pending[0].cancel()
-            self.pending.clear()
-            self.pool.shutdown(wait=True)
-        self.closed = True
-
-
-class PipeCompressor(object):
-    """A compressor program fed through a pipe; Python reads, hashes and writes its output."""
-
-    def __init__(self, argv, out):
-        self.argv = argv
-        self.out = out
-        self.error = None
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = open_pipe(argv, self.stderr, BLOCK_SIZE)
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
-
-    def _pump(self):
-        try:
-            while True:
-                chunk = self.proc.stdout.read(BLOCK_SIZE)
-                if not chunk:
-                    return
-                self.out.write(chunk)
-        except BaseException as e:  # e.g. ENOSPC: stop the program so our writes fail too
-            self.error = e
-            self.proc.kill()
-
-    def _failure(self):
-        if self.error is not None:
-            return self.error
-        self.stderr.seek(0)
-        err = self.stderr.read().decode('utf-8', 'replace').strip()
-        return ArchiveError('%s failed (exit code %s): %s' % (shlex.join(self.argv), self.proc.returncode, err))
-
-    def writable(self):
-        return True
-
-    def write(self, data):
-        view = memoryview(data).cast('B')
-        done = 0
-        try:
-            while done < len(view):
-                done += self.proc.stdin.write(view[done:])
-            return done
-        except BrokenPipeError:
-            self.proc.wait()
-            self.pump.join()
-            raise self._failure()
-
-    def flush(self):
-        pass
-
-    def close(self):
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        self.pump.join()
-        self.proc.wait()
-        if self.error is not None or self.proc.returncode != 0:
-            raise self._failure()
-
-    def abort(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.pump.join()
-
-
-def program_argv(name, level=None, threads=None):
-    """The command line of a compressor program, or of a decompressor (no level) reading stdin."""
-    if level is None:
-        return [which(name), '-dc']
-    if name == 'igzip':
-        return [which('igzip'), '-c', '-%d' % level, '-T', str(threads)]
-    return [which('pigz'), '-c', '-n', '-%d' % level, '-p', str(threads)]
-
-
-def open_compressor(name, level, threads, out):
-    """A writable file object that compresses into ``out``; close() ends the gzip stream."""
-    if name == 'isal':
-        from isal import igzip_threaded
-        return igzip_threaded.open(out, 'wb', compresslevel=level, threads=threads)
-    if name == 'zlib-ng':
-        from zlib_ng import gzip_ng_threaded
-        return gzip_ng_threaded.open(out, 'wb', compresslevel=level, threads=threads)
-    if name in ('igzip', 'pigz'):
-        return PipeCompressor(program_argv(name, level, threads), out)
-    return ZlibBlockWriter(out, level, threads)
-
-
-def _abort(compressed):
-    """Stop a compressor after a failure, whatever state it is in."""
-    try:
-        if hasattr(compressed, 'abort'):
-            compressed.abort()
-        else:
-            compressed.close()
-    except Exception:
-        pass
-
-
-class TarWriter(object):
-    """A GNU-format tar stream written straight into ``out``, without following links.
-
-    Headers come from tarfile's own encoder (``TarInfo.tobuf``); file data is
-    copied in 1 MiB reads. tarfile's stream writer re-buffers every 16 KiB and
-    keeps every member in a list: this does neither, so it is faster and its
-    memory does not grow with the number of files (only hard-linked files are
-    remembered, to store their second names as links).
-    """
-
-    def __init__(self, out):
-        self.out = out
-        self.offset = 0
-        self.members = 0
-        self.file_bytes = 0
-        self.inodes = {}
-        self.names = {}
-        self.buf = bytearray(BLOCK_SIZE)
-
-    def _write(self, data):
-        self.out.write(data)
-        self.offset += len(data)
-
-    def _name(self, kind, ident):
-        key = (kind, ident)
-        if key not in self.names:
-            try:
-                self.names[key] = pwd.getpwuid(ident).pw_name if kind == 'u' else grp.getgrgid(ident).gr_name
-            except KeyError:
-                self.names[key] = ''  # an id without a name: tar stores the number only
-        return self.names[key]
-
-    def tarinfo(self, path, arcname, st):
-        """The header of one entry from its lstat (what tarfile.gettarinfo does, with cached names)."""
-        ti = tarfile.TarInfo(arcname)
-        mode = st.st_mode
-        if stat.S_ISREG(mode):
-            inode = (st.st_ino, st.st_dev)
-            if st.st_nlink > 1 and inode in self.inodes:
-                ti.type, ti.linkname = tarfile.LNKTYPE, self.inodes[inode]
-            else:
-                if st.st_nlink > 1:
-                    self.inodes[inode] = arcname
-                ti.type, ti.size = tarfile.REGTYPE, st.st_size
-        elif stat.S_ISDIR(mode):
-            ti.type = tarfile.DIRTYPE
-        elif stat.S_ISLNK(mode):
-            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-        else:
-            _refuse_special(path, st)
-        ti.mode = stat.S_IMODE(mode)
-        ti.uid, ti.gid, ti.mtime = st.st_uid, st.st_gid, st.st_mtime
-        ti.uname, ti.gname = self._name('u', st.st_uid), self._name('g', st.st_gid)
-        return ti
-
-    def add(self, ti, path=None, data=None):
-        self._write(ti.tobuf(TAR_FORMAT, 'utf-8', 'surrogateescape'))
-        self.members += 1
-        if ti.type != tarfile.REGTYPE:
-            return
-        if data is not None:
-            self._write(data)
-        else:
-            self._copy(path, ti.size)
-            self.file_bytes += ti.size
-        if ti.size % tarfile.BLOCKSIZE:
-            self._write(bytes(tarfile.BLOCKSIZE - ti.size % tarfile.BLOCKSIZE))
-
-    def _copy(self, path, size):
-        # O_NOFOLLOW: a file swapped for a link since the lstat is refused, not followed.
-        # O_NONBLOCK: should it have become a FIFO, reading it cannot hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            view = memoryview(self.buf)
-            left = size
-            while left:
-                n = os.readv(fd, [view[:min(left, len(view))]])
-                if not n:
-                    raise ArchiveError('%s shrank while it was archived (%d of %d bytes read): stop whatever '
-                                       'writes to the sources and run again' % (path, size - left, size))
-                self._write(view[:n])
-                left -= n
-        finally:
-            os.close(fd)
-
-    def close(self):
-        # End of archive: two zero blocks, padded to a 10 KiB record like GNU tar.
-        self._write(bytes(2 * tarfile.BLOCKSIZE))
-        if self.offset % tarfile.RECORDSIZE:
-            self._write(bytes(tarfile.RECORDSIZE - self.offset % tarfile.RECORDSIZE))
-
-
-def write_tar(fileobj, manifest_bytes, sources):
-    """Write the tar stream (manifest first); return (members, source file bytes) as written."""
-    tar = TarWriter(fileobj)
-    info = tarfile.TarInfo(MANIFEST_NAME)
-    info.size = len(manifest_bytes)
-    info.mtime = int(time.time())
-    info.mode = 0o600
-    info.uid, info.gid = os.geteuid(), os.getegid()
-    info.uname, info.gname = tar._name('u', info.uid), tar._name('g', info.gid)
-    tar.add(info, data=manifest_bytes)
-    for src in sources:
-        if src['optional'] and not os.path.lexists(src['path']):
-            continue
-        for path, arcname, st in iter_entries(src['path'], src['arcname']):
-            tar.add(tar.tarinfo(path, arcname, st), path)
-    tar.close()
-    return tar.members, tar.file_bytes
-
-
 # -- verification --------------------------------------------------------------
-
-def verifier_for(available):
-    """How to read the archive back: in-process ISA-L, else a program, else zlib."""
-    if available.get('isal'):
-        return 'isal'
-    for prog in ('igzip', 'pigz'):
-        if available.get(prog):
-            return prog
-    return 'zlib'
-
-
-def _feed(raw, stdin):
-    """Copy a reader into a program's stdin (the decompressor programs read the archive this way)."""
-    buf = memoryview(bytearray(BLOCK_SIZE))
-    try:
-        while True:
-            n = raw.readinto(buf)
-            if not n:
-                break
-            stdin.write(buf[:n])
-    except (BrokenPipeError, ValueError):
-        pass  # the program stopped early: its exit code tells why
-    finally:
-        try:
-            stdin.close()
-        except BrokenPipeError:
-            pass
-
 
 def verify_stream(raw, verifier, name):
     """Decompress ``raw`` to its end (gzip CRC and length checked) and index the tar in it.
@@ -690,19 +178,7 @@ def verify_stream(raw, verifier, name):
     Returns (members, source file bytes, first member name); the manifest's
     bytes are not counted. The index is read by tarfile in stream mode.
     """
-    proc = feeder = None
-    if verifier == 'isal':
-        from isal import igzip
-        stream = igzip.IGzipFile(fileobj=raw, mode='rb')
-    elif verifier in ('igzip', 'pigz'):
-        stderr = tempfile.TemporaryFile()
-        proc = open_pipe(program_argv(verifier), stderr, BLOCK_SIZE)
-        feeder = threading.Thread(target=_feed, args=(raw, proc.stdin), daemon=True)
-        feeder.start()
-        stream = proc.stdout
-    else:
-        import gzip
-        stream = gzip.GzipFile(fileobj=raw, mode='rb')
+    stream = open_decompressor(verifier, raw)
     members, file_bytes, first = 0, 0, None
     try:
         with tarfile.open(fileobj=stream, mode='r|', bufsize=TAR_BUFSIZE) as tar:
@@ -716,18 +192,15 @@ def verify_stream(raw, verifier, name):
         while stream.read(BLOCK_SIZE):
             pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        if proc:
-            proc.kill()
+        abort(stream)
         raise ArchiveError('verification of %s failed: %s' % (name, e))
-    finally:
+    except BaseException:
+        abort(stream)
+        raise
+    try:
         stream.close()
-        if proc:
-            proc.wait()
-            feeder.join()
-    if proc and proc.returncode != 0:
-        stderr.seek(0)
-        raise ArchiveError('verification of %s failed: %s -dc exited %d: %s' % (
-            name, verifier, proc.returncode, stderr.read().decode('utf-8', 'replace').strip()))
+    except ArchiveError as e:  # the decompressor program failed
+        raise ArchiveError('verification of %s failed: %s' % (name, e))
     return members, file_bytes, first
 
 
@@ -783,7 +256,9 @@ class Plan(object):
         if self.threads < 1:
             raise ArchiveError('threads %r must be at least 1' % (params.get('threads'),))
         self.mode = parse_mode(params.get('mode') if params.get('mode') is not None else '0600')
-        self.uid, self.gid = resolve_owner(params.get('owner'), params.get('group'))
+        # The one place users and groups are looked up: the owner here, the names in the tar headers.
+        self.accounts = Accounts()
+        self.uid, self.gid = resolve_owner(params.get('owner'), params.get('group'), self.accounts)
         self.available = available if available is not None else available_compressors()
         self.compressor = choose_compressor(params.get('compressor') or 'auto', self.available)
         self.native_level = native_level(self.compressor, self.level)
@@ -808,10 +283,10 @@ class Plan(object):
     def commands(self):
         """The programs a run starts (none when the compressor and the verifier are in-process)."""
         cmds = []
-        if self.compressor in ('igzip', 'pigz'):
-            cmds.append(shlex.join(program_argv(self.compressor, self.native_level, self.threads)))
-        if self.verifier in ('igzip', 'pigz'):
-            cmds.append(shlex.join(program_argv(self.verifier)))
+        if self.compressor in PROGRAMS:
+            cmds.append(join_argv(program_argv(self.compressor, self.native_level, self.threads)))
+        if self.verifier in PROGRAMS:
+            cmds.append(join_argv(program_argv(self.verifier)))
         return cmds
 
     def preview(self):
@@ -845,10 +320,10 @@ def create_archive(plan, log=None):
         try:
             compressed = open_compressor(plan.compressor, plan.native_level, plan.threads, out)
             try:
-                members, file_bytes = write_tar(compressed, manifest_bytes, plan.sources)
+                members, file_bytes = write_tar(compressed, manifest_bytes, plan.sources, plan.accounts)
                 compressed.close()
             except BaseException:
-                _abort(compressed)
+                abort(compressed)
                 raise
         finally:
             out.finish()  # on failure too, so the verifier stops at the end of the file

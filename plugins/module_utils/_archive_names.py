@@ -5,7 +5,7 @@
 
 ``<YYYYMMDDHHMM>_<major-minor-patch-build>_<suffix>.tar.gz`` in the backup
 storage dir, as Alation's Backup V1 names them; ``.<name>.<host>.<pid>.tmp``
-while one is written. The archive module, the restore modules, the role and
+while one is written; its first member, the manifest, is ``MANIFEST_NAME``. The archive module, the restore modules, the role and
 the freshness guard all find archives through here. Standard library only.
 """
 
@@ -19,6 +19,7 @@ from ansible_collections.alation.backup.plugins.module_utils import _alation
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError, pid_alive
 
 DEFAULT_SUFFIX = 'alation_backup'
+MANIFEST_NAME = 'alation_backup_manifest.json'
 TIMESTAMP_RE = re.compile(r'^\d{12}$')
 SUFFIX_RE = re.compile(r'^[A-Za-z0-9_-]+$')
 # major-minor-patch-build; Alation's dotted form is accepted when reading.

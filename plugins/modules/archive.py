@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: archive
 short_description: Pack the staging dir and the pg staging dir into one verified Alation backup archive
@@ -240,8 +238,8 @@ import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._archive import (
-    COMPRESSORS, ArchiveError, Plan, create_archive)
+from ansible_collections.alation.backup.plugins.module_utils._archive import ArchiveError, Plan, create_archive
+from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRESSORS
 
 
 def _terminated(signum, frame):

@@ -7,8 +7,6 @@ Checked with the real readers: GNU tar extracts the archive to the same tree,
 a full disk (a small tmpfs, as root) and missing accelerators are real too.
 """
 
-from __future__ import annotations
-
 import grp
 import hashlib
 import json
@@ -28,19 +26,20 @@ import pytest
 import modrun
 from modrun import result_of, run_module, spawn_module
 
-from ansible_collections.alation.backup.plugins.module_utils import _archive as A
+from ansible_collections.alation.backup.plugins.module_utils import _gzip as G
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import MANIFEST_NAME, tmp_name
 from ansible_collections.alation.backup.plugins.module_utils._runner import STANDARD_DIRS
 
 TS = '202405011230'
 NAME = '%s_5-17-0-116556_alation_backup.tar.gz' % TS
-AVAILABLE = A.available_compressors()
+AVAILABLE = G.available_compressors()
 IS_ROOT = os.geteuid() == 0
 
 
 def need(compressor):
     if not AVAILABLE.get(compressor):
         pytest.skip('compressor %s is not available here (make deps installs igzip and pigz; the venv has isal '
-                    'and zlib-ng): %s' % (compressor, A.INSTALL_HINTS[compressor]))
+                    'and zlib-ng): %s' % (compressor, G.INSTALL_HINTS[compressor]))
 
 
 def text(rng, size):
@@ -132,7 +131,7 @@ def module_args(layout, **kw):
     return args
 
 
-@pytest.mark.parametrize('compressor', ('auto',) + A.COMPRESSORS)
+@pytest.mark.parametrize('compressor', ('auto',) + G.COMPRESSORS)
 def test_gnu_tar_extracts_the_same_tree(layout, compressor):
     if compressor != 'auto':
         need(compressor)
@@ -143,7 +142,7 @@ def test_gnu_tar_extracts_the_same_tree(layout, compressor):
     if compressor != 'auto':
         assert result['compressor'] == compressor
     else:
-        assert result['compressor'] == next(c for c in A.COMPRESSORS if AVAILABLE[c])
+        assert result['compressor'] == next(c for c in G.COMPRESSORS if AVAILABLE[c])
     # Only the archive and its checksum appeared; no temporary file is left.
     assert sorted(os.listdir(layout['backup'])) == sorted([NAME, NAME + '.sha256', 'pgbackup'])
     assert stat.S_IMODE(os.stat(result['path']).st_mode) == 0o600
@@ -151,7 +150,7 @@ def test_gnu_tar_extracts_the_same_tree(layout, compressor):
     subprocess.run(['sha256sum', '-c', NAME + '.sha256'], cwd=layout['backup'], check=True, capture_output=True)
     subprocess.run(['gzip', '-t', result['path']], check=True)
     listing = subprocess.run(['tar', '-tzf', result['path']], check=True, capture_output=True, text=True).stdout
-    assert listing.splitlines()[0] == A.MANIFEST_NAME
+    assert listing.splitlines()[0] == MANIFEST_NAME
     assert len(listing.splitlines()) == result['members']
 
     out = os.path.join(layout['scratch'], 'extracted')
@@ -159,11 +158,11 @@ def test_gnu_tar_extracts_the_same_tree(layout, compressor):
     subprocess.run(['tar', '-xzf', result['path'], '-C', out], check=True)
     assert snapshot(os.path.join(out, 'tmp')) == before['tmp']
     assert snapshot(os.path.join(out, 'pgbackup')) == before['pgbackup']
-    assert sorted(os.listdir(out)) == [A.MANIFEST_NAME, 'pgbackup', 'tmp']
+    assert sorted(os.listdir(out)) == [MANIFEST_NAME, 'pgbackup', 'tmp']
     assert os.lstat(os.path.join(out, 'tmp', 'hardlink.json')).st_ino == \
         os.lstat(os.path.join(out, 'tmp', 'catalog', 'part2', 'obj_001.json')).st_ino
 
-    with open(os.path.join(out, A.MANIFEST_NAME)) as f:
+    with open(os.path.join(out, MANIFEST_NAME)) as f:
         manifest = json.load(f)
     assert manifest == result['manifest']
     assert manifest['version_tag'] == '5-17-0-116556' and manifest['timestamp'] == TS
@@ -184,7 +183,7 @@ def test_gnu_tar_extracts_the_same_tree(layout, compressor):
 def test_check_mode_writes_nothing(layout):
     dead = subprocess.Popen(['true'])
     dead.wait()
-    stale = os.path.join(layout['backup'], A.tmp_name(NAME, dead.pid))
+    stale = os.path.join(layout['backup'], tmp_name(NAME, dead.pid))
     with open(stale, 'wb') as f:
         f.write(b'partial')
     before = sorted(os.listdir(layout['backup']))
@@ -275,7 +274,7 @@ def test_killed_mid_write_leaves_no_archive_and_next_run_cleans(slow_layout):
     proc, args_file = spawn_module('archive', slow_args(slow_layout))
     try:
         tmp = wait_for_tmp(proc, slow_layout['dest'])
-        assert os.path.basename(tmp) == A.tmp_name(NAME, proc.pid)
+        assert os.path.basename(tmp) == tmp_name(NAME, proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """archive through AnsibleModule (set_module_args harness), on real directories."""
 
-from __future__ import annotations
-
 import os
 import tarfile
 

@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An archive's names: version tag, timestamp, suffix, the temporary names and the stale ones."""
+
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.alation.backup.plugins.module_utils import _archive_names as N
+
+
+@pytest.mark.parametrize('value,expected', [
+    ('5-17-0-116556', '5-17-0-116556'),
+    ('5.17.0.116556', '5-17-0-116556'),
+    ('2023.3.1.1', '2023-3-1-1'),
+    ('10-0-0-0', '10-0-0-0'),
+])
+def test_version_tag_accepted(value, expected):
+    assert N.normalize_version_tag(value) == expected
+
+
+@pytest.mark.parametrize('value', ['', '5.17.0', '5-17-0', '5.17-0.116556', '5_17_0_116556', 'v5.17.0.116556',
+                                   '5.17.0.116556 ', ' 5-17-0-116556', '5..17.0.1', '5-17-0-11a', '5-17-0-116556-1',
+                                   None, '5/17/0/1'])
+def test_version_tag_refused(value):
+    with pytest.raises(N.ArchiveError, match=r'version_tag: version .* is not an Alation version'):
+        N.normalize_version_tag(value)
+
+
+@pytest.mark.parametrize('value', ['202405011230', '200001010000', '202402291159', '209912312359'])
+def test_timestamp_accepted(value):
+    assert N.validate_timestamp(value) == value
+
+
+@pytest.mark.parametrize('value,rule', [
+    ('20240501123', 'must be 12 digits'),
+    ('2024050112300', 'must be 12 digits'),
+    ('2024-05-01 12:30', 'must be 12 digits'),
+    ('20240501123a', 'must be 12 digits'),
+    ('', 'must be 12 digits'),
+    ('202413011200', 'not a real date'),
+    ('202302291200', 'not a real date'),
+    ('202405321200', 'not a real date'),
+    ('202405012400', 'not a real date'),
+    ('202405011260', 'not a real date'),
+])
+def test_timestamp_refused(value, rule):
+    with pytest.raises(N.ArchiveError, match=rule):
+        N.validate_timestamp(value)
+
+
+def test_default_timestamp_is_valid_utc_minute():
+    assert N.validate_timestamp(N.default_timestamp())
+
+
+@pytest.mark.parametrize('value,ok', [('alation_backup', True), ('eb-backup_2', True), ('a/b', False),
+                                      ('', False), ('x.y', False), ('back up', False), ('..', False)])
+def test_suffix(value, ok):
+    if ok:
+        assert N.validate_suffix(value) == value
+    else:
+        with pytest.raises(N.ArchiveError, match='may only contain'):
+            N.validate_suffix(value)
+
+
+def test_names():
+    name = N.archive_name('202405011230', '5-17-0-116556')
+    assert name == '202405011230_5-17-0-116556_alation_backup.tar.gz'
+    assert N.tmp_name(name, pid=42, host='web1') == '.202405011230_5-17-0-116556_alation_backup.tar.gz.web1.42.tmp'
+    assert '.' not in N.host_label()
+
+
+@pytest.mark.parametrize('name,match', [
+    ('.202405011230_5-17-0-116556_alation_backup.tar.gz.web1.42.tmp', True),
+    ('.202405011230_5-17-0-116556_alation_backup.tar.gz.sha256.web1.42.tmp', True),
+    ('202405011230_5-17-0-116556_alation_backup.tar.gz.web1.42.tmp', False),
+    ('.202405011230_5-17-0-116556_alation_backup.tar.gz.web1.tmp', False),
+    ('.202405011230_5-17-0-116556_other.tar.gz.web1.42.tmp', False),
+    ('.202405011230_5-17-0-116556_alation_backup.tar.gz.web1.42.tmp.x', False),
+    ('.2024050112_5-17-0-116556_alation_backup.tar.gz.web1.42.tmp', False),
+    ('.x_alation_backup.tar.gz.web1.42.tmp', False),
+    ('.202405011230_5-17-0-116556_alation_backup.tar.gz.web.1.42.tmp', False),
+])
+def test_tmp_pattern(name, match):
+    assert bool(N.tmp_pattern().match(name)) is match
+
+
+def dead_pid():
+    p = subprocess.Popen(['true'])
+    p.wait()
+    return p.pid
+
+
+def test_find_stale_tmp_only_ours_and_dead(tmp_path):
+    host = N.host_label()
+    name = N.archive_name('202405011230', '5-17-0-116556')
+    dead = dead_pid()
+    stale = [N.tmp_name(name, dead), N.tmp_name(name + '.sha256', dead)]
+    kept = [N.tmp_name(name, os.getpid()), N.tmp_name(name, 1),            # alive writers
+            N.tmp_name(name, dead, host='otherhost'),                      # another host (shared dest)
+            '.%s.%s.%d.tmp' % (N.archive_name('202405011230', '5-17-0-1', 'other'), host, dead),
+            name, 'unrelated.tmp', '.%s.%d.tmp' % (name, dead)]
+    for n in stale + kept:
+        (tmp_path / n).write_bytes(b'x')
+    # A directory or a symlink with the exact pattern is not ours to remove.
+    (tmp_path / N.tmp_name('202405011231_5-17-0-1_alation_backup.tar.gz', dead)).mkdir()
+    os.symlink('/etc/passwd', str(tmp_path / N.tmp_name('202405011232_5-17-0-1_alation_backup.tar.gz', dead)))
+    found = N.find_stale_tmp(str(tmp_path))
+    assert sorted(found) == sorted(str(tmp_path / n) for n in stale)
