@@ -32,10 +32,10 @@ description:
   - The SHA-256 is computed from the compressed bytes as they are written, not in a second pass.
   - 'Compression uses every core and still writes one standard gzip stream. O(compressor=auto) picks the
     fastest present: the C(isal) Python package (ISA-L, in-process threads), the C(igzip) program, the
-    C(zlib-ng) Python package, the C(pigz) program, else the standard library zlib, deflating blocks in
-    parallel threads (the pigz technique). Programs are fed through a pipe and their output is read back
-    by the module, hashed and written.'
-  - 'O(compression_level) 1-9 is given as is to zlib, zlib-ng and pigz. ISA-L (isal, igzip) has levels 1-3:
+    C(pigz) program, else the standard library zlib, deflating blocks in parallel threads (the pigz
+    technique). Programs are fed through a pipe and their output is read back by the module, hashed and
+    written.'
+  - 'O(compression_level) 1-9 is given as is to zlib and pigz. ISA-L (isal, igzip) has levels 1-3:
     1-3 -> 1, 4-6 -> 2, 7-9 -> 3. So the default 6 is ISA-L level 2, whose output is about 8% larger than
     gzip -6 and many times faster.'
   - Memory use does not grow with the size of the data (about 50 MB at most with the defaults).
@@ -104,7 +104,7 @@ options:
     description:
       - V(auto) picks the fastest present; naming one forces it (it fails, saying how to install it, when absent).
     type: str
-    choices: [auto, isal, igzip, zlib-ng, pigz, zlib]
+    choices: [auto, isal, igzip, pigz, zlib]
     default: auto
   manifest_extra:
     description:
@@ -128,7 +128,7 @@ attributes:
     support: full
     platforms: posix
 notes:
-  - Only the Python standard library is needed on the managed host; C(isal), C(zlib-ng), C(igzip) and C(pigz)
+  - Only the Python standard library is needed on the managed host; C(isal), C(igzip) and C(pigz)
     are optional accelerators.
   - The module never reports C(changed=false). Each run writes a new archive, and running again with the same
     O(timestamp) fails because that archive exists.
