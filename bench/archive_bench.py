@@ -142,7 +142,7 @@ def methods(data, out_dir, threads):
             print('module compressor=%s: not available here, skipped (%s)'
                   % (compressor, _gzip.INSTALL_HINTS[compressor]))
             continue
-        args = dict(sources=data['sources'], dest_dir=out_dir, version_tag='5-17-0-116556', timestamp=TS,
+        args = dict(sources=data['sources'], dest=out_dir, version_tag='5-17-0-116556', timestamp=TS,
                     compressor=compressor, _ansible_remote_tmp=tempfile.gettempdir())
         fd, args_file = tempfile.mkstemp(prefix='bench-args-', suffix='.json', dir=out_dir)
         with os.fdopen(fd, 'w') as f:

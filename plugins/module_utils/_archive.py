@@ -66,10 +66,10 @@ def resolve_owner(owner, group, accounts=None):
         raise ArchiveError(str(e))
 
 
-def check_space(dest_dir, needed):
+def check_space(dest, needed):
     return _check_space(
-        dest_dir, needed, 'the archive (at worst the uncompressed size of the sources)',
-        'free some space, choose another dest_dir, or set space_check: false if you know the data compresses well',
+        dest, needed, 'the archive (at worst the uncompressed size of the sources)',
+        'free some space, choose another dest, or set space_check: false if you know the data compresses well',
         error=ArchiveError)
 
 
@@ -243,10 +243,10 @@ class Plan(object):
 
     def __init__(self, params, available=None):
         self.sources = normalize_sources(params['sources'])
-        self.dest_dir = os.path.abspath(params['dest_dir'])
-        if not os.path.isdir(self.dest_dir):
-            raise ArchiveError('dest_dir %s is not an existing directory: create the backup storage dir first'
-                               % self.dest_dir)
+        self.dest = os.path.abspath(params['dest'])
+        if not os.path.isdir(self.dest):
+            raise ArchiveError('dest %s is not an existing directory: create the backup storage dir first'
+                               % self.dest)
         self.version_tag = normalize_version_tag(params['version_tag'])
         self.timestamp = validate_timestamp(params.get('timestamp') or default_timestamp())
         self.suffix = validate_suffix(params.get('suffix') or DEFAULT_SUFFIX)
@@ -263,7 +263,7 @@ class Plan(object):
         self.compressor = choose_compressor(params.get('compressor') or 'auto', self.available)
         self.native_level = native_level(self.compressor, self.level)
         self.name = archive_name(self.timestamp, self.version_tag, self.suffix)
-        self.path = os.path.join(self.dest_dir, self.name)
+        self.path = os.path.join(self.dest, self.name)
         self.sha256_path = self.path + '.sha256'
         if os.path.lexists(self.path):
             raise ArchiveError('archive %s already exists and is never overwritten: use another timestamp or '
@@ -273,8 +273,8 @@ class Plan(object):
         self.manifest = build_manifest(self.timestamp, self.version_tag, self.name, self.summary, self.totals,
                                        self.compressor, self.native_level, params.get('manifest_extra'))
         self.space_check = params.get('space_check', True) is not False
-        self.free = check_space(self.dest_dir, self.totals['tar_bytes_max']) if self.space_check else None
-        self.stale_tmp = find_stale_tmp(self.dest_dir, self.suffix)
+        self.free = check_space(self.dest, self.totals['tar_bytes_max']) if self.space_check else None
+        self.stale_tmp = find_stale_tmp(self.dest, self.suffix)
         # The read-back follows the write only where cores are to spare: with 2 CPUs
         # the two Python threads contend (measured slower); afterwards it is ~1 s per GB.
         self.verify_alongside = default_threads() >= 4
@@ -307,8 +307,8 @@ def create_archive(plan, log=None):
             removed.append(path)
         except FileNotFoundError:
             pass
-    tmp = os.path.join(plan.dest_dir, tmp_name(plan.name))
-    tmp_sha = os.path.join(plan.dest_dir, tmp_name(plan.name + '.sha256'))
+    tmp = os.path.join(plan.dest, tmp_name(plan.name))
+    tmp_sha = os.path.join(plan.dest, tmp_name(plan.name + '.sha256'))
     manifest_bytes = (json.dumps(plan.manifest, indent=2, sort_keys=True) + '\n').encode('utf-8')
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     out = HashingFile(fd)
@@ -359,7 +359,7 @@ def create_archive(plan, log=None):
         if is_enospc(e):
             raise ArchiveError('no space left in %s while writing the archive (%d compressed bytes written, '
                                '%s of sources): the temporary file was removed; free space or choose another '
-                               'dest_dir' % (plan.dest_dir, out.size, human(plan.totals['bytes'])))
+                               'dest' % (plan.dest, out.size, human(plan.totals['bytes'])))
         raise
     finally:
         out.finish()
@@ -389,11 +389,11 @@ def _publish(plan, tmp, tmp_sha):
     """Give both files their final names: the .sha256 first, the archive last.
 
     So an archive under its final name always has its checksum beside it. A
-    lock on dest_dir makes the existence check and the renames one step for
+    lock on dest makes the existence check and the renames one step for
     concurrent runs; the archive is hard-linked (fails if the name exists, never
     overwrites), with rename as the fallback on filesystems without links.
     """
-    dfd = os.open(plan.dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+    dfd = os.open(plan.dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(dfd, fcntl.LOCK_EX)

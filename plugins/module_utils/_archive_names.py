@@ -73,7 +73,7 @@ def host_label():
 
 
 def tmp_name(final_name, pid=None, host=None):
-    """``.<final>.<host>.<pid>.tmp``: hidden, and says who writes it (a shared dest_dir may be NFS)."""
+    """``.<final>.<host>.<pid>.tmp``: hidden, and says who writes it (a shared dest may be NFS)."""
     return '.%s.%s.%d.tmp' % (final_name, host or host_label(), os.getpid() if pid is None else pid)
 
 
@@ -83,16 +83,16 @@ def tmp_pattern(suffix=DEFAULT_SUFFIX):
                       r'\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$' % re.escape(suffix))
 
 
-def find_stale_tmp(dest_dir, suffix=DEFAULT_SUFFIX, host=None):
-    """Our temporary files in dest_dir left by writers of this host that are gone."""
+def find_stale_tmp(dest, suffix=DEFAULT_SUFFIX, host=None):
+    """Our temporary files in dest left by writers of this host that are gone."""
     pattern = tmp_pattern(suffix)
     host = host or host_label()
     stale = []
-    for name in sorted(os.listdir(dest_dir)):
+    for name in sorted(os.listdir(dest)):
         m = pattern.match(name)
         if not m or m.group('host') != host or pid_alive(int(m.group('pid'))):
             continue
-        path = os.path.join(dest_dir, name)
+        path = os.path.join(dest, name)
         if stat.S_ISREG(os.lstat(path).st_mode):
             stale.append(path)
     return stale

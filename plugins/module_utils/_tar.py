@@ -61,7 +61,7 @@ def check_archive_outside_sources(archive_path, sources):
         if target == real or target.startswith(real.rstrip('/') + '/'):
             raise ArchiveError(
                 'the archive would be written to %s, inside source %s (%s), and would pack itself: '
-                'choose a dest_dir outside every source (a parent of a source is fine)'
+                'choose a dest outside every source (a parent of a source is fine)'
                 % (os.path.dirname(archive_path), src['path'], src['arcname']))
 
 

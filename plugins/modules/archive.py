@@ -9,7 +9,7 @@ short_description: Pack the staging dir and the pg staging dir into one verified
 version_added: 0.1.0
 author: alation.backup maintainers (@alation-backup)
 description:
-  - Writes C(<timestamp>_<version_tag>_<suffix>.tar.gz) into the backup storage dir O(dest_dir), the file name
+  - Writes C(<timestamp>_<version_tag>_<suffix>.tar.gz) into the backup storage dir O(dest), the file name
     Alation's Backup V1 restore expects, and C(<archive>.sha256) beside it in C(sha256sum -c) format.
   - The archive is one standard gzip stream holding a GNU-format tar that C(tar -xzf) and Python's C(tarfile)
     read. Symlinks are stored as symlinks (never followed); modes, owners (ids and names) and mtimes are kept;
@@ -19,7 +19,7 @@ description:
     timestamp, the version tag, the compressor, each source with its counts and bytes, and O(manifest_extra).
   - The sources are scanned (lstat only) before anything is written, for the manifest, the space check and the
     verification.
-  - The archive is written to a hidden temporary file C(.<archive>.<host>.<pid>.tmp) in O(dest_dir) and read
+  - The archive is written to a hidden temporary file C(.<archive>.<host>.<pid>.tmp) in O(dest) and read
     back completely from that file (gzip CRC and length, and the tar index read by Python's C(tarfile); member
     count and file bytes must match what was written). With 4 or more CPUs the reader follows the file while it
     is written, so the check adds little time; with fewer it reads after the write (about 1 s per GB). The file is then fsynced, given O(mode), O(owner) and
@@ -50,13 +50,15 @@ options:
     type: list
     elements: dict
     required: true
-  dest_dir:
+  dest:
     description:
       - The backup storage dir. It must exist.
       - It may be a parent of a source (the pg staging dir usually is inside it), but not inside a source,
         since the archive would then pack itself.
+      - C(dest_dir), its name in 0.1.0, still works as an alias.
     type: path
     required: true
+    aliases: [dest_dir]
   version_tag:
     description:
       - Alation version C(major-minor-patch-build), as in V(5-17-0-116556). V(5.17.0.116556) is accepted and
@@ -96,7 +98,7 @@ options:
     type: str
   space_check:
     description:
-      - Before writing, fail if the free space in O(dest_dir) is less than the uncompressed size of the sources
+      - Before writing, fail if the free space in O(dest) is less than the uncompressed size of the sources
         (the worst case). Running out of space while writing fails cleanly either way.
     type: bool
     default: true
@@ -142,7 +144,7 @@ EXAMPLES = r'''
         arcname: tmp
       - path: /opt/alation/alation/data2/backup/pgbackup
         arcname: pgbackup
-    dest_dir: /opt/alation/alation/data2/backup
+    dest: /opt/alation/alation/data2/backup
     version_tag: "{{ alation_version_tag }}"
     manifest_extra:
       pg_backup_id: "{{ pg_backup.backup_id }}"
@@ -251,7 +253,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             sources=dict(type='list', elements='dict', required=True),
-            dest_dir=dict(type='path', required=True),
+            dest=dict(type='path', required=True, aliases=['dest_dir']),
             version_tag=dict(type='str', required=True),
             timestamp=dict(type='str'),
             suffix=dict(type='str', default='alation_backup'),

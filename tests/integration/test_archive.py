@@ -125,7 +125,7 @@ def layout(scratch):
 
 def module_args(layout, **kw):
     args = dict(sources=[dict(path=layout['staging'], arcname='tmp'), dict(path=layout['pg'], arcname='pgbackup')],
-                dest_dir=layout['backup'], version_tag='5.17.0.116556', timestamp=TS,
+                dest=layout['backup'], version_tag='5.17.0.116556', timestamp=TS,
                 manifest_extra=dict(pg_backup_id='SABC12', pg_backup_mode='FULL'))
     args.update(kw)
     return args
@@ -209,7 +209,7 @@ def test_existing_archive_is_never_overwritten(layout):
 
 
 def test_archive_inside_a_source_is_refused(layout):
-    result = run_module('archive', module_args(layout, dest_dir=layout['pg']))
+    result = run_module('archive', module_args(layout, dest=layout['pg']))
     assert result['failed'] and 'would pack itself' in result['msg'] and layout['pg'] in result['msg']
 
 
@@ -255,7 +255,7 @@ def slow_layout(scratch):
 
 
 def slow_args(sl):
-    return dict(sources=[dict(path=sl['src'], arcname='tmp')], dest_dir=sl['dest'], version_tag='5-17-0-116556',
+    return dict(sources=[dict(path=sl['src'], arcname='tmp')], dest=sl['dest'], version_tag='5-17-0-116556',
                 timestamp=TS, compressor='zlib', compression_level=9, threads=1)
 
 
@@ -319,7 +319,7 @@ def small_fs(scratch):
 
 def test_dest_full_refused_before_writing(small_fs):
     result = run_module('archive', dict(sources=[dict(path=small_fs['src'], arcname='tmp')],
-                                        dest_dir=small_fs['dest'], version_tag='5-17-0-116556', timestamp=TS))
+                                        dest=small_fs['dest'], version_tag='5-17-0-116556', timestamp=TS))
     assert result['failed']
     assert result['msg'].startswith('not enough free space for the archive (at worst the uncompressed size of the '
                                     'sources) in %s: 4194304 bytes (4.0 MiB) free, ' % small_fs['dest'])
@@ -332,7 +332,7 @@ def test_dest_full_mid_write_fails_cleanly(small_fs, compressor):
     if compressor != 'auto':
         need(compressor)
     result = run_module('archive', dict(sources=[dict(path=small_fs['src'], arcname='tmp')],
-                                        dest_dir=small_fs['dest'], version_tag='5-17-0-116556', timestamp=TS,
+                                        dest=small_fs['dest'], version_tag='5-17-0-116556', timestamp=TS,
                                         space_check=False, compressor=compressor))
     assert result['failed']
     assert result['msg'].startswith('no space left in %s while writing the archive' % small_fs['dest']), result['msg']

@@ -128,7 +128,7 @@ def test_verify_detects_corruption(tmp_path, verifier):
 # -- the whole operation ----------------------------------------------------------------
 
 def params(src, dest, **kw):
-    p = dict(sources=[dict(path=src, arcname='tmp')], dest_dir=dest, version_tag='5.17.0.116556',
+    p = dict(sources=[dict(path=src, arcname='tmp')], dest=dest, version_tag='5.17.0.116556',
              timestamp='202405011230', compressor='zlib', manifest_extra=dict(pg_backup_id='S1'))
     p.update(kw)
     return p
@@ -186,7 +186,7 @@ def test_create_detects_sources_changed(tmp_path):
 def test_plan_refusals(tmp_path):
     src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
     make_tree(src)
-    with pytest.raises(A.ArchiveError, match='dest_dir .* is not an existing directory'):
+    with pytest.raises(A.ArchiveError, match='dest .* is not an existing directory'):
         A.Plan(params(src, dest))
     with pytest.raises(A.ArchiveError, match='would pack itself'):
         A.Plan(params(src, os.path.join(src, 'sub')))

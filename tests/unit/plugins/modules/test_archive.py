@@ -30,7 +30,7 @@ def run(args, check=False):
 
 
 def args(src, dest, **kw):
-    a = dict(sources=[dict(path=src, arcname='tmp')], dest_dir=dest, version_tag='5.17.0.116556',
+    a = dict(sources=[dict(path=src, arcname='tmp')], dest=dest, version_tag='5.17.0.116556',
              timestamp='202405011230', compressor='zlib')
     a.update(kw)
     return a
@@ -78,3 +78,13 @@ def test_refusals(dirs, bad, msg):
     failed, result = run(args(src, dest, **bad))
     assert failed and msg in result['msg'], result
     assert os.listdir(dest) == []
+
+
+def test_dest_dir_is_an_alias_of_dest(dirs):
+    """0.1.0 named the option dest_dir; playbooks written for it keep working."""
+    src, dest = dirs
+    a = args(src, dest)
+    a['dest_dir'] = a.pop('dest')
+    failed, result = run(a, check=True)
+    assert not failed, result
+    assert result['path'] == os.path.join(dest, NAME)
