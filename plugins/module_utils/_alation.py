@@ -262,6 +262,7 @@ def alation_info_argument_spec():
         pgdata=dict(type='str', default=PGDATA),
         paths=dict(type='dict', default={}),
         extra_paths=dict(type='list', elements='str', default=[]),
+        users=dict(type='list', elements='str', default=[]),
         # Key names, not secrets.
         alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS), no_log=False),
         required=dict(type='list', elements='str', default=[]),

@@ -139,10 +139,40 @@ class Accounts(object):
         return gid
 
     def owner_ids(self, owner, group=None):
-        """(uid, gid) for chown, -1 for each one left as it is (None or '')."""
-        uid = self.uid(owner)
+        """(uid, gid) for chown, -1 for what stays as it is.
+
+        An empty ``group`` with an ``owner`` is the owner's primary group (of
+        the shell, with a root), never the connecting user's; with neither,
+        both stay.
+        """
+        uid, primary = (-1, -1) if owner in (None, '') else self.user(owner, 'owner')
         gid = self.gid(group)
-        return -1 if uid is None else uid, -1 if gid is None else gid
+        return uid, primary if gid is None else gid
+
+    def conflicts(self, names):
+        """Why each of ``names`` cannot be used as the shell's user: missing in the shell, or the host has it
+        under another uid (files the shell's programs use must carry the shell's ids). [] when all is well."""
+        problems = []
+        for name in names:
+            if name in (None, '') or str(name).isdigit():
+                continue
+            try:
+                uid, dummy = self.user(name)
+            except UnknownAccount as e:
+                problems.append(str(e))
+                continue
+            if not self.root:
+                continue
+            try:
+                host_uid = pwd.getpwnam(name).pw_uid
+            except KeyError:
+                continue
+            if host_uid != uid:
+                problems.append("user '%s' is uid %d in the Alation shell (%s) but uid %d on the host (/etc/passwd): "
+                                "files are owned by the shell's uid, so the host's user of that name is never used; "
+                                "give the host user the shell's uid, or rename it" % (
+                                    name, uid, os.path.join(self.root, 'etc/passwd'), host_uid))
+        return problems
 
     def user_name(self, uid):
         """The name of ``uid`` ('' when it has none)."""

@@ -65,6 +65,15 @@ options:
     type: list
     elements: str
     default: []
+  users:
+    description:
+      - Users the run works as or gives files to (names or numeric uids). Each must exist in the Alation shell's own
+        C(etc/passwd) (on the host with O(use_chroot=false) or O(root=/)); a user the host also has under another
+        uid is refused, naming both uids, because files must carry the shell's ids.
+      - Returned in RV(users) with their uid, primary gid and name.
+    type: list
+    elements: str
+    default: []
   alation_conf_keys:
     description:
       - The alation_conf keys to read.
@@ -191,6 +200,11 @@ extra_paths:
   returned: success
   type: list
   elements: dict
+users:
+  description: Each of O(users) with its C(uid), primary C(gid) and C(name), as the Alation shell knows them.
+  returned: success
+  type: dict
+  sample: {alation: {uid: 1500, gid: 1500, name: alation}, "1502": {uid: 1502, gid: 1502, name: alationadmin}}
 chroot:
   description: The Alation shell programs run in (O(root)), or an empty string when they run on the host.
   returned: success
@@ -214,6 +228,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _alation
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
 def main():
@@ -261,8 +276,18 @@ def main():
                                  % (_alation.DATA_TEMP_DIR_KEY, data_temp_dir, str(e).split(': ', 1)[1],
                                     _alation.DATA_TEMP_DIR_KEY), **result)
         module.fail_json(msg='%s. Give paths inside the Alation shell, absolute and without "..".' % e, **result)
-    result.update(paths=paths, extra_paths=extra,
-                  chroot=root if _alation.in_shell(root, p['use_chroot']) else '')
+    chroot = root if _alation.in_shell(root, p['use_chroot']) else ''
+    result.update(paths=paths, extra_paths=extra, chroot=chroot)
+
+    accounts = Accounts(chroot)
+    problems = accounts.conflicts(p['users'])
+    if problems:
+        module.fail_json(msg='; '.join(problems), **result)
+    result['users'] = {}
+    for name in p['users']:
+        if name not in (None, ''):
+            uid, gid = accounts.user(name)
+            result['users'][name] = dict(uid=uid, gid=gid, name=accounts.user_name(uid) or str(name))
     result['disk_caches'] = _alation.read_disk_caches(root)
 
     try:

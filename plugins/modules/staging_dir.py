@@ -50,8 +50,16 @@ options:
     type: str
   group:
     description:
-      - Group (name or numeric gid) that should own the staging dir. Omit to leave it as it is.
+      - Group (name or numeric gid) that should own the staging dir. Omit for O(owner)'s primary group, or, without
+        O(owner), to leave it as it is.
     type: str
+  chroot:
+    description:
+      - The host path of the Alation shell whose users and groups O(owner) and O(group) name. They are then looked up in
+        the shell's own C(etc/passwd) and C(etc/group), never on the host, where the same names may be missing or
+        have other ids.
+      - Omit on a plain host.
+    type: path
   allowed_roots:
     description:
       - Directories below which O(path) is accepted even when it is directly inside a system directory (for example
@@ -77,12 +85,12 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Clear the staging dir before the backup (staging clear)
+- name: Clear the staging dir before the backup (staging clear), owned by the Alation shell's user
   alation.backup.staging_dir:
     path: /opt/alation/alation/data2/tmp
-    owner: alation
-    group: alation
-    mode: '0750'
+    owner: alationadmin
+    chroot: /opt/alation/alation
+    mode: '0700'
 
 - name: Remove the pg staging dir after a full backup
   alation.backup.staging_dir:
@@ -191,6 +199,7 @@ def main():
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
             group=dict(type='str'),
+            chroot=dict(type='path'),
             allowed_roots=dict(type='list', elements='path', default=[]),
         ),
         supports_check_mode=True,
@@ -203,9 +212,8 @@ def main():
         module.fail_json(msg=reason, path=p['path'])
     path = os.path.normpath(p['path'])
     try:
-        accounts = Accounts()
-        uid = accounts.uid(p['owner'])
-        gid = accounts.gid(p['group'])
+        uid, gid = Accounts(p['chroot']).owner_ids(p['owner'], p['group'])
+        uid, gid = (None if uid == -1 else uid), (None if gid == -1 else gid)
     except ValueError as e:
         module.fail_json(msg=str(e), path=path)
 

@@ -75,3 +75,22 @@ def test_a_host_user_is_not_a_shell_user(shell):
 def test_missing_shell_files_say_so(tmp_path):
     with pytest.raises(UnknownAccount, match='cannot read .*/etc/passwd.*is .* the Alation shell'):
         Accounts(str(tmp_path)).uid('alation')
+
+
+def test_an_owner_without_a_group_gets_its_primary_group_in_the_shell(shell):
+    assert Accounts(shell).owner_ids('alationadmin', None) == (1502, 1503)
+    assert Accounts(shell).owner_ids('alationadmin', '') == (1502, 1503)
+    assert Accounts(shell).owner_ids(None, 'backup') == (-1, 1600)
+
+
+def test_conflicts_name_missing_users_and_host_users_with_other_uids(shell, tmp_path):
+    # root exists on the host as uid 0; make the shell's root another uid to see the refusal.
+    (tmp_path / 'etc/passwd').write_text(PASSWD.replace('root:x:0:0', 'root:x:7:0'))
+    problems = Accounts(shell).conflicts(['alation', 'root', 'ghost', None, '4501'])
+    assert len(problems) == 2
+    assert problems[0].startswith("user 'root' is uid 7 in the Alation shell")
+    assert 'but uid 0 on the host' in problems[0]
+    assert problems[1].startswith("user 'ghost' is not a user in %s/etc/passwd" % shell)
+    # Without a shell there is nothing to conflict with: only missing users count.
+    assert Accounts().conflicts(['root', 'ghost-x']) == ["user 'ghost-x' is not a user on this host: create the user "
+                                                          "first or give a numeric uid"]

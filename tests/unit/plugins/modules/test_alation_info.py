@@ -350,3 +350,18 @@ def test_double_usage(shell, args):
     rc, out, err = conf(shell, *args)
     assert (rc, out) == (2, '')
     assert err.startswith('usage: alation_conf <key>')
+
+
+def test_users_resolve_in_the_shell_and_a_missing_one_is_named(shell):
+    os.makedirs(os.path.join(shell.root, 'etc'))
+    with open(os.path.join(shell.root, 'etc', 'passwd'), 'w') as f:
+        f.write('alationadmin:x:4502:4503::/home/alationadmin:/bin/sh\n')
+    args = dict(shell.args(), users=['alationadmin', '4502', ''])
+    failed, result = run_module(alation_info.main, args)
+    assert not failed, result
+    assert result['users'] == {'alationadmin': dict(uid=4502, gid=4503, name='alationadmin'),
+                               '4502': dict(uid=4502, gid=4503, name='alationadmin')}
+    failed, result = run_module(alation_info.main, dict(shell.args(), users=['alation']))
+    assert failed
+    assert result['msg'] == ("user 'alation' is not a user in %s/etc/passwd (the Alation shell's users): create the "
+                             "user first or give a numeric uid" % shell.root)

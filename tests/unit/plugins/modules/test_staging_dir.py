@@ -303,3 +303,19 @@ def test_mount_inside_is_kept_and_warned_about(scratch):
         assert result['diff']['after']['entries'] == ['m']
     finally:
         subprocess.run(['umount', mnt], check=True)
+
+
+def test_owner_resolves_in_the_alation_shell_with_its_primary_group(tmp_path):
+    shell = tmp_path / 'shell'
+    (shell / 'etc').mkdir(parents=True)
+    (shell / 'etc' / 'passwd').write_text('alationadmin:x:4502:4503::/home/alationadmin:/bin/bash\n')
+    (shell / 'etc' / 'group').write_text('alationadmin:x:4503:\n')
+    stage = shell / 'data2' / 'tmp'
+    failed, result = run({'path': str(stage), 'owner': 'alationadmin', 'chroot': str(shell)})
+    assert not failed, result
+    st = os.stat(str(stage))
+    assert (st.st_uid, st.st_gid) == (4502, 4503)
+    # The host has no alationadmin: without the shell the same name is refused, nothing made.
+    failed, result = run({'path': str(tmp_path / 'other' / 'tmp'), 'owner': 'alationadmin'})
+    assert failed and "owner 'alationadmin' is not a user on this host" in result['msg']
+    assert not (tmp_path / 'other').exists()
