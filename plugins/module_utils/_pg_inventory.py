@@ -44,10 +44,16 @@ def conninfo_dbname(name):
     return "dbname='%s'" % name.replace('\\', '\\\\').replace("'", "\\'")
 
 
-def psql_argv(psql, conn_argv, dbname, sql):
-    """psql, quiet, unaligned, tuples only, stopping at the first error, without reading ~/.psqlrc."""
+def psql_argv(psql, conn_argv, dbname, sql, replication=False):
+    """psql, quiet, unaligned, tuples only, stopping at the first error, without reading ~/.psqlrc.
+
+    ``replication`` opens a physical replication connection (the one
+    pg_probackup --stream and pg_basebackup open), which takes replication
+    commands such as IDENTIFY_SYSTEM.
+    """
+    conninfo = conninfo_dbname(dbname) + (' replication=true' if replication else '')
     return [psql, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '--no-password'] + list(conn_argv) + [
-        '-d', conninfo_dbname(dbname), '-c', sql]
+        '-d', conninfo, '-c', sql]
 
 
 class Psql(object):
@@ -59,8 +65,8 @@ class Psql(object):
         self.conn_argv = conn_argv
         self.env = env
 
-    def query(self, dbname, sql):
-        result = self.runner.run(psql_argv(self.psql, self.conn_argv, dbname, sql), env=self.env)
+    def query(self, dbname, sql, replication=False):
+        result = self.runner.run(psql_argv(self.psql, self.conn_argv, dbname, sql, replication), env=self.env)
         if result['rc'] != 0:
             raise InventoryError(command_failure('psql on database %s' % dbname, result['rc'], result['stderr'],
                                                  limit=1), result)
@@ -97,6 +103,31 @@ def inventory(psql, maintenance_db):
         except InventoryError as e:
             unreachable[name] = str(e)
     return dict(databases=databases, unreachable=unreachable, server_version_num=version)
+
+
+def hba_line(host, user):
+    """The pg_hba.conf line that lets ``user`` open a replication connection from ``host``."""
+    if not host or host.startswith('/'):
+        return 'local replication %s peer' % user
+    address = host if ':' in host or not host.replace('.', '').isdigit() else host + '/32'
+    return 'host replication %s %s scram-sha-256' % (user, address)
+
+
+def replication_problem(psql, dbname, host, user):
+    """None when ``user`` may open a replication connection, else what to do about it.
+
+    pg_probackup --stream and pg_basebackup stream WAL over one; without a
+    pg_hba.conf entry they fail only after the backup has begun.
+    """
+    try:
+        psql.query(dbname, 'IDENTIFY_SYSTEM', replication=True)
+    except InventoryError as e:
+        return ('role %s cannot open a replication connection to the server (%s), which pg_probackup --stream and '
+                'pg_basebackup need. Add this line to pg_hba.conf above the others that match (with the '
+                'authentication method your other lines use), then reload PostgreSQL (SELECT pg_reload_conf()): '
+                '"%s"; the role also needs the REPLICATION attribute (or to be a superuser)'
+                % (user or 'of the connection', e, hba_line(host, user or '<user>')))
+    return None
 
 
 def outcome(result, detail, **extra):

@@ -77,3 +77,18 @@ def test_amcheck_problems_joins_each_place_with_its_detail():
         'btree index "postgres.public.t_pkey": ERROR:  index is corrupt DETAIL:  more',
     ]
     assert inv.amcheck_problems('') == []
+
+
+@pytest.mark.parametrize('host, user, line', [
+    ('127.0.0.1', 'alation', 'host replication alation 127.0.0.1/32 scram-sha-256'),
+    ('db.example.com', 'alation', 'host replication alation db.example.com scram-sha-256'),
+    ('/var/run/postgresql', 'alation', 'local replication alation peer'),
+    (None, 'alation', 'local replication alation peer'),
+])
+def test_hba_line(host, user, line):
+    assert inv.hba_line(host, user) == line
+
+
+def test_replication_argv_opens_a_replication_connection():
+    argv = inv.psql_argv('psql', [], 'postgres', 'IDENTIFY_SYSTEM', replication=True)
+    assert argv[-3:] == ['-d', "dbname='postgres' replication=true", '-c', 'IDENTIFY_SYSTEM']
