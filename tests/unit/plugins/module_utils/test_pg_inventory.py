@@ -91,4 +91,4 @@ def test_hba_line(host, user, line):
 
 def test_replication_argv_opens_a_replication_connection():
     argv = inv.psql_argv('psql', [], 'postgres', 'IDENTIFY_SYSTEM', replication=True)
-    assert argv[-3:] == ['-d', "dbname='postgres' replication=true", '-c', 'IDENTIFY_SYSTEM']
+    assert argv[-4:] == ['-d', "dbname='postgres' replication=true", '-c', 'IDENTIFY_SYSTEM']
