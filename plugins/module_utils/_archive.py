@@ -27,8 +27,8 @@ import time
 import zlib
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (  # noqa: F401 (re-exported)
-    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, default_timestamp, find_stale_tmp,
-    normalize_version_tag, tmp_name, validate_suffix, validate_timestamp)
+    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, find_stale_tmp, free_timestamp,
+    normalize_version_tag, seconds_until, tmp_name, validate_suffix, validate_timestamp)
 from ansible_collections.alation.backup.plugins.module_utils._gzip import (
     BLOCK_SIZE, PROGRAMS, abort, available_compressors, choose_compressor, default_threads, native_level,
     open_compressor, open_decompressor, program_argv, verifier_for)
@@ -40,6 +40,8 @@ from ansible_collections.alation.backup.plugins.module_utils._tar import (  # no
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 MANIFEST_FORMAT_VERSION = 1
+# timestamp=auto waits at most for the next minute to start.
+MAX_WAIT_S = 61
 MODE_RE = re.compile(r'^0?[0-7]{3,4}$')
 
 
@@ -238,18 +240,33 @@ class Verifier(threading.Thread):
 
 # -- the whole operation -------------------------------------------------------
 
-class Plan(object):
-    """Everything decided before writing: validated options, names, the source scan."""
+def wait_for_minute(timestamp, now=None, sleep=time.sleep):
+    """Sleep from ``now`` until the minute ``timestamp`` (UTC) starts, MAX_WAIT_S at most; return the seconds slept."""
+    wait = min(seconds_until(timestamp, now), MAX_WAIT_S)
+    if wait > 0:
+        sleep(wait)
+    return wait
 
-    def __init__(self, params, available=None):
+
+class Plan(object):
+    """Everything decided before writing: validated options, names, the source scan.
+
+    ``now`` (UTC, aware) is the time timestamp=auto is taken from.
+    """
+
+    def __init__(self, params, available=None, now=None):
         self.sources = normalize_sources(params['sources'])
         self.dest = os.path.abspath(params['dest'])
         if not os.path.isdir(self.dest):
             raise ArchiveError('dest %s is not an existing directory: create the backup storage dir first'
                                % self.dest)
         self.version_tag = normalize_version_tag(params['version_tag'])
-        self.timestamp = validate_timestamp(params.get('timestamp') or default_timestamp())
         self.suffix = validate_suffix(params.get('suffix') or DEFAULT_SUFFIX)
+        self.auto_timestamp = params.get('timestamp') in (None, '', 'auto')
+        if self.auto_timestamp:
+            self.timestamp = free_timestamp(self.dest, self.version_tag, self.suffix, now)
+        else:
+            self.timestamp = validate_timestamp(params['timestamp'])
         self.level = 6 if params.get('compression_level') is None else int(params['compression_level'])
         native_level('zlib', self.level)  # validates 1-9
         self.threads = default_threads() if params.get('threads') is None else int(params['threads'])
@@ -291,14 +308,18 @@ class Plan(object):
 
     def preview(self):
         """The result of a check-mode run: what a real run would do."""
-        return dict(changed=True, path=self.path, sha256_path=self.sha256_path, members=self.totals['members'],
-                    source_bytes=self.totals['bytes'], sources=self.summary, compressor=self.compressor,
-                    compression_level=self.native_level, threads=self.threads, manifest=self.manifest,
-                    removed_stale_tmp=self.stale_tmp)
+        return dict(changed=True, path=self.path, timestamp=self.timestamp, sha256_path=self.sha256_path,
+                    members=self.totals['members'], source_bytes=self.totals['bytes'], sources=self.summary,
+                    compressor=self.compressor, compression_level=self.native_level, threads=self.threads,
+                    manifest=self.manifest, removed_stale_tmp=self.stale_tmp)
 
 
-def create_archive(plan, log=None):
-    """Write, verify and publish the archive described by ``plan``; return the module result."""
+def create_archive(plan, sleep=time.sleep):
+    """Write, verify and publish the archive described by ``plan``; return the module result.
+
+    With timestamp=auto, first wait for the archive's minute to start (``sleep`` does the waiting).
+    """
+    waited = wait_for_minute(plan.timestamp, sleep=sleep) if plan.auto_timestamp else 0
     started = time.monotonic()
     removed = []
     for path in plan.stale_tmp:
@@ -373,9 +394,10 @@ def create_archive(plan, log=None):
                 except FileNotFoundError:
                     pass
     duration = time.monotonic() - started
-    return dict(changed=True, path=plan.path, size=out.size, sha256=digest, sha256_path=plan.sha256_path,
-                members=members, source_bytes=file_bytes, sources=plan.summary, compressor=plan.compressor,
-                compression_level=plan.native_level, threads=plan.threads, verified_with=check.verifier,
+    return dict(changed=True, path=plan.path, timestamp=plan.timestamp, waited_s=round(waited, 3), size=out.size,
+                sha256=digest, sha256_path=plan.sha256_path, members=members, source_bytes=file_bytes,
+                sources=plan.summary, compressor=plan.compressor, compression_level=plan.native_level,
+                threads=plan.threads, verified_with=check.verifier,
                 executed_commands=plan.commands(),
                 duration_s=round(duration, 3),
                 # The read-back runs alongside the write: 'verify' is only the part left after it.

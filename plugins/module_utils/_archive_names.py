@@ -5,8 +5,9 @@
 
 ``<YYYYMMDDHHMM>_<major-minor-patch-build>_<suffix>.tar.gz`` in the backup
 storage dir, as Alation's Backup V1 names them; ``.<name>.<host>.<pid>.tmp``
-while one is written; its first member, the manifest, is ``MANIFEST_NAME``. The archive module, the restore modules, the role and
-the freshness guard all find archives through here. Standard library only.
+while one is written; its first member, the manifest, is ``MANIFEST_NAME``.
+The archive module, the restore modules, the role and the freshness guard all
+find archives through here. Standard library only.
 """
 
 import datetime
@@ -39,9 +40,32 @@ def normalize_version_tag(value):
         raise ArchiveError('version_tag: %s (major-minor-patch-build; alation_info reports it)' % e)
 
 
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def default_timestamp(now=None):
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime('%Y%m%d%H%M')
+    return (now or utcnow()).strftime('%Y%m%d%H%M')
+
+
+def free_timestamp(dest, version_tag, suffix=DEFAULT_SUFFIX, now=None):
+    """The timestamp of an archive written ``now`` (UTC) into ``dest``: this minute, or the next one.
+
+    Names have minute resolution, so a run that follows another within the
+    same minute takes the next minute (whose start the writer then waits for,
+    see seconds_until). Should that name be taken too, it is still returned:
+    the writer refuses to overwrite it, saying so.
+    """
+    minute = (now or utcnow()).replace(second=0, microsecond=0)
+    if os.path.lexists(os.path.join(dest, archive_name(default_timestamp(minute), version_tag, suffix))):
+        minute += datetime.timedelta(minutes=1)
+    return default_timestamp(minute)
+
+
+def seconds_until(timestamp, now=None):
+    """Seconds from ``now`` until the minute ``timestamp`` (UTC) starts; 0 once it has."""
+    start = datetime.datetime.strptime(timestamp, '%Y%m%d%H%M').replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (start - (now or utcnow())).total_seconds())
 
 
 def validate_timestamp(value):

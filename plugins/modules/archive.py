@@ -67,8 +67,13 @@ options:
     required: true
   timestamp:
     description:
-      - C(YYYYMMDDHHMM) (UTC) at the start of the archive's name. Default the current time in UTC.
+      - C(YYYYMMDDHHMM) (UTC) at the start of the archive's name, or V(auto).
+      - V(auto) takes the current minute (UTC). When an archive of that name is already in O(dest) (a run
+        earlier in the same minute), it takes the next minute, and waits until that minute starts (a minute at
+        most) before writing. Check mode reports the name it would take, without waiting.
+      - A timestamp given is used as it is; an archive of that name already in O(dest) fails the task.
     type: str
+    default: auto
   suffix:
     description:
       - Last part of the archive's name. Letters, digits, C(_) and C(-) only.
@@ -132,8 +137,9 @@ attributes:
 notes:
   - Only the Python standard library is needed on the managed host; C(isal), C(igzip) and C(pigz)
     are optional accelerators.
-  - The module never reports C(changed=false). Each run writes a new archive, and running again with the same
-    O(timestamp) fails because that archive exists.
+  - The module never reports C(changed=false). Each run writes a new archive. With O(timestamp=auto) a run
+    right after another takes the next minute; running again with the same given O(timestamp) fails because
+    that archive exists.
 '''
 
 EXAMPLES = r'''
@@ -164,6 +170,17 @@ path:
   returned: always
   type: str
   sample: /data2/backup/202405011230_5-17-0-116556_alation_backup.tar.gz
+timestamp:
+  description: The archive's timestamp, C(YYYYMMDDHHMM) (UTC); with O(timestamp=auto), the minute it took.
+  returned: always
+  type: str
+  sample: '202405011230'
+waited_s:
+  description: Seconds waited for the archive's minute to start (O(timestamp=auto) after a run in the same
+    minute); 0 otherwise.
+  returned: success and not check mode
+  type: float
+  sample: 0
 size:
   description: Size of the archive in bytes.
   returned: success and not check mode
@@ -255,7 +272,7 @@ def main():
             sources=dict(type='list', elements='dict', required=True),
             dest=dict(type='path', required=True, aliases=['dest_dir']),
             version_tag=dict(type='str', required=True),
-            timestamp=dict(type='str'),
+            timestamp=dict(type='str', default='auto'),
             suffix=dict(type='str', default='alation_backup'),
             compression_level=dict(type='int', default=6),
             threads=dict(type='int'),

@@ -7,6 +7,7 @@ Checked with the real readers: GNU tar extracts the archive to the same tree,
 a full disk (a small tmpfs, as root) and missing accelerators are real too.
 """
 
+import datetime
 import grp
 import hashlib
 import json
@@ -193,6 +194,31 @@ def test_check_mode_writes_nothing(layout):
     assert result['removed_stale_tmp'] == [stale]  # would be removed
     assert result['members'] > 70 and result['source_bytes'] > 8 * 1024 * 1024
     assert sorted(os.listdir(layout['backup'])) == before
+
+
+def test_timestamp_auto_gives_a_second_run_in_the_same_minute_the_next_one(layout):
+    """Two backups within a minute: the second takes the next minute, waits for it to start, and is written then."""
+    args = module_args(layout)
+    del args['timestamp']  # auto, the default
+    first = run_module('archive', args)
+    assert not first['failed'], first['msg']
+    assert first['waited_s'] == 0 and first['manifest']['timestamp'] == first['timestamp']
+    second = run_module('archive', args)
+    done = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M')
+    assert not second['failed'], second['msg']
+    assert second['timestamp'] > first['timestamp'] and second['timestamp'] <= done
+    if second['timestamp'] == next_minute(first['timestamp']):
+        assert 0 <= second['waited_s'] <= 61  # 0 only when the first run ended in the next minute already
+    else:
+        assert second['waited_s'] == 0
+    names = [os.path.basename(r['path']) for r in (first, second)]
+    assert sorted(os.listdir(layout['backup'])) == sorted(names + [n + '.sha256' for n in names] + ['pgbackup'])
+    subprocess.run(['sha256sum', '-c', names[1] + '.sha256'], cwd=layout['backup'], check=True, capture_output=True)
+
+
+def next_minute(timestamp):
+    t = datetime.datetime.strptime(timestamp, '%Y%m%d%H%M') + datetime.timedelta(minutes=1)
+    return t.strftime('%Y%m%d%H%M')
 
 
 def test_existing_archive_is_never_overwritten(layout):

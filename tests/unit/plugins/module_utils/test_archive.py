@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The archive core: plan (option rules, manifest, space), write, verify and publish, on real files."""
 
+import datetime
 import hashlib
 import json
 import os
@@ -193,6 +194,62 @@ def test_plan_refusals(tmp_path):
     os.mkdir(dest)
     with pytest.raises(A.ArchiveError, match='threads 0 must be at least 1'):
         A.Plan(params(src, dest, threads=0))
+
+
+def utc(text):
+    return datetime.datetime.strptime(text, '%Y-%m-%d %H:%M:%S').replace(tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize('timestamp', [None, 'auto'])
+def test_plan_auto_timestamp_takes_the_next_minute_when_this_one_is_taken(tmp_path, timestamp):
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    os.mkdir(dest)
+    now = utc('2024-05-01 12:30:15')
+    plan = A.Plan(params(src, dest, timestamp=timestamp), now=now)
+    assert plan.auto_timestamp and plan.preview()['timestamp'] == '202405011230'
+    open(plan.path, 'w').close()  # an archive of this minute exists
+    plan = A.Plan(params(src, dest, timestamp=timestamp), now=now)
+    preview = plan.preview()
+    assert preview['timestamp'] == plan.manifest['timestamp'] == '202405011231'
+    assert preview['path'] == os.path.join(dest, '202405011231_5-17-0-116556_alation_backup.tar.gz')
+
+
+def test_given_timestamp_is_used_as_it_is(tmp_path):
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    os.mkdir(dest)
+    plan = A.Plan(params(src, dest, timestamp='202001010000'), now=utc('2024-05-01 12:30:15'))
+    assert not plan.auto_timestamp and plan.timestamp == '202001010000'
+
+
+def test_create_waits_for_the_minute_it_took(tmp_path):
+    """A run right after another in the same minute: the next minute is taken, and waited for, then written."""
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    os.mkdir(dest)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    first = A.create_archive(A.Plan(params(src, dest, timestamp='auto'), now=now))
+    plan = A.Plan(params(src, dest, timestamp='auto'), now=now)
+    assert plan.timestamp != first['timestamp']
+    slept = []
+    result = A.create_archive(plan, sleep=slept.append)
+    assert result['timestamp'] == plan.timestamp and os.path.basename(result['path']).startswith(plan.timestamp)
+    # From where `now` was in its minute to the start of the next (less if the clock moved on meanwhile).
+    assert slept == ([pytest.approx(result['waited_s'], abs=0.001)] if result['waited_s'] else [])
+    assert 0 <= result['waited_s'] <= 60 - now.second
+    assert first['waited_s'] == 0
+
+
+@pytest.mark.parametrize('timestamp,now,seconds', [
+    ('202405011231', '2024-05-01 12:30:15', 45.0),
+    ('202405011230', '2024-05-01 12:30:15', 0),
+    ('209912312359', '2024-05-01 12:30:15', A.MAX_WAIT_S),  # never longer than a minute
+])
+def test_wait_for_minute(timestamp, now, seconds):
+    slept = []
+    assert A.wait_for_minute(timestamp, utc(now), slept.append) == seconds
+    assert slept == ([seconds] if seconds else [])
 
 
 def test_orphaned_checksum_is_replaced(tmp_path):

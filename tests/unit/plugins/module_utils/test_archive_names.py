@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An archive's names: version tag, timestamp, suffix, the temporary names and the stale ones."""
 
+import datetime
 import os
 import subprocess
 
@@ -108,3 +109,56 @@ def test_find_stale_tmp_only_ours_and_dead(tmp_path):
     os.symlink('/etc/passwd', str(tmp_path / N.tmp_name('202405011232_5-17-0-1_alation_backup.tar.gz', dead)))
     found = N.find_stale_tmp(str(tmp_path))
     assert sorted(found) == sorted(str(tmp_path / n) for n in stale)
+
+
+# -- timestamp=auto ----------------------------------------------------------------
+
+def at(text):
+    """An aware UTC datetime from 'YYYY-mm-dd HH:MM:SS'."""
+    return datetime.datetime.strptime(text, '%Y-%m-%d %H:%M:%S').replace(tzinfo=datetime.timezone.utc)
+
+
+def touch(dest, timestamp, version='5-17-0-116556', suffix='alation_backup', extra=''):
+    (dest / (N.archive_name(timestamp, version, suffix) + extra)).write_bytes(b'')
+
+
+@pytest.mark.parametrize('taken,now,expected', [
+    ([], '2024-05-01 12:30:00', '202405011230'),
+    ([], '2024-05-01 12:30:59', '202405011230'),
+    (['202405011230'], '2024-05-01 12:30:15', '202405011231'),
+    (['202405011229'], '2024-05-01 12:30:15', '202405011230'),               # an earlier minute: free
+    (['202405011230', '202405011231'], '2024-05-01 12:30:15', '202405011231'),  # refused later, not skipped
+    (['202412312359'], '2024-12-31 23:59:30', '202501010000'),
+    (['202402282359'], '2024-02-28 23:59:01', '202402290000'),
+])
+def test_free_timestamp(tmp_path, taken, now, expected):
+    for ts in taken:
+        touch(tmp_path, ts)
+    assert N.free_timestamp(str(tmp_path), '5-17-0-116556', 'alation_backup', at(now)) == expected
+
+
+def test_free_timestamp_looks_only_at_this_archive_name(tmp_path):
+    now = at('2024-05-01 12:30:15')
+    touch(tmp_path, '202405011230', version='5-17-0-1')      # another version
+    touch(tmp_path, '202405011230', suffix='other')         # another suffix
+    touch(tmp_path, '202405011230', extra='.sha256')        # a checksum left without its archive
+    assert N.free_timestamp(str(tmp_path), '5-17-0-116556', 'alation_backup', now) == '202405011230'
+    os.symlink('nowhere', str(tmp_path / N.archive_name('202405011230', '5-17-0-116556')))  # taken, even dangling
+    assert N.free_timestamp(str(tmp_path), '5-17-0-116556', 'alation_backup', now) == '202405011231'
+
+
+def test_free_timestamp_defaults_to_now(tmp_path):
+    before = N.default_timestamp()
+    got = N.free_timestamp(str(tmp_path), '5-17-0-116556')
+    assert before <= got <= N.default_timestamp()
+
+
+@pytest.mark.parametrize('timestamp,now,seconds', [
+    ('202405011231', '2024-05-01 12:30:15', 45.0),
+    ('202405011231', '2024-05-01 12:30:59', 1.0),
+    ('202405011230', '2024-05-01 12:30:15', 0.0),
+    ('202405011229', '2024-05-01 12:30:15', 0.0),
+    ('202501010000', '2024-12-31 23:59:30', 30.0),
+])
+def test_seconds_until(timestamp, now, seconds):
+    assert N.seconds_until(timestamp, at(now)) == seconds

@@ -2,8 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """archive through AnsibleModule (set_module_args harness), on real directories."""
 
+import datetime
 import os
 import tarfile
+import time
 
 import pytest
 
@@ -88,3 +90,27 @@ def test_dest_dir_is_an_alias_of_dest(dirs):
     failed, result = run(a, check=True)
     assert not failed, result
     assert result['path'] == os.path.join(dest, NAME)
+
+
+def minute():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M')
+
+
+def test_timestamp_auto_is_the_default_and_check_mode_does_not_wait(dirs):
+    src, dest = dirs
+    a = args(src, dest)
+    del a['timestamp']
+    before = minute()
+    failed, result = run(a, check=True)
+    assert not failed, result
+    assert before <= result['timestamp'] <= minute()
+    taken = result['path']
+    assert taken == os.path.join(dest, '%s_5-17-0-116556_alation_backup.tar.gz' % result['timestamp'])
+    open(taken, 'w').close()  # a run earlier in this minute
+    started = time.monotonic()
+    failed, result = run(dict(a, timestamp='auto'), check=True)
+    assert not failed, result
+    assert time.monotonic() - started < 10  # reported, not waited for
+    assert result['timestamp'] > os.path.basename(taken)[:12]
+    assert result['manifest']['timestamp'] == result['timestamp']
+    assert os.listdir(dest) == [os.path.basename(taken)]
