@@ -24,7 +24,8 @@ from ansible_collections.alation.backup.plugins.module_utils._host import HostEr
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
 from ansible_collections.alation.backup.plugins.module_utils._host import make_private_dir as _make_private_dir
 from ansible_collections.alation.backup.plugins.module_utils._host import write_file
-from ansible_collections.alation.backup.plugins.module_utils._staging import dir_state
+from ansible_collections.alation.backup.plugins.module_utils._runner import join_argv, wrap_argv
+from ansible_collections.alation.backup.plugins.module_utils._staging import RemovalError, clear_tree, dir_state
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
@@ -35,6 +36,7 @@ ENGINES = ('pg_probackup', 'pg_basebackup')
 TABLESPACE_MAP = 'tablespace_map'
 # Counts the archive module records per source, compared after extracting.
 COUNTED = ('entries', 'files', 'dirs', 'symlinks', 'hardlinks', 'bytes')
+NOT_RUN = '  (check mode: not run)'
 
 
 class RestoreError(HostError):
@@ -168,6 +170,26 @@ def prepare_target(path, force, what, now=None, dry_run=False):
     if not dry_run:
         os.rename(path, aside)
     return aside
+
+
+def remove_made(path, warn):
+    """Remove the directory ``path`` that this run made (links inside removed, never followed).
+
+    Cleanup after the real work: a failure is passed to ``warn``, not raised.
+    Returns whether ``path`` is gone.
+    """
+    try:
+        if os.path.lexists(path):
+            clear_tree(path, remove_self=True)
+        return True
+    except (RemovalError, OSError) as e:
+        warn('could not remove %s: %s' % (path, e))
+        return False
+
+
+def preview(runner, argv):
+    """The command line ``runner`` would run for ``argv``, marked as not run (check mode)."""
+    return join_argv(wrap_argv(argv, runner.chroot, runner.run_as)) + NOT_RUN
 
 
 def running_postmaster(pgdata):

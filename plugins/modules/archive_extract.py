@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: archive_extract
 short_description: Unpack an Alation backup archive, or some of its sources, and check what came out against its manifest
@@ -125,38 +123,11 @@ executed_commands:
   elements: str
 '''
 
-import os
-import shutil
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._restore import (
-    RestoreError,
-    check_space,
-    count_mismatches,
-    members_to_extract,
-    prepare_target,
-    read_head,
-    scan_extracted,
-    space_needed,
-    user_ids,
-)
+from ansible_collections.alation.backup.plugins.module_utils._archive_read import Extract
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
-from ansible_collections.alation.backup.plugins.module_utils._staging import RemovalError, clear_tree
-
-
-def decompressor():
-    return 'pigz' if shutil.which('pigz') else 'gzip'
-
-
-def remove_quietly(module, path):
-    """Remove a directory this run made (links inside removed, never followed)."""
-    if os.path.lexists(path):
-        try:
-            clear_tree(path, remove_self=True)
-        except RemovalError as e:
-            module.warn('could not remove %s: %s' % (path, e))
 
 
 def main():
@@ -174,71 +145,12 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    runner = Runner(module)
-    dest = os.path.normpath(p['dest'])
-    result = dict(changed=False, dest=dest, executed_commands=runner.executed_commands)
-    if p['strip'] and len(p['members']) != 1:
-        module.fail_json(msg='strip needs exactly one source in members (got %s): name the one source that becomes dest'
-                             % (p['members'] or 'none'), **result)
-    work = None
+    extract = Extract(module.params, Runner(module), check_mode=module.check_mode, warn=module.warn,
+                      set_mode=lambda path: module.set_mode_if_different(path, module.params['mode'], False))
     try:
-        manifest, dummy = read_head(p['path'], count=0)
-        sources = members_to_extract(manifest, p['members'])
-        needed = space_needed(sources, p['extra_space'])
-        result.update(sources=[dict(s) for s in sources], bytes=sum(int(s.get('bytes', 0)) for s in sources),
-                      space_needed=needed, decompressor=decompressor())
-        if p['space_check']:
-            check_space(dest, needed, 'unpacking %s' % os.path.basename(p['path']))
-        result['moved_aside'] = prepare_target(dest, p['force'], 'dest', dry_run=module.check_mode)
-        result['changed'] = True
-        argv = ['tar', '--extract', '--file', p['path'], '--use-compress-program=%s' % result['decompressor']]
-        if module.check_mode:
-            result['executed_commands'] = [' '.join(argv + ['--directory', dest, '--'] + p['members'])
-                                           + '  (check mode: not run)']
-            module.exit_json(**result)
-
-        if p['strip']:
-            # Unpacked beside dest and renamed into place when complete.
-            parent, name = os.path.split(dest)
-            os.makedirs(parent, exist_ok=True)
-            work = os.path.join(parent, '.%s.extract-%d' % (name, os.getpid()))
-            remove_quietly(module, work)
-            os.mkdir(work, 0o700)
-            target = work
-        else:
-            uid, gid = user_ids(p['owner'])
-            os.makedirs(dest, exist_ok=True)
-            os.chown(dest, uid, gid)
-            module.set_mode_if_different(dest, p['mode'], False)
-            target = dest
-        started = time.monotonic()
-        run = runner.run(argv + ['--directory', target, '--'] + p['members'])
-        result['duration_s'] = round(time.monotonic() - started, 2)
-        if run['rc'] != 0:
-            raise RestoreError('tar failed to unpack %s (exit %d): %s' % (
-                p['path'], run['rc'], ' '.join(run['stderr'].strip().splitlines()[-3:])))
-        problems = []
-        for src in result['sources']:
-            found = scan_extracted(os.path.join(target, src['arcname']), src['arcname'])
-            src['found'] = dict((k, found[k]) for k in ('entries', 'files', 'dirs', 'symlinks', 'hardlinks', 'bytes'))
-            problems += count_mismatches(src, found)
-        if problems:
-            raise RestoreError('what was unpacked from %s does not match its manifest: %s'
-                               % (p['path'], '; '.join(problems)))
-        if p['strip']:
-            if os.path.isdir(dest) and not os.path.islink(dest):
-                os.rmdir(dest)  # empty: prepare_target refused or moved a non-empty one
-            os.rename(os.path.join(work, p['members'][0]), dest)
-        if result['duration_s']:
-            result['throughput_mb_s'] = round(result['bytes'] / 1e6 / result['duration_s'], 1)
-    except RestoreError as e:
-        module.fail_json(msg=str(e), **result)
-    except OSError as e:
-        module.fail_json(msg='unpacking into %s failed: %s' % (dest, e), **result)
-    finally:
-        if work:
-            remove_quietly(module, work)
+        result = extract.run()
+    except HostError as e:
+        module.fail_json(msg=str(e), **extract.result)
     module.exit_json(**result)
 
 

@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: archive_info
 short_description: Find an Alation backup archive, read its manifest and check its sha256 (read-only)
@@ -99,18 +97,10 @@ duration_s:
   type: float
 '''
 
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._restore import (
-    RestoreError,
-    list_archives,
-    read_head,
-    read_sha256_file,
-    sha256_of,
-)
+from ansible_collections.alation.backup.plugins.module_utils._archive_read import ArchiveInfo
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 
 
 def main():
@@ -126,35 +116,11 @@ def main():
         mutually_exclusive=[('path', 'dir')],
         supports_check_mode=True,
     )
-    p = module.params
-    result = dict(changed=False)
+    info = ArchiveInfo(module.params)
     try:
-        path = p['path']
-        if p['dir']:
-            if not os.path.isdir(p['dir']):
-                raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
-            archives = list_archives(p['dir'], p['suffix'])
-            result['archives'] = len(archives)
-            if not archives:
-                raise RestoreError('no archive in %s (looked for <YYYYMMDDHHMM>_<version>_%s.tar.gz): back up first, '
-                                   'or name one' % (p['dir'], p['suffix']))
-            path = archives[-1]
-        if not os.path.isfile(path):
-            raise RestoreError('the archive %s does not exist or is not a file' % path)
-        result.update(path=path, size=os.path.getsize(path), sha256_path=path + '.sha256')
-        if p['checksum']:
-            recorded = read_sha256_file(path + '.sha256', os.path.basename(path))
-            started = time.monotonic()
-            actual = sha256_of(path)
-            result.update(sha256=actual, sha256_recorded=recorded, duration_s=round(time.monotonic() - started, 2))
-            if actual != recorded:
-                raise RestoreError('sha256 check failed for %s: its .sha256 records %s, the file hashes to %s. The '
-                                   'archive is damaged (or was changed after it was written): restore from another '
-                                   'archive' % (path, recorded, actual))
-        if p['manifest']:
-            result['manifest'], dummy = read_head(path, count=0)
-    except RestoreError as e:
-        module.fail_json(msg=str(e), **result)
+        result = info.run()
+    except HostError as e:
+        module.fail_json(msg=str(e), **info.result)
     module.exit_json(**result)
 
 

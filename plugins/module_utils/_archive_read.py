@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading an Alation backup archive back: find it, read its manifest, check its
+sha256, unpack it and check what came out against the manifest.
+
+The cores of archive_info (``ArchiveInfo``) and archive_extract (``Extract``).
+Standard library only.
+"""
+
+import hashlib
+import json
+import os
+import re
+import tarfile
+import time
+
+from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, scan_sources
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import list_archives
+from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
+from ansible_collections.alation.backup.plugins.module_utils._restore import (
+    RestoreError, prepare_target, preview, remove_made)
+from ansible_collections.alation.backup.plugins.module_utils._runner import find_program
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
+
+SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
+HASH_BLOCK = 1024 * 1024
+# Counts the archive module records per source, compared after extracting.
+COUNTED = ('entries', 'files', 'dirs', 'symlinks', 'hardlinks', 'bytes')
+# GNU tar ends a failure with lines saying only that it gave up; one carries
+# the word "Error", which would hide the line that names the cause.
+TAR_GAVE_UP = ('Error is not recoverable', 'Exiting with failure status', 'Child returned status')
+
+
+# -- the archive's head and checksum -------------------------------------------
+
+def read_head(path, count=2):
+    """The manifest (a dict) and the TarInfo of the first ``count`` members after it.
+
+    Reads only the start of the gzip stream: the manifest is the first member.
+    """
+    members = []
+    try:
+        with tarfile.open(path, 'r|gz') as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST_NAME or not first.isreg():
+                raise RestoreError('%s is not an alation.backup archive: its first member is %s, not %s'
+                                   % (path, first.name if first else 'missing', MANIFEST_NAME))
+            manifest = json.loads(tar.extractfile(first).read().decode('utf-8'))
+            for dummy in range(count):
+                info = tar.next()
+                if info is None:
+                    break
+                members.append(info)
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        raise RestoreError('cannot read the manifest of %s: %s' % (path, e))
+    if not isinstance(manifest, dict):
+        raise RestoreError('the manifest of %s is not a JSON object' % path)
+    return manifest, members
+
+
+def read_sha256_file(path, archive_name):
+    """The hex digest recorded in ``path`` (``sha256sum`` format) for ``archive_name``."""
+    try:
+        with open(path) as f:
+            lines = [line.rstrip('\n') for line in f if line.strip()]
+    except FileNotFoundError:
+        raise RestoreError('%s is missing: the archive module writes it beside every archive; without it the '
+                           'archive cannot be checked' % path)
+    for line in lines:
+        m = SHA256_LINE_RE.match(line)
+        if m and os.path.basename(m.group('name')) == archive_name:
+            return m.group('hex').lower()
+    raise RestoreError('%s has no sha256sum line for %s' % (path, archive_name))
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(HASH_BLOCK)
+            if not block:
+                return digest.hexdigest()
+            digest.update(block)
+
+
+class ArchiveInfo(object):
+    """Find the archive (``path``, or the newest in ``dir``), check its sha256, read its manifest.
+
+    ``params``: archive_info's options. Read-only, so check mode changes nothing.
+    """
+
+    def __init__(self, params):
+        self.p = params
+        self.result = dict(changed=False)
+
+    def run(self):
+        """The result; raises RestoreError (with what was found so far in ``self.result``)."""
+        try:
+            return self._run()
+        except OSError as e:
+            raise RestoreError('reading %s failed: %s' % (self.result.get('path') or self.p['dir'], e))
+
+    def _run(self):
+        p, result = self.p, self.result
+        path = p['path']
+        if p['dir']:
+            if not os.path.isdir(p['dir']):
+                raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
+            archives = list_archives(p['dir'], p['suffix'])
+            result['archives'] = len(archives)
+            if not archives:
+                raise RestoreError('no archive in %s (looked for <YYYYMMDDHHMM>_<version>_%s.tar.gz): back up first, '
+                                   'or name one' % (p['dir'], p['suffix']))
+            path = archives[-1]
+        if not os.path.isfile(path):
+            raise RestoreError('the archive %s does not exist or is not a file' % path)
+        result.update(path=path, size=os.path.getsize(path), sha256_path=path + '.sha256')
+        if p['checksum']:
+            recorded = read_sha256_file(path + '.sha256', os.path.basename(path))
+            started = time.monotonic()
+            actual = sha256_of(path)
+            result.update(sha256=actual, sha256_recorded=recorded, duration_s=round(time.monotonic() - started, 2))
+            if actual != recorded:
+                raise RestoreError('sha256 check failed for %s: its .sha256 records %s, the file hashes to %s. The '
+                                   'archive is damaged (or was changed after it was written): restore from another '
+                                   'archive' % (path, recorded, actual))
+        if p['manifest']:
+            result['manifest'], dummy = read_head(path, count=0)
+        return result
+
+
+# -- unpacking -----------------------------------------------------------------------
+
+def members_to_extract(manifest, members):
+    """The manifest's present sources named in ``members`` (all when empty); unknown names are refused."""
+    present = [s for s in manifest.get('sources') or [] if s.get('present', True)]
+    if not members:
+        return present
+    by_name = dict((s.get('arcname'), s) for s in present)
+    unknown = [m for m in members if m not in by_name]
+    if unknown:
+        raise RestoreError('the archive holds no source %s; it holds %s'
+                           % (', '.join(unknown), ', '.join(sorted(by_name)) or 'nothing'))
+    return [by_name[m] for m in members]
+
+
+def space_needed(sources, extra=0):
+    """Bytes a extraction of ``sources`` needs: their file bytes, a block per entry, and ``extra``."""
+    return sum(int(s.get('bytes', 0)) + 4096 * int(s.get('entries', 0)) for s in sources) + int(extra or 0)
+
+
+def count_mismatches(expected, scanned):
+    """What differs between the manifest's counts of one source and the counts of what was extracted."""
+    diffs = []
+    for key in COUNTED:
+        want, got = int(expected.get(key, 0)), int(scanned.get(key, 0))
+        if want != got:
+            diffs.append('%s %s: archive recorded %d, extracted %d' % (expected.get('arcname'), key, want, got))
+    return diffs
+
+
+def scan_extracted(path, arcname):
+    summary, dummy = scan_sources([dict(path=path, arcname=arcname, optional=False)])
+    return summary[0]
+
+
+def decompressor():
+    """(name, program for tar): pigz when it is installed, else gzip."""
+    pigz, dummy = find_program(None, 'pigz')
+    return ('pigz', pigz) if pigz else ('gzip', 'gzip')
+
+
+def tar_failure(what, run):
+    """The message for a failed tar run: the line naming the cause, not tar's giving up."""
+    stderr = run['stderr'] or ''
+    cause = '\n'.join(line for line in stderr.splitlines() if not any(m in line for m in TAR_GAVE_UP))
+    return command_failure(what, run['rc'], cause.strip() or stderr)
+
+
+class Extract(object):
+    """Unpack an archive (or some of its sources) into ``dest`` and check what came out against the manifest.
+
+    ``params``: archive_extract's options; ``runner`` runs tar. ``warn``
+    takes what went wrong only in cleaning up. ``set_mode(path)`` gives
+    ``dest`` its mode when the run makes it (the module passes Ansible's own
+    mode handling, so symbolic modes work as in the file module).
+    """
+
+    def __init__(self, params, runner, check_mode=False, warn=None, set_mode=None):
+        self.p = params
+        self.runner = runner
+        self.check_mode = check_mode
+        self.warnings = []
+        self.warn = warn or self.warnings.append
+        self.set_mode = set_mode
+        self.dest = os.path.normpath(params['dest'])
+        self.work = None  # with strip: the hidden dir beside dest it is unpacked into
+        self.result = dict(changed=False, dest=self.dest, executed_commands=runner.executed_commands)
+
+    def run(self):
+        """The result; raises RestoreError (what was done so far is in ``self.result``)."""
+        try:
+            return self._run()
+        except OSError as e:
+            raise RestoreError('unpacking into %s failed: %s' % (self.dest, e))
+        finally:
+            if self.work:
+                remove_made(self.work, self.warn)
+
+    def _plan(self):
+        """Check everything that can be checked before writing; return the tar argv without its target."""
+        p, result = self.p, self.result
+        if p['strip'] and len(p['members']) != 1:
+            raise RestoreError('strip needs exactly one source in members (got %s): name the one source that '
+                               'becomes dest' % (p['members'] or 'none'))
+        manifest, dummy = read_head(p['path'], count=0)
+        sources = members_to_extract(manifest, p['members'])
+        needed = space_needed(sources, p['extra_space'])
+        name, program = decompressor()
+        result.update(sources=[dict(s) for s in sources], bytes=sum(int(s.get('bytes', 0)) for s in sources),
+                      space_needed=needed, decompressor=name)
+        if p['space_check']:
+            check_space(self.dest, needed, 'unpacking %s' % os.path.basename(p['path']),
+                        'free space there or choose another place', error=RestoreError)
+        result['moved_aside'] = prepare_target(self.dest, p['force'], 'dest', dry_run=self.check_mode)
+        result['changed'] = True
+        return ['tar', '--extract', '--file', p['path'], '--use-compress-program=%s' % program]
+
+    def _target(self):
+        """Make the directory tar unpacks into: dest itself, or with strip a hidden one beside it."""
+        p = self.p
+        if p['strip']:
+            # Unpacked beside dest and renamed into place when complete.
+            parent, name = os.path.split(self.dest)
+            os.makedirs(parent, exist_ok=True)
+            self.work = os.path.join(parent, '.%s.extract-%d' % (name, os.getpid()))
+            remove_made(self.work, self.warn)
+            os.mkdir(self.work, 0o700)
+            return self.work
+        uid, gid = Accounts().user(p['owner'], 'owner') if p['owner'] else (os.geteuid(), os.getegid())
+        os.makedirs(self.dest, exist_ok=True)
+        os.chown(self.dest, uid, gid)
+        if self.set_mode:
+            self.set_mode(self.dest)
+        return self.dest
+
+    def _run(self):
+        p, result = self.p, self.result
+        argv = self._plan()
+        if self.check_mode:
+            result['executed_commands'] = [preview(self.runner, argv + ['--directory', self.dest, '--'] + p['members'])]
+            return result
+        target = self._target()
+        started = time.monotonic()
+        run = self.runner.run(argv + ['--directory', target, '--'] + p['members'])
+        result['duration_s'] = round(time.monotonic() - started, 2)
+        if run['rc'] != 0:
+            raise RestoreError(tar_failure('tar unpacking %s' % p['path'], run))
+        problems = []
+        for src in result['sources']:
+            found = scan_extracted(os.path.join(target, src['arcname']), src['arcname'])
+            src['found'] = dict((k, found[k]) for k in COUNTED)
+            problems += count_mismatches(src, found)
+        if problems:
+            raise RestoreError('what was unpacked from %s does not match its manifest: %s'
+                               % (p['path'], '; '.join(problems)))
+        if p['strip']:
+            if os.path.isdir(self.dest) and not os.path.islink(self.dest):
+                os.rmdir(self.dest)  # empty: prepare_target refused or moved a non-empty one
+            os.rename(os.path.join(self.work, p['members'][0]), self.dest)
+        if result['duration_s']:
+            result['throughput_mb_s'] = round(result['bytes'] / 1e6 / result['duration_s'], 1)
+        return result
