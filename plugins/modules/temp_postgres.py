@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: temp_postgres
 short_description: Start or stop a temporary PostgreSQL server on a restored data directory, apart from the live one
@@ -131,158 +129,11 @@ executed_commands:
   elements: str
 '''
 
-import json
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._restore import (
-    RestoreError,
-    free_port,
-    log_findings,
-    make_private_dir,
-    pg_major_version,
-    postgres_options,
-    running_postmaster,
-    server_settings,
-    tail,
-    user_ids,
-    write_private_file,
-)
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, runner_argument_spec
-
-RECORD = 'temp_postgres.json'
-HBA = 'pg_hba.conf'
-LOG = 'postgresql.log'
-# Only local socket connections, in a directory only the database OS user can enter.
-HBA_TEXT = '# Written by alation.backup.temp_postgres: local socket connections only.\nlocal all all trust\n'
-
-
-def read_record(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def read_log(path):
-    try:
-        with open(path, errors='replace') as f:
-            return f.read()
-    except OSError:
-        return ''
-
-
-class Server(object):
-    def __init__(self, module, runner):
-        self.module = module
-        self.runner = runner
-        p = module.params
-        self.pgdata = p['pgdata']
-        self.socket_dir = p['socket_dir']
-        self.host_pgdata = runner.host_path(self.pgdata)
-        self.host_socket_dir = runner.host_path(self.socket_dir)
-        self.record_path = os.path.join(self.host_socket_dir, RECORD)
-        self.log_file = os.path.join(self.socket_dir, LOG)
-        self.result = dict(changed=False, socket_dir=self.socket_dir, log_file=self.log_file,
-                           executed_commands=runner.executed_commands)
-
-    def fail(self, msg, **extra):
-        self.result.update(extra)
-        self.module.fail_json(msg=msg, **self.result)
-
-    def ours(self):
-        """Whether the record in socket_dir says this module started a server on this pgdata."""
-        record = read_record(self.record_path)
-        return bool(record and record.get('pgdata') == self.pgdata)
-
-    def pg_ctl(self, version):
-        program, searched = find_program(self.runner, 'pg_ctl', self.module.params['bindir'], version=version)
-        if not program:
-            self.fail('pg_ctl not found; looked in %s. Install the PostgreSQL %s server or set bindir.'
-                      % (', '.join(searched), version or ''))
-        return program
-
-    def log_tail(self):
-        return tail(read_log(os.path.join(self.host_socket_dir, LOG)), 30)
-
-    def start(self):
-        p = self.module.params
-        version = pg_major_version(self.host_pgdata)
-        if not version and self.module.check_mode:
-            # In check mode the steps before did not restore it.
-            self.result.update(changed=True, port=p['port'], pg_version=None,
-                               executed_commands=['pg_ctl start on %s  (check mode: not run)' % self.pgdata])
-            self.module.exit_json(**self.result)
-        if not version:
-            self.fail('%s is not a PostgreSQL data directory (no PG_VERSION): restore it first' % self.host_pgdata)
-        self.result['pg_version'] = version
-        live = running_postmaster(self.host_pgdata)
-        if live:
-            if self.ours():
-                record = read_record(self.record_path)
-                self.result.update(port=record.get('port'), pid=live, consistent=record.get('consistent', []))
-                self.module.exit_json(**self.result)
-            self.fail('a PostgreSQL server (pid %d) already runs on %s and this module did not start it: it starts '
-                      'and stops only servers of its own. Stop that server, or restore into another directory.'
-                      % (live, self.host_pgdata))
-        program = self.pg_ctl(version)
-        port = p['port'] or free_port()
-        settings = server_settings(self.pgdata, port, self.socket_dir, os.path.join(self.socket_dir, HBA),
-                                   major=version, extra=p['settings'])
-        argv = [program, '-D', self.pgdata, '-l', self.log_file, '-w', '-t', str(p['timeout']),
-                '-o', postgres_options(settings), 'start']
-        self.result.update(port=p['port'] if self.module.check_mode else port, changed=True)
-        if self.module.check_mode:
-            self.result['executed_commands'] = [' '.join(argv) + '  (check mode: not run)']
-            self.module.exit_json(**self.result)
-
-        uid, gid = user_ids(p['run_as'], self.runner.chroot)
-        make_private_dir(self.host_socket_dir, uid, gid)
-        write_private_file(os.path.join(self.host_socket_dir, HBA), HBA_TEXT, uid, gid)
-        # Recorded before the start, so a start that fails half-way can still be stopped.
-        record = dict(pgdata=self.pgdata, port=port, started=time.time())
-        write_private_file(self.record_path, json.dumps(record), uid, gid)
-        started = time.monotonic()
-        run = self.runner.run(argv)
-        self.result['duration_s'] = round(time.monotonic() - started, 2)
-        log = read_log(os.path.join(self.host_socket_dir, LOG))
-        consistent, errors = log_findings(log)
-        if run['rc'] != 0:
-            self.fail('PostgreSQL did not start on %s (pg_ctl exit %d): %s' % (
-                self.host_pgdata, run['rc'], ' | '.join(errors[-3:]) or run['stderr'].strip() or 'see log_tail'),
-                log_tail=tail(log, 30), stderr=run['stderr'])
-        record.update(pid=running_postmaster(self.host_pgdata), consistent=consistent)
-        write_private_file(self.record_path, json.dumps(record), uid, gid)
-        self.result.update(pid=record['pid'], consistent=consistent)
-        self.module.exit_json(**self.result)
-
-    def stop(self):
-        p = self.module.params
-        live = running_postmaster(self.host_pgdata)
-        if not live:
-            self.module.exit_json(**self.result)
-        if not self.ours():
-            self.fail('the PostgreSQL server (pid %d) on %s was not started by this module with socket_dir %s: '
-                      'it stops only servers of its own' % (live, self.host_pgdata, self.socket_dir))
-        program = self.pg_ctl(pg_major_version(self.host_pgdata))
-        self.result['changed'] = True
-        if self.module.check_mode:
-            self.module.exit_json(**self.result)
-        started = time.monotonic()
-        for mode in ('fast', 'immediate'):
-            run = self.runner.run([program, '-D', self.pgdata, '-m', mode, '-w', '-t', str(p['timeout']), 'stop'])
-            if run['rc'] == 0 or not running_postmaster(self.host_pgdata):
-                break
-        self.result['duration_s'] = round(time.monotonic() - started, 2)
-        if running_postmaster(self.host_pgdata):
-            self.fail('PostgreSQL on %s did not stop (pg_ctl exit %d): %s' % (self.host_pgdata, run['rc'],
-                                                                              run['stderr'].strip()),
-                      log_tail=self.log_tail())
-        os.unlink(self.record_path)
-        self.module.exit_json(**self.result)
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError
+from ansible_collections.alation.backup.plugins.module_utils._pg_server import Server
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
 
 
 def main():
@@ -297,14 +148,13 @@ def main():
     )
     argument_spec.update(runner_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    server = Server(module, Runner(module, chroot=module.params['chroot'], run_as=module.params['run_as']))
+    runner = Runner(module, chroot=module.params['chroot'], run_as=module.params['run_as'])
+    server = Server(module.params, runner, check_mode=module.check_mode)
     try:
-        if module.params['state'] == 'started':
-            server.start()
-        else:
-            server.stop()
-    except RestoreError as e:
-        server.fail(str(e))
+        result = server.run()
+    except HostError as e:
+        module.fail_json(msg=str(e), **server.result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':
