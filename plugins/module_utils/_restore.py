@@ -187,6 +187,25 @@ def remove_made(path, warn):
         return False
 
 
+def undo_target(path, made, aside, warn):
+    """After a failed restore into ``path``: what it wrote goes, what it moved aside comes back.
+
+    A directory the restore made (``made``) or moved aside (``aside``, the
+    name it has now) is removed; one that was there and empty is emptied again.
+    """
+    if not made and not aside:
+        try:
+            clear_tree(path)
+        except (RemovalError, OSError) as e:
+            warn('could not empty %s after the failed restore: %s' % (path, e))
+        return
+    if remove_made(path, warn) and aside:
+        try:
+            os.rename(aside, path)
+        except OSError as e:
+            warn('could not put %s back at %s after the failed restore: %s' % (aside, path, e))
+
+
 def preview(runner, argv):
     """The command line ``runner`` would run for ``argv``, marked as not run (check mode)."""
     return join_argv(wrap_argv(argv, runner.chroot, runner.run_as)) + NOT_RUN
