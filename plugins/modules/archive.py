@@ -39,6 +39,8 @@ description:
     1-3 -> 1, 4-6 -> 2, 7-9 -> 3. So the default 6 is ISA-L level 2, whose output is about 8% larger than
     gzip -6 and many times faster.'
   - Memory use does not grow with the size of the data (about 50 MB at most with the defaults).
+extends_documentation_fragment:
+  - alation.backup.attributes
 options:
   sources:
     description:
@@ -121,18 +123,15 @@ options:
     default: {}
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
-      - Validates everything, scans the sources and checks the space, returns the would-be path, sizes and
-        manifest, and the temporary files a real run would remove; writes and removes nothing.
+      - Validates everything, scans the sources and checks the space, returns the would-be path (with
+        O(timestamp=auto), the name a real run would take, without waiting for its minute), sizes and manifest,
+        and the temporary files a real run would remove; writes and removes nothing.
   diff_mode:
-    description: Will return details on what has changed when in diff mode.
     support: none
     details: A new archive has no useful diff; the result describes it.
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: posix
 notes:
   - Only the Python standard library is needed on the managed host; C(isal), C(igzip) and C(pigz)

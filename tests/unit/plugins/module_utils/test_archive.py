@@ -16,6 +16,7 @@ from ansible_collections.alation.backup.plugins.module_utils import _archive as 
 from ansible_collections.alation.backup.plugins.module_utils import _gzip as G
 from ansible_collections.alation.backup.plugins.module_utils._tar import normalize_sources, write_tar
 
+from .test_archive_names import at
 from .test_gzip import sample_data
 from .test_tar import TREE_BYTES, TREE_MEMBERS, make_tree
 
@@ -128,6 +129,15 @@ def test_verify_detects_corruption(tmp_path, verifier):
 
 # -- the whole operation ----------------------------------------------------------------
 
+@pytest.fixture
+def tree(tmp_path):
+    """(src, dest): make_tree's sources, and an empty backup storage dir."""
+    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
+    make_tree(src)
+    os.mkdir(dest)
+    return src, dest
+
+
 def params(src, dest, **kw):
     p = dict(sources=[dict(path=src, arcname='tmp')], dest=dest, version_tag='5.17.0.116556',
              timestamp='202405011230', compressor='zlib', manifest_extra=dict(pg_backup_id='S1'))
@@ -136,10 +146,8 @@ def params(src, dest, **kw):
 
 
 @pytest.mark.parametrize('alongside', [True, False])
-def test_plan_and_create(tmp_path, alongside):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
+def test_plan_and_create(tree, alongside):
+    src, dest = tree
     plan = A.Plan(params(src, dest, mode='0640'))
     plan.verify_alongside = alongside  # read back while writing (4+ CPUs) or after
     preview = plan.preview()
@@ -160,10 +168,8 @@ def test_plan_and_create(tmp_path, alongside):
 
 
 @pytest.mark.parametrize('alongside', [True, False])
-def test_create_removes_tmp_on_failure(tmp_path, alongside):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
+def test_create_removes_tmp_on_failure(tree, alongside):
+    src, dest = tree
     plan = A.Plan(params(src, dest))
     plan.verify_alongside = alongside
     os.mkfifo(os.path.join(src, 'late-fifo'))  # appears after the scan
@@ -172,10 +178,8 @@ def test_create_removes_tmp_on_failure(tmp_path, alongside):
     assert os.listdir(dest) == []
 
 
-def test_create_detects_sources_changed(tmp_path):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
+def test_create_detects_sources_changed(tree):
+    src, dest = tree
     plan = A.Plan(params(src, dest))
     with open(os.path.join(src, 'new-file'), 'w') as f:
         f.write('late')
@@ -184,28 +188,20 @@ def test_create_detects_sources_changed(tmp_path):
     assert os.listdir(dest) == []
 
 
-def test_plan_refusals(tmp_path):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    with pytest.raises(A.ArchiveError, match='dest .* is not an existing directory'):
-        A.Plan(params(src, dest))
+def test_plan_refusals(tree):
+    src, dest = tree
+    with pytest.raises(A.ArchiveError, match='dest .*/missing is not an existing directory'):
+        A.Plan(params(src, os.path.join(dest, 'missing')))
     with pytest.raises(A.ArchiveError, match='would pack itself'):
         A.Plan(params(src, os.path.join(src, 'sub')))
-    os.mkdir(dest)
     with pytest.raises(A.ArchiveError, match='threads 0 must be at least 1'):
         A.Plan(params(src, dest, threads=0))
 
 
-def utc(text):
-    return datetime.datetime.strptime(text, '%Y-%m-%d %H:%M:%S').replace(tzinfo=datetime.timezone.utc)
-
-
 @pytest.mark.parametrize('timestamp', [None, 'auto'])
-def test_plan_auto_timestamp_takes_the_next_minute_when_this_one_is_taken(tmp_path, timestamp):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
-    now = utc('2024-05-01 12:30:15')
+def test_plan_auto_timestamp_takes_the_next_minute_when_this_one_is_taken(tree, timestamp):
+    src, dest = tree
+    now = at('2024-05-01 12:30:15')
     plan = A.Plan(params(src, dest, timestamp=timestamp), now=now)
     assert plan.auto_timestamp and plan.preview()['timestamp'] == '202405011230'
     open(plan.path, 'w').close()  # an archive of this minute exists
@@ -215,19 +211,15 @@ def test_plan_auto_timestamp_takes_the_next_minute_when_this_one_is_taken(tmp_pa
     assert preview['path'] == os.path.join(dest, '202405011231_5-17-0-116556_alation_backup.tar.gz')
 
 
-def test_given_timestamp_is_used_as_it_is(tmp_path):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
-    plan = A.Plan(params(src, dest, timestamp='202001010000'), now=utc('2024-05-01 12:30:15'))
+def test_given_timestamp_is_used_as_it_is(tree):
+    src, dest = tree
+    plan = A.Plan(params(src, dest, timestamp='202001010000'), now=at('2024-05-01 12:30:15'))
     assert not plan.auto_timestamp and plan.timestamp == '202001010000'
 
 
-def test_create_waits_for_the_minute_it_took(tmp_path):
+def test_create_waits_for_the_minute_it_took(tree):
     """A run right after another in the same minute: the next minute is taken, and waited for, then written."""
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
+    src, dest = tree
     now = datetime.datetime.now(datetime.timezone.utc)
     first = A.create_archive(A.Plan(params(src, dest, timestamp='auto'), now=now))
     plan = A.Plan(params(src, dest, timestamp='auto'), now=now)
@@ -248,14 +240,12 @@ def test_create_waits_for_the_minute_it_took(tmp_path):
 ])
 def test_wait_for_minute(timestamp, now, seconds):
     slept = []
-    assert A.wait_for_minute(timestamp, utc(now), slept.append) == seconds
+    assert A.wait_for_minute(timestamp, at(now), slept.append) == seconds
     assert slept == ([seconds] if seconds else [])
 
 
-def test_orphaned_checksum_is_replaced(tmp_path):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
+def test_orphaned_checksum_is_replaced(tree):
+    src, dest = tree
     plan = A.Plan(params(src, dest))
     with open(plan.sha256_path, 'w') as f:
         f.write('left by an interrupted run\n')
@@ -264,10 +254,8 @@ def test_orphaned_checksum_is_replaced(tmp_path):
         assert f.read() == '%s  %s\n' % (result['sha256'], os.path.basename(result['path']))
 
 
-def test_archive_appearing_meanwhile_is_not_overwritten(tmp_path):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
+def test_archive_appearing_meanwhile_is_not_overwritten(tree):
+    src, dest = tree
     plan = A.Plan(params(src, dest))
     with open(plan.path, 'w') as f:
         f.write('another run won')  # after the plan's check, before the publish
@@ -279,16 +267,14 @@ def test_archive_appearing_meanwhile_is_not_overwritten(tmp_path):
 
 @pytest.mark.parametrize('compressor', G.COMPRESSORS)
 @pytest.mark.parametrize('verifier', ['isal', 'igzip', 'pigz', 'zlib'])
-def test_read_back_while_writing(tmp_path, compressor, verifier):
+def test_read_back_while_writing(tree, compressor, verifier):
     """Every compressor with every reader, the reader following the file as it is written."""
     for name in (compressor, verifier):
         if name not in compressors_here():
             pytest.skip('%s not available here' % name)
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
+    src, dest = tree
     with open(os.path.join(src, 'big.bin'), 'wb') as f:
         f.write(sample_data(5 * G.BLOCK_SIZE))
-    os.mkdir(dest)
     plan = A.Plan(params(src, dest, compressor=compressor, threads=2))
     plan.verify_alongside = True
     plan.verifier = verifier

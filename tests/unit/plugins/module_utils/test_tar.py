@@ -159,23 +159,26 @@ def test_write_tar_round_trip(tmp_path):
     assert by[MANIFEST_NAME].gname == host.group_name(os.getegid())
 
 
+def shell_accounts(tmp_path, passwd, group):
+    """Accounts of an Alation shell (a root with its own etc/passwd and etc/group) under tmp_path."""
+    etc = tmp_path / 'shell' / 'etc'
+    etc.mkdir(parents=True)
+    (etc / 'passwd').write_text(passwd)
+    (etc / 'group').write_text(group)
+    return Accounts(str(tmp_path / 'shell'))
+
+
 def test_header_names_come_from_the_accounts_given(tmp_path):
     """With the Alation shell's accounts, its names go into the headers, whatever the host calls those ids."""
-    shell = tmp_path / 'shell'
-    (shell / 'etc').mkdir(parents=True)
     uid, gid = os.geteuid(), os.getegid()
-    (shell / 'etc' / 'passwd').write_text('alation:x:%d:%d::/home/alation:/bin/bash\n' % (uid, gid))
-    (shell / 'etc' / 'group').write_text('alationgrp:x:%d:\n' % gid)
-    with tarfile.open(fileobj=io.BytesIO(write(tmp_path, Accounts(str(shell))))) as tar:
+    accounts = shell_accounts(tmp_path, 'alation:x:%d:%d::/home/alation:/bin/bash\n' % (uid, gid),
+                              'alationgrp:x:%d:\n' % gid)
+    with tarfile.open(fileobj=io.BytesIO(write(tmp_path, accounts))) as tar:
         assert {(m.uname, m.gname) for m in tar.getmembers()} == {('alation', 'alationgrp')}
 
 
 def test_header_names_empty_for_unknown_ids(tmp_path):
-    shell = tmp_path / 'shell'
-    (shell / 'etc').mkdir(parents=True)
-    (shell / 'etc' / 'passwd').write_text('')
-    (shell / 'etc' / 'group').write_text('')
-    with tarfile.open(fileobj=io.BytesIO(write(tmp_path, Accounts(str(shell))))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(write(tmp_path, shell_accounts(tmp_path, '', '')))) as tar:
         assert {(m.uname, m.gname) for m in tar.getmembers()} == {('', '')}
 
 
