@@ -1,13 +1,10 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The restore modules one by one against a real PostgreSQL 15 cluster: what the
+"""The restore modules one by one, run as Ansible runs them, against a real
+PostgreSQL 15 cluster and archives the archive module wrote: what the
 role-level tests do not reach (safety beside a live cluster, tablespaces,
-corruption found by pg_amcheck, undoing a failed restore)."""
+corruption found by pg_amcheck, undoing a failed restore, a tampered archive)."""
 
-from __future__ import annotations
-
-import io
-import json
 import os
 import pwd
 import tarfile
@@ -15,6 +12,7 @@ import tarfile
 import pytest
 
 from modrun import run_module
+from restoring import tamper_archive
 
 BINDIR = '/usr/lib/postgresql/15/bin'
 
@@ -153,34 +151,25 @@ def test_pgdata_restore_refuses_a_running_server_and_undoes_a_failed_forced_rest
     assert [n for n in os.listdir(scratch) if n.startswith('old_pgdata')] == ['old_pgdata']
 
 
-def make_archive(path, manifest, members):
-    with tarfile.open(path, 'w:gz') as tar:
-        data = json.dumps(manifest).encode()
-        info = tarfile.TarInfo('alation_backup_manifest.json')
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        for name, mode, content in members:
-            info = tarfile.TarInfo(name)
-            info.mode = mode
-            info.uname = info.gname = 'root'
-            if content is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-
-
-SOURCE_COUNTS = dict(present=True, entries=2, files=1, dirs=1, symlinks=0, hardlinks=0, bytes=5)
-
-
 @pytest.fixture
 def small_archive(scratch):
-    path = os.path.join(scratch, '202405011230_5-17-0-1_alation_backup.tar.gz')
-    manifest = dict(sources=[dict(SOURCE_COUNTS, arcname='tmp'), dict(SOURCE_COUNTS, arcname='pgbackup')])
-    make_archive(path, manifest, [('tmp', 0o750, None), ('tmp/site.conf', 0o640, b'12345'),
-                                  ('pgbackup', 0o700, None), ('pgbackup/f', 0o600, b'abcde')])
-    return path
+    """An archive of a small staging dir and pg staging dir, written by the archive module (with its .sha256)."""
+    staging = os.path.join(scratch, 'staging')
+    for path, mode in ((os.path.join(staging, 'tmp'), 0o750), (os.path.join(staging, 'pgbackup'), 0o700)):
+        os.makedirs(path)
+        os.chmod(path, mode)
+    for path, mode, data in ((os.path.join(staging, 'tmp', 'site.conf'), 0o640, '12345'),
+                             (os.path.join(staging, 'pgbackup', 'f'), 0o600, 'abcde')):
+        with open(path, 'w') as f:
+            f.write(data)
+        os.chmod(path, mode)
+    backup = os.path.join(scratch, 'backup')
+    os.makedirs(backup)
+    written = run_module('archive', dict(sources=[dict(path=os.path.join(staging, name), arcname=name)
+                                                  for name in ('tmp', 'pgbackup')],
+                                         dest=backup, version_tag='5.17.0.1', timestamp='202405011230'))
+    assert not written['failed'], written
+    return written['path']
 
 
 def test_archive_extract_strip_puts_the_source_in_place_with_its_recorded_mode(small_archive, scratch):
@@ -198,19 +187,22 @@ def test_archive_extract_strip_puts_the_source_in_place_with_its_recorded_mode(s
     assert again['failed'] and 'is not empty' in again['msg']
 
 
-def test_archive_extract_fails_when_the_contents_differ_from_the_manifest(scratch):
-    path = os.path.join(scratch, 'a.tar.gz')
-    manifest = dict(sources=[dict(SOURCE_COUNTS, arcname='tmp', files=2, entries=3, bytes=9)])
-    make_archive(path, manifest, [('tmp', 0o700, None), ('tmp/only-one', 0o600, b'12345')])
+def test_archive_extract_fails_when_the_contents_differ_from_the_manifest(small_archive, scratch):
+    os.makedirs(os.path.join(scratch, 'tampered'))
+    # The manifest still counts the file that is gone.
+    path = tamper_archive(small_archive, os.path.join(scratch, 'tampered'),
+                          lambda tree: os.unlink(os.path.join(tree, 'tmp', 'site.conf')), recount=False)
     result = run_module('archive_extract', dict(path=path, dest=os.path.join(scratch, 'out')))
     assert result['failed'], result
-    assert 'tmp files: archive recorded 2, extracted 1' in result['msg']
+    assert 'tmp files: archive recorded 1, extracted 0' in result['msg']
 
 
 def test_archive_info_finds_the_newest_and_checks_the_sha256(small_archive, scratch):
-    info = run_module('archive_info', dict(dir=scratch), check=True)
+    backup = os.path.dirname(small_archive)
+    info = run_module('archive_info', dict(dir=backup, checksum=True), check=True)
     assert not info['failed'] and info['path'] == small_archive and info['archives'] == 1
-    assert info['manifest']['sources'][0]['arcname'] == 'tmp'
+    assert info['manifest']['sources'][0]['arcname'] == 'tmp' and info['sha256'] == info['sha256_recorded']
+    os.unlink(small_archive + '.sha256')
     missing = run_module('archive_info', dict(path=small_archive, checksum=True))
     assert missing['failed'] and '.sha256 is missing' in missing['msg']
     none = run_module('archive_info', dict(dir=os.path.join(scratch, 'nothing-here')))
