@@ -274,7 +274,7 @@ class Plan(object):
             raise ArchiveError('threads %r must be at least 1' % (params.get('threads'),))
         self.mode = parse_mode(params.get('mode') if params.get('mode') is not None else '0600')
         # The one place users and groups are looked up: the owner here, the names in the tar headers.
-        self.accounts = Accounts()
+        self.accounts = Accounts(params.get('chroot'))
         self.uid, self.gid = resolve_owner(params.get('owner'), params.get('group'), self.accounts)
         self.available = available if available is not None else available_compressors()
         self.compressor = choose_compressor(params.get('compressor') or 'auto', self.available)

@@ -101,8 +101,16 @@ options:
     type: str
   group:
     description:
-      - Group (name or gid) of the archive and its C(.sha256).
+      - Group (name or gid) of the archive and its C(.sha256). Omit for O(owner)'s primary group (without O(owner),
+        the group of the user running the module).
     type: str
+  chroot:
+    description:
+      - The host path of the Alation shell whose users and groups O(owner) and O(group) name, and whose names go into
+        the tar headers. They are looked up in the shell's own C(etc/passwd) and C(etc/group), never on the host, where
+        the same names may be missing or have other ids.
+      - Omit on a plain host.
+    type: path
   space_check:
     description:
       - Before writing, fail if the free space in O(dest) is less than the uncompressed size of the sources
@@ -154,8 +162,8 @@ EXAMPLES = r'''
     manifest_extra:
       pg_backup_id: "{{ pg_backup.backup_id }}"
       pg_backup_mode: FULL
-    owner: alation
-    group: alation
+    owner: alationadmin
+    chroot: /opt/alation/alation
   register: archive
 
 - name: Show where it went
@@ -278,6 +286,7 @@ def main():
             mode=dict(type='raw', default='0600'),
             owner=dict(type='str'),
             group=dict(type='str'),
+            chroot=dict(type='path'),
             space_check=dict(type='bool', default=True),
             compressor=dict(type='str', default='auto', choices=['auto'] + list(COMPRESSORS)),
             manifest_extra=dict(type='dict', default={}),

@@ -281,3 +281,23 @@ def test_read_back_while_writing(tree, compressor, verifier):
     result = A.create_archive(plan)
     assert result['verified_with'] == verifier
     assert hashlib.sha256(open(result['path'], 'rb').read()).hexdigest() == result['sha256']
+
+
+def test_owner_and_tar_names_come_from_the_alation_shell(tree, tmp_path):
+    src, dest = tree
+    shell = tmp_path / 'shell'
+    (shell / 'etc').mkdir(parents=True)
+    uid, gid = os.geteuid(), os.getegid()
+    # The shell names our ids otherwise than the host does; alationadmin exists only there.
+    (shell / 'etc' / 'passwd').write_text('shelluser:x:%d:%d::/:/bin/sh\nalationadmin:x:4502:4503::/:/bin/sh\n'
+                                          % (uid, gid))
+    (shell / 'etc' / 'group').write_text('shellgroup:x:%d:\nalationadmin:x:4503:\n' % gid)
+    plan = A.Plan(params(src, dest, owner='alationadmin', chroot=str(shell)))
+    assert (plan.uid, plan.gid) == (4502, 4503)
+    result = A.create_archive(plan)
+    st = os.stat(result['path'])
+    assert (st.st_uid, st.st_gid) == (4502, 4503)
+    with tarfile.open(result['path']) as tar:
+        assert {(m.uname, m.gname) for m in tar.getmembers()} == {('shelluser', 'shellgroup')}
+    with pytest.raises(A.ArchiveError, match="owner 'alationadmin' is not a user on this host"):
+        A.Plan(params(src, dest, owner='alationadmin', timestamp='202405011231'))
