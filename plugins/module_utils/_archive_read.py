@@ -19,7 +19,7 @@ from ansible_collections.alation.backup.plugins.module_utils._archive import MAN
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import list_archives
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
-    RestoreError, prepare_target, preview, remove_made)
+    RestoreError, prepare_target, remove_made)
 from ansible_collections.alation.backup.plugins.module_utils._runner import find_program
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
@@ -249,7 +249,7 @@ class Extract(object):
         p, result = self.p, self.result
         argv = self._plan()
         if self.check_mode:
-            result['executed_commands'] = [preview(self.runner, argv + ['--directory', self.dest, '--'] + p['members'])]
+            result['executed_commands'] = [self.runner.preview(argv + ['--directory', self.dest, '--'] + p['members'])]
             return result
         target = self._target()
         started = time.monotonic()

@@ -133,7 +133,7 @@ def _same_device(path, dev):
 # -- a program's failure as one line -----------------------------------------------
 
 # What PostgreSQL's programs and most others print on the line that matters.
-ERROR_MARKERS = ('PANIC', 'FATAL', 'ERROR', 'error:', 'Error')
+ERROR_MARKERS = ('PANIC', 'FATAL', 'ERROR', 'error:')
 
 
 def stderr_summary(stderr, limit=3):

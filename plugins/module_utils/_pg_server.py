@@ -18,8 +18,8 @@ import time
 
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure, pid_alive, write_file
 from ansible_collections.alation.backup.plugins.module_utils._host import make_private_dir
-from ansible_collections.alation.backup.plugins.module_utils._restore import NOT_RUN, RestoreError, preview
-from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, not_found
+from ansible_collections.alation.backup.plugins.module_utils._restore import RestoreError
+from ansible_collections.alation.backup.plugins.module_utils._runner import NOT_RUN, find_program, not_found
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 # In socket_dir: the module's record of the server it started, the server's own hba file and its log.
@@ -209,7 +209,7 @@ class Server(object):
                 '-o', postgres_options(settings), 'start']
         self.result.update(port=p['port'] if self.check_mode else port, changed=True)
         if self.check_mode:
-            self.result['executed_commands'] = [preview(self.runner, argv)]
+            self.result['executed_commands'] = [self.runner.preview(argv)]
             return self.result
 
         run_as = p['run_as']

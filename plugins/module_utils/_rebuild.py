@@ -19,7 +19,7 @@ from ansible_collections.alation.backup.plugins.module_utils._host import (
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import failure_message, warning_lines
 from ansible_collections.alation.backup.plugins.module_utils._pg_server import pg_major_version, running_postmaster
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
-    RestoreError, prepare_target, preview, undo_target)
+    RestoreError, prepare_target, undo_target)
 from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, not_found
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
@@ -247,7 +247,7 @@ class Rebuild(object):
                 self.roll_back()
             raise
         if self.check_mode:
-            self.result['executed_commands'] = [preview(self.runner, argv) for argv in planned]
+            self.result['executed_commands'] = [self.runner.preview(argv) for argv in planned]
         else:
             self.result['duration_s'] = round(time.monotonic() - started, 2)
             self.result['moved_aside_tablespaces'] = self.aside.get(self.host_tablespace_dir)

@@ -14,12 +14,10 @@ import datetime
 import os
 
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
-from ansible_collections.alation.backup.plugins.module_utils._runner import join_argv, wrap_argv
 from ansible_collections.alation.backup.plugins.module_utils._staging import RemovalError, clear_tree, dir_state
 
 # What a restore into a non-empty place renames the old one to.
 ASIDE_FORMAT = '%s.before-restore-%s'
-NOT_RUN = '  (check mode: not run)'
 
 
 class RestoreError(HostError):
@@ -87,8 +85,3 @@ def undo_target(path, made, aside, warn):
             os.rename(aside, path)
         except OSError as e:
             warn('could not put %s back at %s after the failed restore: %s' % (aside, path, e))
-
-
-def preview(runner, argv):
-    """The command line ``runner`` would run for ``argv``, marked as not run (check mode)."""
-    return join_argv(wrap_argv(argv, runner.chroot, runner.run_as)) + NOT_RUN

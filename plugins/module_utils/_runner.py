@@ -36,6 +36,8 @@ VERSIONED_DIRS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin')
 VERSIONED_NAMES = {
     'pg_probackup': tuple('pg_probackup-%d' % v for v in range(18, 10, -1)),
 }
+# How check mode marks a command it did not run.
+NOT_RUN = '  (check mode: not run)'
 # The environment every command gets: English messages, whatever the host's locale.
 C_LOCALE = {'LC_ALL': 'C'}
 
@@ -121,6 +123,10 @@ class Runner:
         if check_rc and rc != 0:
             raise CommandError(result)
         return result
+
+    def preview(self, argv):
+        """The command line ``run`` would run for ``argv``, marked as not run: what check mode reports."""
+        return join_argv(wrap_argv(argv, self.chroot, self.run_as)) + NOT_RUN
 
     def host_path(self, path):
         """The host path of a path as seen by commands run through this runner."""

@@ -157,7 +157,7 @@ def main():
     argv = [programs['pg_amcheck'], '--all', '--maintenance-db=%s' % p['dbname'], '--jobs=%d' % max(1, p['threads']),
             '--no-password'] + conn + (['--heapallindexed'] if p['heapallindexed'] else [])
     if module.check_mode:
-        result['executed_commands'] = [' '.join(argv) + '  (check mode: not run)']
+        result['executed_commands'] = [runner.preview(argv)]
         module.exit_json(**result)
 
     psql = Psql(runner, programs['psql'], conn, connection_env(p))

@@ -141,7 +141,7 @@ def main():
     argv = [program, '-D', p['dest'], '--format=tar', '--wal-method=stream', '--checkpoint=%s' % p['checkpoint'],
             '--label=%s' % p['label'], '--no-password'] + connection_argv(dict(p, dbname=None))
     if module.check_mode:
-        result.update(changed=True, executed_commands=[' '.join(argv) + '  (check mode: not run)'])
+        result.update(changed=True, executed_commands=[runner.preview(argv)])
         module.exit_json(**result)
 
     started = time.monotonic()

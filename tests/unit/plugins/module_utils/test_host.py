@@ -70,6 +70,9 @@ def test_tree_bytes_counts_files_once_and_never_follows_links(tmp_path):
     ('psql: error: connection to server failed\n', 'psql: error: connection to server failed'),
     ('WARNING: x\nFATAL:  role "x" does not exist\n', 'FATAL:  role "x" does not exist'),
     ('a\nb\nc\nd\n', 'b c d'),
+    # tar's give-up line is no error marker: the cause before it stays in view.
+    ('gzip: stdin: not in gzip format\ntar: Child returned status 1\ntar: Error is not recoverable: exiting now\n',
+     'gzip: stdin: not in gzip format tar: Child returned status 1 tar: Error is not recoverable: exiting now'),
     (b'ERROR: bytes too\n', 'ERROR: bytes too'),
     ('', 'no error output'),
     (None, 'no error output'),

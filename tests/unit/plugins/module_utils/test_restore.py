@@ -104,10 +104,3 @@ def test_undo_and_remove_made_only_warn_when_they_cannot(tmp_path):
     _restore.undo_target(str(path), False, None, warnings.append)
     assert len(warnings) == 3 and 'could not remove' in warnings[0] and 'could not empty' in warnings[2]
     assert _restore.remove_made(str(tmp_path / 'never-made'), warnings.append) is True
-
-
-def test_preview_is_the_wrapped_command_line_marked_not_run():
-    r = runner(chroot='/opt/alation/alation')
-    assert _restore.preview(r, ['pg_ctl', '-o', "-c 'a=b c'", 'start']) == \
-        """chroot /opt/alation/alation pg_ctl -o '-c '"'"'a=b c'"'"'' start  (check mode: not run)"""
-    assert r.executed_commands == []

@@ -105,3 +105,10 @@ def test_streaming_programs_run_in_english_too(german):
         proc.communicate(b'')
         err.seek(0)
         assert 'No such file or directory' in err.read().decode()
+
+
+def test_preview_is_the_wrapped_command_line_marked_not_run():
+    r = Runner(None, chroot='/opt/alation/alation')
+    assert r.preview(['pg_ctl', '-o', "-c 'a=b c'", 'start']) == \
+        """chroot /opt/alation/alation pg_ctl -o '-c '"'"'a=b c'"'"'' start  (check mode: not run)"""
+    assert r.executed_commands == []
