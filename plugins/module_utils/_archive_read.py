@@ -225,7 +225,11 @@ class Extract(object):
                         'free space there or choose another place', error=RestoreError)
         result['moved_aside'] = prepare_target(self.dest, p['force'], 'dest', dry_run=self.check_mode)
         result['changed'] = True
-        return ['tar', '--extract', '--file', p['path'], '--use-compress-program=%s' % program]
+        argv = ['tar', '--extract', '--file', p['path'], '--use-compress-program=%s' % program]
+        if p.get('chroot'):
+            # The archive's numeric ids are the shell's; its names would be looked up on the host.
+            argv.append('--numeric-owner')
+        return argv
 
     def _target(self):
         """Make the directory tar unpacks into: dest itself, or with strip a hidden one beside it."""
@@ -238,7 +242,7 @@ class Extract(object):
             remove_made(self.work, self.warn)
             os.mkdir(self.work, 0o700)
             return self.work
-        uid, gid = Accounts().user(p['owner'], 'owner') if p['owner'] else (os.geteuid(), os.getegid())
+        uid, gid = Accounts(p.get('chroot')).user(p['owner'], 'owner') if p['owner'] else (os.geteuid(), os.getegid())
         os.makedirs(self.dest, exist_ok=True)
         os.chown(self.dest, uid, gid)
         if self.set_mode:

@@ -61,6 +61,12 @@ options:
   owner:
     description: Owner of O(dest) when the module makes it (not with O(strip)). Default the user running the module.
     type: str
+  chroot:
+    description:
+      - The host path of the Alation shell the archive came from. O(owner) is then looked up in the shell's own
+        C(etc/passwd), and the files get the archive's numeric ids (the shell's), not those the host gives the names.
+      - Omit on a plain host.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -142,6 +148,7 @@ def main():
             extra_space=dict(type='int', default=0),
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
+            chroot=dict(type='path'),
         ),
         supports_check_mode=True,
     )
