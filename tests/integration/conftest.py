@@ -2,14 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fixtures shared by the integration tests: a real PostgreSQL 15 cluster, the real pg_probackup."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import tempfile
 
 import pytest
 
+import alation_shell
 from pgcluster import PgCluster
 
 
@@ -50,3 +49,15 @@ def pg_cluster(scratch):
     cluster.pgbench_init(scale=1)
     yield cluster
     cluster.stop('immediate')
+
+
+@pytest.fixture
+def alation_host(scratch):
+    """A real Alation shell (a debootstrapped Debian 12 chroot, its users only inside it) with PostgreSQL 15
+    running inside it as alation, fresh for each test (an overlay of the cached base); taken down afterwards."""
+    root = os.path.join(scratch, 'alation')
+    try:
+        host = alation_shell.ShellHost(root, alation_shell.up(root, scale=1))
+        yield host
+    finally:
+        alation_shell.down(root, purge=True)

@@ -1,9 +1,13 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backup role end to end: playbooks/backup.yml against a fake Alation host
-(a plain tree) with a real PostgreSQL 15 cluster, then a real restore."""
+"""The backup role end to end, inside a real Alation shell, with the role's defaults.
 
-from __future__ import annotations
+The shell is a debootstrapped Debian 12 chroot whose users alation and
+alationadmin exist only inside it, with PostgreSQL 15 running inside it as
+alation (tests/support/alation_shell.py). The role gets only what a real host
+would need: the shell's path and the database port (and no become: we are
+root already). Archives are then restored by hand, and with the drill.
+"""
 
 import glob
 import json
@@ -15,123 +19,191 @@ import time
 
 import pytest
 
-import fake_alation
-from pgcluster import PgCluster
 from playbook import HOST, run_playbook, start_playbook
 from restoring import restore_and_count
 
 ARCHIVE_RE = re.compile(r'^\d{12}_5-17-0-116556_alation_backup\.tar\.gz$')
 
 
-@pytest.fixture
-def fake_host(scratch):
-    root = os.path.join(scratch, 'alation')
-    role_vars = fake_alation.up(root, scale=1)
-    yield root, role_vars
-    fake_alation.down(root)
+def archives(host):
+    return sorted(p for p in glob.glob(host.path('/data2/backup/*')) if ARCHIVE_RE.match(os.path.basename(p)))
 
 
-def archives(root):
-    return sorted(p for p in glob.glob(os.path.join(root, 'data2/backup/*')) if ARCHIVE_RE.match(os.path.basename(p)))
+def role_run(host, check=False, **extra):
+    return run_playbook('backup.yml', dict(host.role_vars, **extra), check=check)
 
 
-def source_cluster(root):
-    return PgCluster.load(os.path.join(root, fake_alation.PG_BASE))
+def engine_vars(host, engine):
+    if engine == 'pg_probackup' and not host.has_pg_probackup:
+        pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH): the pg_probackup engine '
+                    'is not tested; the pg_basebackup engine runs instead')
+    return {} if engine == 'pg_probackup' else {'alation_backup_engine': engine}
 
 
-def role_run(role_vars, **extra):
-    return run_playbook('backup.yml', dict(role_vars, **extra))
+def owner_of(path):
+    st = os.stat(path)
+    return st.st_uid, st.st_gid
 
 
-def assert_staging_clean(root):
-    staging = os.path.join(root, 'data2/tmp')
+def shell_stat(host):
+    """Owner, group and mode of every path in the shell: what a refused run must leave as it was."""
+    found = {}
+    for top, dirs, files in os.walk(host.root):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            found[path] = (st.st_uid, st.st_gid, st.st_mode)
+    return found
+
+
+def assert_staging_clean(host):
+    staging = host.path('/data2/tmp')
     assert os.path.isdir(staging), 'the staging dir must be kept'
     assert os.listdir(staging) == [], 'the staging dir must be empty'
     assert oct(os.stat(staging).st_mode & 0o777) == '0o700'
+    assert owner_of(staging) == (4502, 4502), "the staging dir stays alationadmin's, as the shell knows it"
 
 
 @pytest.mark.parametrize('engine', ['pg_basebackup', 'pg_probackup'])
-def test_backup_then_restore_gives_the_same_rows(engine, fake_host, scratch, request):
-    root, role_vars = fake_host
-    pg_probackup = request.getfixturevalue('pg_probackup_bin') if engine == 'pg_probackup' else None
+def test_defaults_back_up_inside_the_shell_then_restore_and_drill(engine, alation_host, scratch):
+    host = alation_host
+    extra = engine_vars(host, engine)
     # Extra site files travel in the archive.
-    site = os.path.join(root, 'etc/alation-site.conf')
-    os.makedirs(os.path.dirname(site))
-    with open(site, 'w') as f:
+    with open(host.path('/etc/alation-site.conf'), 'w') as f:
         f.write('site = demo\n')
 
-    run = role_run(role_vars, alation_backup_engine=engine, alation_backup_extra_paths=['/etc/alation-site.conf'])
+    run = role_run(host, alation_backup_extra_paths=['/etc/alation-site.conf'], **extra)
     assert run.rc == 0, run.output
     record = run.records[HOST]
     assert record['result'] == 'ok' and record['engine'] == engine and record['mode'] == 'FULL'
+    assert record['durations_s']['database'] > 0 and record['durations_s']['archive'] > 0
 
-    [archive] = archives(root)
+    [archive] = archives(host)
     assert record['archive'] == archive
     assert oct(os.stat(archive).st_mode & 0o777) == '0o600'
+    assert owner_of(archive) == (4502, 4502), "the archive is the shell's alationadmin's"
     subprocess.run(['sha256sum', '-c', os.path.basename(archive) + '.sha256'], cwd=os.path.dirname(archive), check=True)
     with tarfile.open(archive) as tar:
-        names = tar.getnames()
+        members = tar.getmembers()
         manifest = json.load(tar.extractfile('alation_backup_manifest.json'))
+    names = [m.name for m in members]
     assert names[0] == 'alation_backup_manifest.json'
+    owners = dict((m.name, m.uname) for m in members)
+    assert owners['pgbackup'] == 'alation' and owners['tmp'] == 'alationadmin', 'tar names are the shell\'s'
     # Counted right after the backup, for the restore drill: pgbench's four tables.
     assert manifest['databases'] == {'postgres': {'tables': 4}}
     assert 'tmp/extra_paths/etc/alation-site.conf' in names
-    assert_staging_clean(root)
-    assert not os.path.exists(os.path.join(root, 'data2/backup/pgbackup')), 'pg staging dir removed (incremental off)'
+    assert_staging_clean(host)
+    assert not os.path.exists(host.path('/data2/backup/pgbackup')), 'pg staging dir removed (incremental off)'
 
-    expected = int(source_cluster(root).psql('select count(*) from pgbench_accounts'))
-    assert restore_and_count(archive, os.path.join(scratch, 'restore'), engine,
-                             source_cluster(root).os_user, pg_probackup) == expected
+    expected = int(host.psql('select count(*) from pgbench_accounts'))
+    pg_probackup = host.path('/usr/local/bin/pg_probackup') if engine == 'pg_probackup' else None
+    assert restore_and_count(archive, os.path.join(scratch, 'restore'), engine, 'alation_pg_test', pg_probackup,
+                             db_user='alation') == expected
+
+    drill = run_playbook('verify_backup.yml', {'alation_restore_root': host.root})
+    assert drill.rc == 0, drill.output
+    checks = drill.records[HOST]['checks']
+    assert all(c['result'] == 'ok' for c in checks.values()), checks
 
 
-def test_database_step_failure_leaves_no_archive_and_empties_staging(fake_host):
-    root, role_vars = fake_host
-    source_cluster(root).stop()
-    run = role_run(role_vars, alation_backup_engine='pg_basebackup')
+def test_incremental_pair_full_then_delta(alation_host):
+    host = alation_host
+    engine_vars(host, 'pg_probackup')
+    first = role_run(host, alation_backup_incremental=True)
+    assert first.rc == 0, first.output
+    host.psql('update pgbench_accounts set abalance = abalance + 1 where aid < 100')
+    second = role_run(host, alation_backup_incremental=True)
+    assert second.rc == 0, second.output
+    assert [first.records[HOST]['mode'], second.records[HOST]['mode']] == ['FULL', 'DELTA']
+    assert len(archives(host)) == 2
+    assert owner_of(host.path('/data2/backup/pgbackup')) == (4501, 4501), 'the catalog is the shell\'s alation\'s'
+
+
+def test_a_user_missing_from_the_shell_is_refused_and_nothing_is_chowned(alation_host):
+    host = alation_host
+    before = shell_stat(host)
+    run = role_run(host, alation_backup_owner='alation_ops')
     assert run.rc != 0
-    assert 'pg_basebackup failed' in run.output, run.output
-    record = run.records[HOST]
-    assert record['result'] == 'failed' and 'pg_basebackup' in record['error']
-    assert archives(root) == []
-    assert not [p for p in os.listdir(os.path.join(root, 'data2/backup')) if p.endswith('.tar.gz')]
-    assert_staging_clean(root)
-    assert not os.path.exists(os.path.join(root, 'data2/backup/.alation_backup.lock')), 'lock released'
+    error = run.records[HOST]['error']
+    assert "user 'alation_ops' is not a user in %s/etc/passwd (the Alation shell's users)" % host.root in error, error
+    assert shell_stat(host) == before
+    assert archives(host) == []
 
 
-def test_second_concurrent_run_is_refused_and_first_unaffected(fake_host):
-    root, role_vars = fake_host
-    first = start_playbook('backup.yml', dict(role_vars, alation_backup_engine='pg_basebackup'))
-    lock = os.path.join(root, 'data2/backup/.alation_backup.lock')
+@pytest.fixture
+def same_named_host_users():
+    """alation and alationadmin on the host too, under other uids (as seen on real hosts)."""
+    made = []
+    for name, uid in (('alation', 4601), ('alationadmin', 4602)):
+        subprocess.run(['useradd', '--no-create-home', '-u', str(uid), '-s', '/usr/sbin/nologin', name], check=True)
+        made.append(name)
+    try:
+        yield
+    finally:
+        for name in made:
+            subprocess.run(['userdel', name], check=False)
+
+
+def test_host_users_with_the_same_names_but_other_uids_are_refused(alation_host, same_named_host_users):
+    host = alation_host
+    before = shell_stat(host)
+    run = role_run(host)
+    assert run.rc != 0
+    error = run.records[HOST]['error']
+    assert "user 'alationadmin' is uid 4502 in the Alation shell" in error and 'but uid 4602 on the host' in error
+    assert shell_stat(host) == before, "no file's owner changed"
+    assert archives(host) == []
+
+
+def test_check_mode_in_the_same_minute_as_an_archive_writes_nothing(alation_host):
+    host = alation_host
+    assert role_run(host, alation_backup_engine='pg_basebackup').rc == 0
+    with open(host.path('/data2/tmp/left-by-someone'), 'w') as f:
+        f.write('x')
+    before = sorted(os.listdir(host.path('/data2/backup')))
+    run = role_run(host, check=True, alation_backup_engine='pg_basebackup')
+    assert run.rc == 0, run.output
+    assert run.records[HOST]['check_mode'] is True
+    assert os.path.exists(host.path('/data2/tmp/left-by-someone'))
+    assert sorted(os.listdir(host.path('/data2/backup'))) == before
+
+
+def test_database_step_failure_leaves_no_archive_and_empties_staging(alation_host):
+    host = alation_host
+    # Up for preflight's connection check, down by the time the database step runs.
+    host.stop_postgres()
+    run = role_run(host, alation_backup_engine='pg_basebackup')
+    assert run.rc != 0
+    assert 'cannot connect to PostgreSQL' in run.records[HOST]['error'], run.output
+    assert archives(host) == []
+    assert not [p for p in os.listdir(host.path('/data2/backup')) if p.endswith('.tar.gz')]
+    assert_staging_clean(host)
+    assert not os.path.exists(host.path('/data2/backup/.alation_backup.lock')), 'lock released'
+
+
+def test_second_concurrent_run_is_refused_and_first_unaffected(alation_host):
+    host = alation_host
+    first = start_playbook('backup.yml', dict(host.role_vars, alation_backup_engine='pg_basebackup'))
+    lock = host.path('/data2/backup/.alation_backup.lock')
     deadline = time.time() + 120
     while not os.path.exists(lock) and time.time() < deadline and first.proc.poll() is None:
         time.sleep(0.05)
     assert os.path.exists(lock), 'the first run never took the host lock'
-    second = role_run(role_vars, alation_backup_engine='pg_basebackup')
+    second = role_run(host, alation_backup_engine='pg_basebackup')
     first.wait()
     assert second.rc != 0
     assert 'holds the host lock' in second.output, second.output
     assert first.rc == 0, first.output
-    assert len(archives(root)) == 1
+    assert len(archives(host)) == 1
 
 
-def test_check_mode_changes_nothing(fake_host):
-    root, role_vars = fake_host
-    marker = os.path.join(root, 'data2/tmp/left-by-someone')
-    with open(marker, 'w') as f:
-        f.write('x')
-    before = sorted(os.listdir(os.path.join(root, 'data2/backup')))
-    run = run_playbook('backup.yml', dict(role_vars, alation_backup_engine='pg_basebackup'), check=True)
-    assert run.rc == 0, run.output
-    assert os.path.exists(marker)
-    assert sorted(os.listdir(os.path.join(root, 'data2/backup'))) == before
-
-
-def test_freshness_guard_skips_a_recent_backup(fake_host):
-    root, role_vars = fake_host
-    assert role_run(role_vars, alation_backup_engine='pg_basebackup').rc == 0
-    run = role_run(role_vars, alation_backup_engine='pg_basebackup', alation_backup_min_interval=1)
+def test_freshness_guard_skips_a_recent_backup(alation_host):
+    host = alation_host
+    assert role_run(host, alation_backup_engine='pg_basebackup').rc == 0
+    run = role_run(host, alation_backup_engine='pg_basebackup', alation_backup_min_interval=1)
     assert run.rc == 0, run.output
     record = run.records[HOST]
     assert record['result'] == 'skipped' and 'younger than' in record['skipped_reason']
     assert 'changed=0' in run.output
-    assert len(archives(root)) == 1
+    assert len(archives(host)) == 1

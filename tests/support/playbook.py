@@ -34,7 +34,8 @@ def _argv_env(playbook, extra_vars, check=False, workdir=None):
     report = os.path.join(workdir, 'report.json')
     with open(vars_file, 'w') as f:
         # We are root on localhost already: no become (sudo may not be installed).
-        json.dump(dict({'alation_backup_become': False, 'alation_backup_report_path': report}, **extra_vars), f)
+        json.dump(dict({'alation_backup_become': False, 'alation_backup_report_path': report,
+                        'alation_restore_become': False, 'alation_restore_report_path': report}, **extra_vars), f)
     argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', _inventory(workdir),
             os.path.join(REPO, 'playbooks', playbook), '-e', '@' + vars_file]
     if check:

@@ -28,7 +28,7 @@ from playbook import run_playbook  # noqa: E402  pylint: disable=wrong-import-po
 MANIFEST = 'alation_backup_manifest.json'
 
 
-def restore_and_count(archive, workdir, engine, os_user, pg_probackup=None):
+def restore_and_count(archive, workdir, engine, os_user, pg_probackup=None, db_user=None):
     """Extract the archive, rebuild PGDATA the engine's way, start it, count pgbench rows.
 
     Done by hand with tar and pg_probackup, not with the collection's modules,
@@ -37,7 +37,10 @@ def restore_and_count(archive, workdir, engine, os_user, pg_probackup=None):
     extracted = os.path.join(workdir, 'extracted')
     os.makedirs(extracted)
     subprocess.run(['tar', '-xzf', archive, '-C', extracted], check=True)
+    # The archive may come from an Alation shell whose users the host lacks: hand it to os_user here.
+    subprocess.run(['chown', '-R', os_user, extracted], check=True)
     cluster = PgCluster(os.path.join(workdir, 'restored'), os_user=os_user)
+    cluster.db_user = db_user or os_user  # the role the backed-up cluster has
     os.makedirs(cluster.base_dir)
     subprocess.run(['chown', os_user, cluster.base_dir], check=True)
     if engine == 'pg_basebackup':
