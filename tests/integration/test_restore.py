@@ -1,27 +1,23 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The restore role end to end: playbooks/verify_backup.yml (the drill) and
-playbooks/restore.yml against a fake Alation host with a real PostgreSQL 15
-cluster, backed up once per engine by the backup role."""
-
-from __future__ import annotations
+playbooks/restore.yml inside a real Alation shell (its users only inside it,
+PostgreSQL 15 running inside it), backed up once per engine by the backup
+role, both roles with their defaults but the shell's path and port."""
 
 import collections
 import glob
 import os
-import pwd
 import re
 import shutil
 import stat
-import subprocess
 import tarfile
 import tempfile
 import time
 
 import pytest
 
-import fake_alation
-from pgcluster import PgCluster
+import alation_shell
 from playbook import HOST, run_playbook, start_playbook
 from restoring import (
     copy_archive,
@@ -38,41 +34,39 @@ CHECKS = ['sha256', 'extract', 'rebuild', 'consistent', 'databases', 'amcheck', 
 # pgbench -i makes four tables; the backup role records them right after the backup.
 RECORDED = {'postgres': {'tables': 4}}
 
-Backup = collections.namedtuple('Backup', 'engine root role_vars archive rows_at_backup tmp')
+Backup = collections.namedtuple('Backup', 'engine root role_vars archive rows_at_backup host')
 
 
 @pytest.fixture(scope='module', params=['pg_basebackup', 'pg_probackup'])
 def backed_up(request):
-    """A fake host backed up once by the backup role with the given engine, its database changed afterwards."""
+    """A shell backed up once by the backup role with the given engine, its database changed afterwards."""
     engine = request.param
-    extra = {}
-    if engine == 'pg_probackup':
-        extra['alation_backup_pg_probackup_binary'] = request.getfixturevalue('pg_probackup_bin')
     tmp = tempfile.mkdtemp(prefix='alation-restore-test-')
     os.chmod(tmp, 0o755)
     root = os.path.join(tmp, 'alation')
-    role_vars = fake_alation.up(root, scale=1)
-    cluster = PgCluster.load(os.path.join(root, fake_alation.PG_BASE))
     try:
-        # A site file with its own owner and mode travels in the staging dir.
-        site = os.path.join(root, 'etc/alation-site.conf')
-        os.makedirs(os.path.dirname(site))
+        host = alation_shell.ShellHost(root, alation_shell.up(root, scale=1))
+        if engine == 'pg_probackup' and not host.has_pg_probackup:
+            pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH): restores of its archives '
+                        'are not tested')
+        # A site file with its own owner (the shell's alation) and mode travels in the staging dir.
+        site = host.path('/etc/alation-site.conf')
         with open(site, 'w') as f:
             f.write('site = test\n')
-        os.chown(site, pwd.getpwnam(cluster.os_user).pw_uid, 0)
+        os.chown(site, 4501, 0)
         os.chmod(site, 0o640)
-        run = run_playbook('backup.yml', dict(role_vars, alation_backup_engine=engine,
-                                              alation_backup_extra_paths=['/etc/alation-site.conf'], **extra))
+        run = run_playbook('backup.yml', dict(host.role_vars, alation_backup_engine=engine,
+                                              alation_backup_extra_paths=['/etc/alation-site.conf']))
         assert run.rc == 0, run.output
-        rows = int(cluster.psql('select count(*) from pgbench_accounts'))
+        rows = int(host.psql('select count(*) from pgbench_accounts'))
         # Change the source afterwards: the drill must report what the archive holds.
-        cluster.psql('create table added_after_backup (id int)')
-        cluster.psql('insert into pgbench_accounts select aid + 1000000, bid, abalance, filler '
-                     'from pgbench_accounts limit 10')
-        cluster.psql('create database added_after_backup')
-        yield Backup(engine, root, role_vars, run.records[HOST]['archive'], rows, tmp)
+        host.psql('create table added_after_backup (id int)')
+        host.psql('insert into pgbench_accounts select aid + 1000000, bid, abalance, filler '
+                  'from pgbench_accounts limit 10')
+        host.psql('create database added_after_backup')
+        yield Backup(engine, root, host.role_vars, run.records[HOST]['archive'], rows, host)
     finally:
-        fake_alation.down(root)
+        alation_shell.down(root, purge=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -124,9 +118,8 @@ def test_drill_passes_and_reports_the_counts_recorded_at_backup_time(backed_up):
     # Nothing live touched: the scratch dir is gone, the archives are as they were, the source runs.
     assert not os.path.exists(scratch(backed_up))
     assert storage_state(backed_up.root) == before
-    source = PgCluster.load(os.path.join(backed_up.root, fake_alation.PG_BASE))
-    assert source.is_running()
-    assert table_counts(source)['postgres'] == {'tables': 5}
+    assert backed_up.host.is_running()
+    assert table_counts(backed_up.host)['postgres'] == {'tables': 5}
 
 
 @with_engine('pg_basebackup')
@@ -250,18 +243,19 @@ def test_restore_into_empty_dirs_then_postgresql_starts_with_the_recorded_counts
     assert recorded['tmp/extra_paths/etc/alation-site.conf'].mode == 0o640
     for name, member in recorded.items():
         st = os.lstat(os.path.join(backed_up.root, files.lstrip('/'), name[len('tmp/'):]))
-        assert (stat.S_IMODE(st.st_mode), pwd.getpwuid(st.st_uid).pw_name) == (member.mode, member.uname), name
+        assert (stat.S_IMODE(st.st_mode), backed_up.host.user_name(st.st_uid)) == (member.mode, member.uname), name
 
-    # PostgreSQL starts on the restored data directory as it would after a restore.
-    base = os.path.join(backed_up.root, os.path.dirname(pgdata).lstrip('/'))
-    os_user = backed_up.role_vars['alation_backup_pg_os_user']
-    subprocess.run(['chown', os_user, base], check=True)
-    cluster = PgCluster(base, os_user=os_user).start()
+    # PostgreSQL starts on the restored data directory, inside the shell as alation, as after a restore.
+    port = alation_shell.free_port()
+    host = backed_up.host
+    host.run([alation_shell.PG_BIN + '/pg_ctl', '-D', pgdata, '-l', '/tmp/restored.log', '-w', '-o',
+              '-p %d -k /tmp' % port, 'start'])
     try:
-        assert table_counts(cluster) == RECORDED
-        assert int(cluster.psql('select count(*) from pgbench_accounts')) == backed_up.rows_at_backup
+        restored = alation_shell.ShellHost(host.root, dict(host.role_vars, alation_backup_pg_port=port))
+        assert table_counts(restored) == RECORDED
+        assert int(restored.psql('select count(*) from pgbench_accounts')) == backed_up.rows_at_backup
     finally:
-        cluster.stop('immediate')
+        host.run([alation_shell.PG_BIN + '/pg_ctl', '-D', pgdata, '-m', 'immediate', 'stop'], check=False)
 
 
 @with_engine('pg_basebackup')
@@ -318,12 +312,13 @@ def test_a_second_drill_while_one_runs_is_refused_and_the_first_unaffected(backe
 
 @with_engine('pg_basebackup')
 def test_restore_never_replaces_the_data_directory_of_a_running_server(backed_up):
-    source = PgCluster.load(os.path.join(backed_up.root, fake_alation.PG_BASE))
-    before = sorted(os.listdir(source.pgdata))
+    source = backed_up.host
+    pgdata = source.path(alation_shell.PGDATA)
+    before = sorted(os.listdir(pgdata))
     run = restore(backed_up, alation_restore_confirm='YES', alation_restore_force=True,
-                  alation_restore_pgdata='/' + fake_alation.PG_BASE + '/data', alation_restore_files_dest='/data2/f_live')
+                  alation_restore_pgdata=alation_shell.PGDATA, alation_restore_files_dest='/data2/f_live')
     assert run.rc != 0
     record = run.records[HOST]
     assert record['failed_check'] == 'rebuild' and 'stop it before restoring over it' in record['error'], record
-    assert source.is_running() and sorted(os.listdir(source.pgdata)) == before
-    assert not glob.glob(source.pgdata + '.before-restore-*')
+    assert source.is_running() and sorted(os.listdir(pgdata)) == before
+    assert not glob.glob(pgdata + '.before-restore-*')

@@ -292,6 +292,18 @@ class ShellHost(object):
     def start_postgres(self):
         start_postgres(self.root, self.port, 0)
 
+    def is_running(self):
+        return self.run([PG_BIN + '/pg_ctl', '-D', PGDATA, 'status'], check=False).returncode == 0
+
+    def user_name(self, uid):
+        """The shell's name for ``uid`` ('' when it has none)."""
+        with open(self.path('/etc/passwd')) as f:
+            for line in f:
+                fields = line.split(':')
+                if len(fields) > 2 and fields[2] == str(uid):
+                    return fields[0]
+        return ''
+
     @property
     def has_pg_probackup(self):
         return os.path.exists(self.path('/usr/local/bin/pg_probackup'))

@@ -6,7 +6,7 @@ do), and through the restore role's playbooks; and damage copies of archives.
 Used by the end-to-end tests of the backup and restore roles and by
 ``make demo`` / ``make demo-verify``.
 
-    python restoring.py restore-vars ROLE_VARS_JSON   # the restore role's vars for a fake host, as JSON
+    python restoring.py restore-vars ROLE_VARS_JSON   # the restore role's vars for a shell, as JSON
 """
 
 from __future__ import annotations
@@ -72,19 +72,9 @@ def table_counts(cluster):
 
 
 def restore_vars(role_vars, **extra):
-    """The restore role's variables for a fake Alation host, from the backup role's."""
-    out = dict(
-        alation_restore_root=role_vars['alation_backup_root'],
-        alation_restore_use_chroot=role_vars.get('alation_backup_use_chroot', False),
-        alation_restore_pg_os_user=role_vars['alation_backup_pg_os_user'],
-        alation_restore_pg_bindir=role_vars.get('alation_backup_pg_bindir') or '',
-        alation_restore_storage_dir=role_vars.get('alation_backup_storage_dir', '/data2/backup'),
-        alation_restore_scratch_dir='/data2/restore_drill',
-        # The fake host's tree may sit under /tmp, which staging_dir refuses otherwise.
-        alation_restore_allowed_roots=[os.path.dirname(role_vars['alation_backup_root'])],
-        # We are root on localhost already: no become (sudo may not be installed).
-        alation_restore_become=False,
-    )
+    """The restore role's variables for the Alation shell the backup role's ``role_vars`` name: its defaults,
+    with only the shell's path (and no become: we are root already)."""
+    out = dict(alation_restore_root=role_vars['alation_backup_root'], alation_restore_become=False)
     out.update(extra)
     return out
 
