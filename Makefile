@@ -17,7 +17,7 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/alation/backup
 # that is its own git repo (it lists files through git).
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/alation/backup
 # Debian packages the tests, the demo and the benchmark use.
-APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time
+APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap
 PIP_VERSION_FOR_ANSIBLE_TEST := 24.2
 ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
 
@@ -26,7 +26,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv collection sanity-tree sanity units lint integration molecule test demo demo-verify bench clean
+.PHONY: help deps venv collection shell sanity-tree sanity units lint integration molecule test demo demo-verify bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -52,6 +52,11 @@ collection: venv
 	mkdir -p $(dir $(COLLECTION_LINK))
 	ln -sfn $(CURDIR) $(COLLECTION_LINK)
 
+# The Alation shell the role-level tests, molecule and the demo run in: a
+# Debian 12 chroot built with debootstrap once (about a minute), then cached.
+shell: deps venv
+	$(BIN)/python tests/support/alation_shell.py build
+
 ## Tests ---------------------------------------------------------------------
 # ansible-test bootstraps pip in each sanity venv from a script it would
 # download; an offline stand-in in its cache runs pip from a PyPI wheel.
@@ -76,14 +81,14 @@ lint: collection
 
 # Module targets through ansible-test (the real Ansible path), then the
 # pytest suites that start their own PostgreSQL cluster.
-integration: deps collection sanity-tree
+integration: deps collection shell sanity-tree
 	cd $(SANITY_TREE) && $(BIN)/ansible-test integration --local --python 3.11 \
 	  --allow-destructive --allow-root --color no $(TARGETS)
 	$(BIN)/pytest -q tests/integration
 
 # Molecule runs from extensions/. The incremental scenario needs the real
 # pg_probackup; without it that scenario is skipped, and says so.
-molecule: deps collection
+molecule: deps collection shell
 	cd extensions && $(BIN)/molecule test -s default
 	if command -v pg_probackup >/dev/null || [ -x "$${PG_PROBACKUP:-}" ]; then \
 	  cd extensions && $(BIN)/molecule test -s incremental; \
@@ -92,10 +97,10 @@ molecule: deps collection
 test: deps sanity units lint integration molecule
 
 ## Demo and benchmark --------------------------------------------------------
-demo: deps collection
+demo: deps collection shell
 	demo/demo.sh
 
-demo-verify: deps collection
+demo-verify: deps collection shell
 	demo/verify.sh $(ARCHIVE)
 
 bench: deps collection

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make demo-verify [ARCHIVE=path]: the restore drill (playbooks/verify_backup.yml)
-# on an archive of the demo setup in .demo/, the newest when none is named.
-# Prints the verdict; exits non-zero when the drill fails. The drill needs no
-# running cluster: it starts its own temporary one from the archive.
+# on an archive of the demo's Alation shell in .demo/, the newest when none is
+# named, with the restore role's defaults (only the shell's path set). Prints
+# the verdict; exits non-zero when the drill fails. The drill starts its own
+# temporary PostgreSQL from the archive, inside the shell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -13,13 +14,15 @@ if [ ! -f "$demo/role_vars.json" ] || [ ! -f "$demo/inventory.yml" ]; then
   echo "no demo setup in $demo: run make demo first" >&2
   exit 2
 fi
+root=$demo/alation
+"$py" tests/support/alation_shell.py up "$root" > "$demo/role_vars.json"
+trap '"$py" tests/support/alation_shell.py down "$root" || true' EXIT
 "$py" tests/support/restoring.py restore-vars "$demo/role_vars.json" > "$demo/restore_vars.json"
 
 archive=${1:-}
 if [[ "$archive" == */* ]]; then
   archive=$(realpath -e "$archive")   # a host path; a bare name is looked up in the backup storage dir
 fi
-pgpb=${PG_PROBACKUP:-}
 report=$demo/drill_report.json
 rm -f "$report"
 
@@ -28,7 +31,7 @@ rc=0
 start=$(date +%s%N)
 "$repo/.venv/bin/ansible-playbook" -i "$demo/inventory.yml" playbooks/verify_backup.yml \
   -e @"$demo/restore_vars.json" -e alation_restore_report_path="$report" \
-  ${archive:+-e alation_restore_archive="$archive"} ${pgpb:+-e alation_restore_pg_probackup_binary="$pgpb"} || rc=$?
+  ${archive:+-e alation_restore_archive="$archive"} || rc=$?
 end=$(date +%s%N)
 
 if [ ! -f "$report" ]; then

@@ -2,8 +2,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 
 class ModuleDocFragment(object):
     # What each attribute means; a module states only its support level.

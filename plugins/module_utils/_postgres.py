@@ -7,8 +7,6 @@ The password only ever travels in the environment (``PGPASSWORD``) of the
 program that needs it, never on a command line where ``ps`` would show it.
 """
 
-from __future__ import annotations
-
 
 def postgres_argument_spec():
     """Connection options; extend a module's spec with ``.update()``."""

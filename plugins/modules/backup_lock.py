@@ -3,8 +3,6 @@
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 DOCUMENTATION = r'''
 module: backup_lock
 short_description: Take or release the per-host lock of an Alation backup run

@@ -11,8 +11,6 @@ in, so they vanish with it and never show on the host: removing the tree
 afterwards cannot reach the host's /usr.
 """
 
-from __future__ import annotations
-
 import os
 import pwd
 import shutil

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """alation.backup.pg_basebackup against a real PostgreSQL 15 cluster."""
 
-from __future__ import annotations
-
 import os
 import pwd
 

@@ -9,8 +9,6 @@ about 10 s whatever its size (pg_probackup's WAL streamer notices the end only
 at its 10 s status interval), so the suite keeps the number of backups small.
 """
 
-from __future__ import annotations
-
 import glob
 import os
 import pwd

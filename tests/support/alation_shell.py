@@ -21,6 +21,7 @@ pg_probackup and alation_conf run inside it. This builds such a shell:
 
     python alation_shell.py build               # the cached base (~65 s fresh, nothing when cached)
     python alation_shell.py up ROOT [--scale N] # the shell at ROOT, PostgreSQL running; prints role vars as JSON
+                                                # (again on a shell that is up: the same vars)
     python alation_shell.py down ROOT [--purge] # stop PostgreSQL, unmount (--purge: forget the shell's changes)
 """
 
@@ -61,7 +62,11 @@ def log(msg):
 
 def run(argv, **kwargs):
     kwargs.setdefault('check', True)
-    return subprocess.run(argv, **kwargs)
+    try:
+        return subprocess.run(argv, **kwargs)
+    except subprocess.CalledProcessError as e:
+        raise SystemExit('alation_shell: %s exited %d%s' % (' '.join(argv), e.returncode, (
+            '; see %s' % kwargs['stdout'].name) if hasattr(kwargs.get('stdout'), 'name') else ''))
 
 
 def recipe_id():
@@ -99,7 +104,9 @@ def build():
         tmp = '%s.tmp-%d' % (base, os.getpid())
         shutil.rmtree(tmp, ignore_errors=True)
         log('building the Alation shell base in %s (debootstrap %s, then %s)' % (base, SUITE, ' '.join(PACKAGES)))
-        run(['debootstrap', '--variant=minbase', SUITE, tmp, MIRROR], stdout=subprocess.DEVNULL)
+        build_log = open(os.path.join(CACHE, 'build.log'), 'w')
+        quiet = dict(stdout=build_log, stderr=subprocess.STDOUT)
+        run(['debootstrap', '--variant=minbase', SUITE, tmp, MIRROR], **quiet)
         # No cluster of Debian's own, and no service started by a package inside the chroot.
         os.makedirs(os.path.join(tmp, 'etc/postgresql-common/createcluster.d'), exist_ok=True)
         with open(os.path.join(tmp, 'etc/postgresql-common/createcluster.d/alation-shell.conf'), 'w') as f:
@@ -112,10 +119,11 @@ def build():
         script = ('mount -t proc proc %s/proc && DEBIAN_FRONTEND=noninteractive chroot %s apt-get install -y -q '
                   '--no-install-recommends %s && chroot %s apt-get clean'
                   % (tmp, tmp, ' '.join(PACKAGES), tmp))
-        run(['unshare', '--mount', '--propagation', 'private', 'sh', '-ec', script], stdout=subprocess.DEVNULL)
+        run(['unshare', '--mount', '--propagation', 'private', 'sh', '-ec', script], **quiet)
         for name, uid in USERS:
-            run(['chroot', tmp, 'groupadd', '-g', str(uid), name])
-            run(['chroot', tmp, 'useradd', '-u', str(uid), '-g', str(uid), '-m', '-s', '/bin/bash', name])
+            run(['chroot', tmp, 'groupadd', '-g', str(uid), name], **quiet)
+            run(['chroot', tmp, 'useradd', '-u', str(uid), '-g', str(uid), '-m', '-s', '/bin/bash', name], **quiet)
+        build_log.close()
         with open(os.path.join(tmp, '.alation_shell_complete'), 'w') as f:
             json.dump(dict(RECIPE, built=time.time()), f)
         os.rename(tmp, base)
@@ -239,8 +247,15 @@ def up(root, scale=1):
     fresh = not os.path.exists(state_file)
     if fresh:
         lay_out(root)
-    port = free_port()
-    start_postgres(root, port, scale if fresh else 0)
+    running = not fresh and subprocess.run(
+        ['chroot', '--userspec=alation:alation', root, PG_BIN + '/pg_ctl', '-D', PGDATA, 'status'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    if running:
+        with open(state_file) as f:
+            port = json.load(f)['port']
+    else:
+        port = free_port()
+        start_postgres(root, port, scale if fresh else 0)
     info = dict(root=root, port=port, base=base, pg_probackup=os.path.exists(
         os.path.join(root, 'usr/local/bin/pg_probackup')))
     with open(state_file, 'w') as f:

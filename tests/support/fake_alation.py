@@ -12,8 +12,6 @@ PostgreSQL 15 cluster at /data1/pgsql (PGDATA /data1/pgsql/data). Used by
     python fake_alation.py down ROOT             # stop PostgreSQL
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

@@ -7,8 +7,6 @@ the module prints its result as JSON. This runs the real module code with the
 real programs (no mocks) and lets a test kill it at any point.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess

@@ -12,8 +12,6 @@ As a command: ``python pgcluster.py start DIR [--scale N]`` prints the cluster
 as JSON; ``python pgcluster.py stop DIR``.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

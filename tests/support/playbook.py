@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the collection's playbooks for real against a fake Alation host on localhost."""
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess

@@ -9,8 +9,6 @@ Used by the end-to-end tests of the backup and restore roles and by
     python restoring.py restore-vars ROLE_VARS_JSON   # the restore role's vars for a shell, as JSON
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import os

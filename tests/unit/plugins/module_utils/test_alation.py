@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The pure functions of _alation: paths, alation_conf output, the version file."""
 
-from __future__ import annotations
-
 import os
 
 import pytest

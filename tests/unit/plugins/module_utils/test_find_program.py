@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """find_program: PostgreSQL programs inside an Alation shell, newest (or the data's own) version first."""
 
-from __future__ import annotations
-
 import os
 
 import pytest

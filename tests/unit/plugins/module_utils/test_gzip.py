@@ -81,7 +81,9 @@ def sample_data(n):
     rng = random.Random(n)
     words = [b'alpha', b'beta', b'catalog', b'schema', b'1234', b'\n']
     text = b' '.join(rng.choice(words) for i in range(n // 5))[:n // 2]
-    return text + rng.randbytes(n - len(text))
+    rest = n - len(text)
+    # Random.randbytes is Python 3.9+.
+    return text + (rng.getrandbits(8 * rest).to_bytes(rest, 'little') if rest else b'')
 
 
 @pytest.mark.parametrize('threads', [1, 3])

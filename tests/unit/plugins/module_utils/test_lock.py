@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """module_utils/_locks.py (FileLock): real processes contend for a real flock."""
 
-from __future__ import annotations
-
 import os
 import signal
 import subprocess
@@ -34,7 +32,7 @@ def holder(tmp_path):
     def start(seconds=30):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(COLLECTIONS)] + sys.path))
         proc = subprocess.Popen([sys.executable, '-c', HOLDER, path, str(seconds)], stdout=subprocess.PIPE,
-                                text=True, env=env)
+                                universal_newlines=True, env=env)
         procs.append(proc)
         assert proc.stdout.readline().strip() == 'locked'
         return proc

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The inventory's comparison with the manifest, the psql command line and pg_amcheck's report."""
 
-from __future__ import annotations
-
 import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils import _pg_inventory as inv

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """module_utils/_pg_probackup.py against output recorded from the real pg_probackup 2.5.15."""
 
-from __future__ import annotations
-
 import json
 import os
 import signal

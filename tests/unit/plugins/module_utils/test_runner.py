@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """_runner: how commands are wrapped for the Alation shell and run (for real)."""
 
-from __future__ import annotations
-
 import subprocess
 import tempfile
 

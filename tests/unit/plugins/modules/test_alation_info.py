@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """alation_info against a fake Alation shell tree and the alation_conf double (a real process)."""
 
-from __future__ import annotations
-
 import os
 import pwd
 import shutil
@@ -324,7 +322,7 @@ def test_run_as_other_user(shell):
 
 def conf(shell, *args):
     """Run the double as alation_conf; return (rc, stdout, stderr)."""
-    proc = subprocess.run([shell.conf] + list(args), capture_output=True, text=True, env={}, check=False)
+    proc = subprocess.run([shell.conf] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env={}, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 

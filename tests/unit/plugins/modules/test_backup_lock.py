@@ -1,8 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import annotations
-
 import os
 
 from ansible_collections.alation.backup.plugins.modules import backup_lock

@@ -6,8 +6,6 @@ These need no PostgreSQL; the runs against the real pg_probackup and a real
 cluster are in tests/integration/test_pg_probackup.py.
 """
 
-from __future__ import annotations
-
 import os
 
 import pytest

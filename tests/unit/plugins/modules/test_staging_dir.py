@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """staging_dir through AnsibleModule (set_module_args harness), on real directories."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -265,7 +263,7 @@ def test_immutable_file_fails_with_path_and_counts(scratch):
         with open(os.path.join(stage, name), 'w') as f:
             f.write('1234')
     locked = os.path.join(stage, 'b', 'locked')
-    if subprocess.run(['chattr', '+i', locked], capture_output=True, check=False).returncode:
+    if subprocess.run(['chattr', '+i', locked], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False).returncode:
         pytest.skip('chattr +i does not work on this filesystem')
     try:
         failed, result = run(dict(path=stage))
@@ -286,7 +284,7 @@ def test_mount_inside_is_kept_and_warned_about(scratch):
     mnt = os.path.join(stage, 'm')
     os.makedirs(mnt)
     open(os.path.join(stage, 'gone'), 'w').close()
-    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], capture_output=True, text=True, check=False)
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode:
         pytest.skip('cannot mount a tmpfs here: %s' % proc.stderr.strip())
     try:

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Harness for running a module's main() in-process (after community.general's)."""
 
-from __future__ import annotations
-
 import contextlib
 import json
 
