@@ -18,15 +18,28 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/alation/backup
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/alation/backup
 # Debian packages the tests, the demo and the benchmark use.
 APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap
-PIP_VERSION_FOR_ANSIBLE_TEST := 24.2
+# The pip versions ansible-test bootstraps: 24.2 (ansible-core 2.19), 23.1.2
+# and 21.3.1 (2.16, for Python 3.7 and 3.6).
+PIP_VERSIONS_FOR_ANSIBLE_TEST := 24.2 23.1.2 21.3.1
 ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
+GET_PIPS := $(foreach v,$(PIP_VERSIONS_FOR_ANSIBLE_TEST),$(ANSIBLE_TEST_CACHE)/get_pip_$(subst .,_,$(v)).py)
+
+# The managed hosts' Pythons: RHEL 8's platform-python is 3.6, RHEL 9 has
+# 3.9, Debian 12 3.11. pyenv has each here. ansible-core 2.19's ansible-test
+# checks 3.8 and newer, 2.16's (the oldest requires_ansible admits) 3.6 and 3.7.
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+pyenv_bin = $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).[0-9]*/bin)))
+PYTHONS_2_19 := 3.8 3.9 3.10 3.11 3.12 3.13
+PYTHONS_2_16 := 3.6 3.7
+PYENV_PATH := $(subst $(eval) ,:,$(foreach v,$(PYTHONS_2_16) $(PYTHONS_2_19),$(call pyenv_bin,$(v))))
+VENV_216 := $(CURDIR)/.venv-ansible-2.16
 
 export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv collection shell sanity-tree sanity units lint integration molecule test demo demo-verify bench clean
+.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration molecule test demo demo-verify bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -48,6 +61,21 @@ $(BIN)/.installed: requirements-dev.txt
 
 venv: $(BIN)/.installed
 
+# ansible-core 2.16, and a venv for each end of the hosts' Pythons (unit tests).
+$(VENV_216)/.installed: tests/requirements/ansible-2.16.txt
+	$(PYTHON) -m venv $(VENV_216)
+	$(VENV_216)/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+$(CURDIR)/.venv-py%/.installed: tests/requirements/python%.txt
+	@test -x "$(call pyenv_bin,$*)/python$*" || { echo "Python $* not found under $(PYENV_ROOT)/versions (pyenv)"; exit 1; }
+	$(call pyenv_bin,$*)/python$* -m venv $(@D)
+	$(if $(filter 3.6,$*),$(@D)/bin/python -m pip install -q --disable-pip-version-check 'pip==21.3.1')
+	$(@D)/bin/pip install -q --disable-pip-version-check --prefer-binary -r $<
+	touch $@
+
+venvs: venv $(VENV_216)/.installed $(CURDIR)/.venv-py3.6/.installed $(CURDIR)/.venv-py3.13/.installed
+
 collection: venv
 	mkdir -p $(dir $(COLLECTION_LINK))
 	ln -sfn $(CURDIR) $(COLLECTION_LINK)
@@ -60,9 +88,9 @@ shell: deps venv
 ## Tests ---------------------------------------------------------------------
 # ansible-test bootstraps pip in each sanity venv from a script it would
 # download; an offline stand-in in its cache runs pip from a PyPI wheel.
-$(ANSIBLE_TEST_CACHE)/get_pip_$(subst .,_,$(PIP_VERSION_FOR_ANSIBLE_TEST)).py: tests/sanity/get_pip_offline.py | venv
+$(ANSIBLE_TEST_CACHE)/get_pip_%.py: tests/sanity/get_pip_offline.py | venv
 	mkdir -p $(ANSIBLE_TEST_CACHE)
-	$(BIN)/pip download -q --disable-pip-version-check --no-deps -d $(ANSIBLE_TEST_CACHE) pip==$(PIP_VERSION_FOR_ANSIBLE_TEST)
+	$(BIN)/pip download -q --disable-pip-version-check --no-deps -d $(ANSIBLE_TEST_CACHE) pip==$(subst _,.,$*)
 	cp $< $@
 
 sanity-tree: venv
@@ -70,8 +98,20 @@ sanity-tree: venv
 	git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C $(SANITY_TREE)
 	cd $(SANITY_TREE) && git init -q && git add -A
 
-sanity: sanity-tree $(ANSIBLE_TEST_CACHE)/get_pip_$(subst .,_,$(PIP_VERSION_FOR_ANSIBLE_TEST)).py
+sanity: sanity-tree $(GET_PIPS)
 	cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --venv --requirements --python 3.11 --color no
+
+# Every module and module_util compiles and imports on each host Python;
+# the module_utils unit tests pass on the oldest (3.6) and the newest (3.13).
+pythons: sanity-tree venvs $(GET_PIPS)
+	cd $(SANITY_TREE) && for v in $(PYTHONS_2_19); do \
+	  PATH=$(PYENV_PATH):$$PATH $(BIN)/ansible-test sanity --test compile --test import --python $$v \
+	    --venv --requirements --color no || exit 1; done
+	cd $(SANITY_TREE) && for v in $(PYTHONS_2_16); do \
+	  PATH=$(VENV_216)/bin:$(PYENV_PATH):$$PATH $(VENV_216)/bin/ansible-test sanity --test compile --test import \
+	    --python $$v --venv --requirements --color no || exit 1; done
+	for v in 3.6 3.13; do echo "== module_utils unit tests on Python $$v"; \
+	  $(CURDIR)/.venv-py$$v/bin/python -m pytest -q tests/unit/plugins/module_utils || exit 1; done
 
 units: collection
 	$(BIN)/pytest -q tests/unit
@@ -81,7 +121,7 @@ lint: collection
 
 # Module targets through ansible-test (the real Ansible path), then the
 # pytest suites that start their own PostgreSQL cluster.
-integration: deps collection shell sanity-tree
+integration: deps collection shell venvs sanity-tree
 	cd $(SANITY_TREE) && $(BIN)/ansible-test integration --local --python 3.11 \
 	  --allow-destructive --allow-root --color no $(TARGETS)
 	$(BIN)/pytest -q tests/integration
@@ -94,7 +134,7 @@ molecule: deps collection shell
 	  cd extensions && $(BIN)/molecule test -s incremental; \
 	else echo "SKIPPED molecule scenario 'incremental': pg_probackup not found (\$$PG_PROBACKUP unset, none on PATH)"; fi
 
-test: deps sanity units lint integration molecule
+test: deps sanity pythons units lint integration molecule
 
 ## Demo and benchmark --------------------------------------------------------
 demo: deps collection shell

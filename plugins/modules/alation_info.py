@@ -173,7 +173,7 @@ conf_errors:
 paths:
   description:
     - The paths of a run, each as C(shell_path) (inside the Alation shell), C(host_path) (under O(root)) and C(path)
-      (as handed to programs: the shell path when they run inside the shell, see O(use_chroot)).
+      (as handed to programs, which is the shell path when they run inside the shell, see O(use_chroot)).
     - C(staging_dir) is O(staging_dir), else the value of C(alation.backup.data_temp_dir), else C(/data2/tmp).
     - Also C(pgdata), C(lock) (the backup lock in the backup storage dir) and each of O(paths).
   returned: success
@@ -267,9 +267,9 @@ def main():
         paths = _alation.shell_paths(
             root, data_temp_dir, use_chroot=p['use_chroot'], staging_dir=p['staging_dir'],
             pg_staging_dir=p['pg_staging_dir'], backup_storage_dir=p['backup_storage_dir'], pgdata=p['pgdata'],
-            named=p['paths'])
+            named=p['paths'] or {})
         extra = [_alation.shell_paths(root, use_chroot=p['use_chroot'], named=dict(extra=e))['extra']
-                 for e in p['extra_paths']]
+                 for e in p['extra_paths'] or []]
     except ValueError as e:
         if str(e).startswith('staging_dir:') and not p['staging_dir'] and data_temp_dir:
             module.fail_json(msg='%s is %r: %s. Set it with alation_conf %s -s <absolute path>'
@@ -280,11 +280,11 @@ def main():
     result.update(paths=paths, extra_paths=extra, chroot=chroot)
 
     accounts = Accounts(chroot)
-    problems = accounts.conflicts(p['users'])
+    problems = accounts.conflicts(p['users'] or [])
     if problems:
         module.fail_json(msg='; '.join(problems), **result)
     result['users'] = {}
-    for name in p['users']:
+    for name in p['users'] or []:
         if name not in (None, ''):
             uid, gid = accounts.user(name)
             result['users'][name] = dict(uid=uid, gid=gid, name=accounts.user_name(uid) or str(name))

@@ -2,8 +2,11 @@
 
 ansible-test bootstraps pip in each sanity venv by downloading get-pip.py from a
 host these machines cannot reach. It first looks for the script in its cache;
-``make sanity`` puts this file there. It runs pip from a wheel that sits next
-to it (downloaded from PyPI by the Makefile) to install the requested packages.
+``make sanity`` puts this file there, once for each pip version ansible-test
+asks for (``get_pip_<version>.py``: ansible-core 2.16 wants 21.3.1 on Python
+3.6 and 23.1.2 elsewhere, 2.19 wants 24.2). It runs pip from the wheel of
+that version that sits next to it (downloaded from PyPI by the Makefile) to
+install the requested packages.
 """
 import glob
 import os
@@ -15,9 +18,12 @@ ONLY_FOR_REAL_GET_PIP = ('--no-setuptools', '--no-wheel')
 
 
 def main():
-    wheels = sorted(glob.glob(os.path.join(HERE, 'pip-*.whl')))
+    # get_pip_21_3_1.py -> pip-21.3.1-*.whl
+    name = os.path.splitext(os.path.basename(__file__))[0]
+    version = '.'.join(name.split('_')[2:]) or '*'
+    wheels = sorted(glob.glob(os.path.join(HERE, 'pip-%s-*.whl' % version)))
     if not wheels:
-        sys.exit('get_pip_offline: no pip wheel in %s; run "make sanity" to fetch it' % HERE)
+        sys.exit('get_pip_offline: no pip %s wheel in %s; run "make sanity" to fetch it' % (version, HERE))
     sys.path.insert(0, wheels[-1])
     args = [a for a in sys.argv[1:] if a not in ONLY_FOR_REAL_GET_PIP]
     sys.argv = ['pip', 'install'] + args

@@ -17,16 +17,17 @@ COLLECTIONS = os.path.join(REPO, '.build', 'collections')
 HOST = 'alation-test-host'
 
 
-def _inventory(workdir):
+def _inventory(workdir, interpreter=None):
     path = os.path.join(workdir, 'inventory.yml')
     with open(path, 'w') as f:
         json.dump({'alation': {'hosts': {HOST: {
             'ansible_connection': 'local',
-            'ansible_python_interpreter': sys.executable}}}}, f)
+            # Set, never discovered: discovery can pick a pyenv shim with no Python behind it.
+            'ansible_python_interpreter': interpreter or sys.executable}}}}, f)
     return path
 
 
-def _argv_env(playbook, extra_vars, check=False, workdir=None):
+def _argv_env(playbook, extra_vars, check=False, workdir=None, ansible_playbook=None, interpreter=None):
     workdir = workdir or tempfile.mkdtemp(prefix='alation-backup-play-')
     vars_file = os.path.join(workdir, 'vars.json')
     report = os.path.join(workdir, 'report.json')
@@ -34,7 +35,8 @@ def _argv_env(playbook, extra_vars, check=False, workdir=None):
         # We are root on localhost already: no become (sudo may not be installed).
         json.dump(dict({'alation_backup_become': False, 'alation_backup_report_path': report,
                         'alation_restore_become': False, 'alation_restore_report_path': report}, **extra_vars), f)
-    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', _inventory(workdir),
+    argv = [ansible_playbook or os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+            '-i', _inventory(workdir, interpreter),
             os.path.join(REPO, 'playbooks', playbook), '-e', '@' + vars_file]
     if check:
         argv.append('--check')
@@ -64,11 +66,13 @@ class PlaybookRun:
             return {r['host']: r for r in json.load(f)}
 
 
-def start_playbook(playbook, extra_vars, check=False, workdir=None):
-    argv, env, report = _argv_env(playbook, extra_vars, check, workdir)
+def start_playbook(playbook, extra_vars, check=False, workdir=None, ansible_playbook=None, interpreter=None):
+    """Start ``playbook``; ``ansible_playbook`` another ansible-core's, ``interpreter`` the host's Python."""
+    argv, env, report = _argv_env(playbook, extra_vars, check, workdir, ansible_playbook, interpreter)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return PlaybookRun(proc, report)
 
 
-def run_playbook(playbook, extra_vars, check=False, workdir=None, timeout=900):
-    return start_playbook(playbook, extra_vars, check, workdir).wait(timeout)
+def run_playbook(playbook, extra_vars, check=False, workdir=None, timeout=900, ansible_playbook=None,
+                 interpreter=None):
+    return start_playbook(playbook, extra_vars, check, workdir, ansible_playbook, interpreter).wait(timeout)
