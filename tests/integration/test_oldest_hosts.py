@@ -23,7 +23,8 @@ ANSIBLE_216 = os.path.join(REPO, '.venv-ansible-2.16', 'bin', 'ansible-playbook'
 
 def pyenv_python(version):
     try:
-        root = subprocess.run(['pyenv', 'root'], stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+        root = subprocess.run(['pyenv', 'root'], stdout=subprocess.PIPE, universal_newlines=True,
+                              check=False).stdout.strip()
     except OSError:
         root = os.path.expanduser('~/.pyenv')
     found = sorted(glob.glob(os.path.join(root or os.path.expanduser('~/.pyenv'), 'versions', version + '.*',

@@ -63,7 +63,8 @@ def log(msg):
 def run(argv, **kwargs):
     kwargs.setdefault('check', True)
     try:
-        return subprocess.run(argv, **kwargs)
+        # check is in kwargs (set above).
+        return subprocess.run(argv, **kwargs)  # pylint: disable=subprocess-run-check
     except subprocess.CalledProcessError as e:
         raise SystemExit('alation_shell: %s exited %d%s' % (' '.join(argv), e.returncode, (
             '; see %s' % kwargs['stdout'].name) if hasattr(kwargs.get('stdout'), 'name') else ''))
@@ -249,7 +250,7 @@ def up(root, scale=1):
         lay_out(root)
     running = not fresh and subprocess.run(
         ['chroot', '--userspec=alation:alation', root, PG_BIN + '/pg_ctl', '-D', PGDATA, 'status'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
     if running:
         with open(state_file) as f:
             port = json.load(f)['port']

@@ -41,8 +41,9 @@ def test_a_zombie_is_dead():
 
 def test_check_space_names_what_where_and_what_to_do(tmp_path):
     assert _host.check_space(str(tmp_path / 'not/yet'), 1, 'x', 'y') > 0
-    with pytest.raises(_host.HostError, match=r'^not enough free space for the thing in .*: \d+ bytes \(.*\) free, '
-                                             r'1125899906842624 bytes \(1024.0 TiB\) needed; free some$'):
+    pattern = (r'^not enough free space for the thing in .*: \d+ bytes \(.*\) free, '
+               r'1125899906842624 bytes \(1024.0 TiB\) needed; free some$')
+    with pytest.raises(_host.HostError, match=pattern):
         _host.check_space(str(tmp_path), 2 ** 50, 'the thing', 'free some')
 
     class Mine(_host.HostError):

@@ -11,7 +11,6 @@ from ansible_collections.alation.backup.plugins.module_utils import _restore
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._restore import RestoreError
 
-from .runner_double import runner
 
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 5, tzinfo=datetime.timezone.utc)
 

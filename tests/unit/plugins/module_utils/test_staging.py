@@ -254,7 +254,8 @@ def test_staging_dir_that_is_a_mount_point_is_kept_for_absent(scratch):
 def mount_tmpfs(where):
     if os.geteuid() != 0:
         pytest.skip('mounting a tmpfs needs root')
-    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', where], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', where], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode:
         pytest.skip('cannot mount a tmpfs here: %s' % proc.stderr.strip())
 
@@ -358,7 +359,8 @@ def test_dir_replaced_by_another_dir_is_detected(scratch):
 def chattr_immutable(path):
     if os.geteuid() != 0 or not shutil.which('chattr'):
         pytest.skip('chattr +i needs root and chattr')
-    proc = subprocess.run(['chattr', '+i', path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    proc = subprocess.run(['chattr', '+i', path], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode:
         pytest.skip('chattr +i does not work on this filesystem: %s' % proc.stderr.strip())
 

@@ -92,5 +92,5 @@ def test_conflicts_name_missing_users_and_host_users_with_other_uids(shell, tmp_
     assert 'but uid 0 on the host' in problems[0]
     assert problems[1].startswith("user 'ghost' is not a user in %s/etc/passwd" % shell)
     # Without a shell there is nothing to conflict with: only missing users count.
-    assert Accounts().conflicts(['root', 'ghost-x']) == ["user 'ghost-x' is not a user on this host: create the user "
-                                                          "first or give a numeric uid"]
+    missing = "user 'ghost-x' is not a user on this host: create the user first or give a numeric uid"
+    assert Accounts().conflicts(['root', 'ghost-x']) == [missing]

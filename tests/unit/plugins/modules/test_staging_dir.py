@@ -284,7 +284,8 @@ def test_mount_inside_is_kept_and_warned_about(scratch):
     mnt = os.path.join(stage, 'm')
     os.makedirs(mnt)
     open(os.path.join(stage, 'gone'), 'w').close()
-    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode:
         pytest.skip('cannot mount a tmpfs here: %s' % proc.stderr.strip())
     try:
