@@ -17,3 +17,16 @@ attributes:
     support: full
     platforms: posix
 '''
+
+    # A module that only reads: the same in check mode, nothing to diff.
+    READ_ONLY = r'''
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details: It only reads, so it runs the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+'''

@@ -11,6 +11,10 @@ every database. Standard library only; programs run through the Runner.
 import json
 
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
+from ansible_collections.alation.backup.plugins.module_utils._postgres import (
+    connection_argv, connection_env, postgres_argument_spec)
+from ansible_collections.alation.backup.plugins.module_utils._runner import (
+    Runner, find_program, not_found, runner_argument_spec)
 
 # Databases a client can use: not templates, and open to connections.
 LIST_DATABASES_SQL = (
@@ -54,6 +58,26 @@ def psql_argv(psql, conn_argv, dbname, sql, replication=False):
     conninfo = conninfo_dbname(dbname) + (' replication=true' if replication else '')
     return [psql, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '--no-password'] + list(conn_argv) + [
         '-d', conninfo, '-c', sql]
+
+
+def psql_argument_spec(**more):
+    """Options of the modules that talk to PostgreSQL with psql: the connection, the Alation shell, the
+    maintenance database and where psql is; ``more`` adds the module's own."""
+    spec = postgres_argument_spec()
+    spec.update(runner_argument_spec())
+    spec.update(dbname=dict(type='str', default='postgres', aliases=['db', 'login_db']), bindir=dict(type='path'))
+    spec.update(more)
+    return spec
+
+
+def psql_client(module):
+    """(Runner, Psql) for the connection in ``module``'s params; InventoryError naming where psql was looked for."""
+    p = module.params
+    runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
+    program, searched = find_program(runner, 'psql', p['bindir'])
+    if not program:
+        raise InventoryError(not_found(runner, 'psql', searched, 'Install the PostgreSQL client or set bindir.'))
+    return runner, Psql(runner, program, connection_argv(dict(p, dbname=None)), connection_env(p))
 
 
 class Psql(object):

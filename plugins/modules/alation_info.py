@@ -19,6 +19,7 @@ description:
   - A key that cannot be read is reported in RV(conf_errors) and as a warning, not as a failure, unless O(required) lists it.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.attributes.read_only
 options:
   root:
     description:
@@ -106,15 +107,6 @@ options:
         where the command sits elsewhere; to pick a program inside the shell, give a name on its login PATH.
     type: str
     default: alation_conf
-attributes:
-  check_mode:
-    support: full
-    details: It only reads, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    details: It changes nothing.
-  platform:
-    platforms: posix
 notes:
   - The version file is parsed as text, never imported or run.
 '''

@@ -18,6 +18,7 @@ description:
     Hidden temporary files of an archive being written are never taken.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.attributes.read_only
 options:
   path:
     description: The archive, as a host path.
@@ -39,14 +40,6 @@ options:
         this collection). Read after the checksum, so a damaged archive is reported as damaged.
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-    details: Only reads, so it runs in check mode as well.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 '''
 
 EXAMPLES = r'''

@@ -114,25 +114,17 @@ from ansible_collections.alation.backup.plugins.module_utils._pg_inventory impor
     InventoryError,
     Psql,
     amcheck_problems,
+    psql_argument_spec,
 )
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
-from ansible_collections.alation.backup.plugins.module_utils._postgres import (
-    connection_argv,
-    connection_env,
-    postgres_argument_spec,
-)
-from ansible_collections.alation.backup.plugins.module_utils._runner import (
-    Runner, find_program, not_found, runner_argument_spec)
+from ansible_collections.alation.backup.plugins.module_utils._postgres import connection_argv, connection_env
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, find_program, not_found
 
 MAX_PROBLEMS = 50
 
 
 def main():
-    argument_spec = postgres_argument_spec()
-    argument_spec.update(runner_argument_spec())
-    argument_spec.update(
-        dbname=dict(type='str', default='postgres', aliases=['db', 'login_db']),
-        bindir=dict(type='path'),
+    argument_spec = psql_argument_spec(
         install_missing=dict(type='bool', default=True),
         heapallindexed=dict(type='bool', default=False),
         threads=dict(type='int', default=1, aliases=['jobs']),

@@ -17,6 +17,7 @@ description:
     task fails when the list of databases itself cannot be read.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.attributes.read_only
   - alation.backup.postgres
   - alation.backup.runner
 options:
@@ -35,14 +36,6 @@ options:
         with. The result's RV(comparison) then says whether every database recorded exists and has the number of
         tables recorded.
     type: dict
-attributes:
-  check_mode:
-    support: full
-    details: Only reads, so it runs in check mode as well.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 '''
 
 EXAMPLES = r'''
@@ -98,34 +91,18 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import InventoryError, Psql, compare, inventory
-from ansible_collections.alation.backup.plugins.module_utils._postgres import (
-    connection_argv,
-    connection_env,
-    postgres_argument_spec,
-)
-from ansible_collections.alation.backup.plugins.module_utils._runner import (
-    Runner, find_program, not_found, runner_argument_spec)
+from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import (
+    InventoryError, compare, inventory, psql_argument_spec, psql_client)
 
 
 def main():
-    argument_spec = postgres_argument_spec()
-    argument_spec.update(runner_argument_spec())
-    argument_spec.update(
-        dbname=dict(type='str', default='postgres', aliases=['db', 'login_db']),
-        bindir=dict(type='path'),
-        expected=dict(type='dict'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=psql_argument_spec(expected=dict(type='dict')), supports_check_mode=True)
     p = module.params
-    runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
+    try:
+        runner, client = psql_client(module)
+    except InventoryError as e:
+        module.fail_json(msg=str(e), changed=False)
     result = dict(changed=False, executed_commands=runner.executed_commands)
-
-    psql, searched = find_program(runner, 'psql', p['bindir'])
-    if not psql:
-        module.fail_json(msg=not_found(runner, 'psql', searched, 'Install the PostgreSQL client or set bindir.'),
-                         **result)
-    client = Psql(runner, psql, connection_argv(dict(p, dbname=None)), connection_env(p))
     try:
         result.update(inventory(client, p['dbname']))
     except InventoryError as e:

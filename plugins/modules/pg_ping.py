@@ -16,6 +16,7 @@ description:
   - It only reads.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.attributes.read_only
   - alation.backup.runner
   - alation.backup.postgres
 options:
@@ -31,14 +32,6 @@ options:
   bindir:
     description: Directory holding C(psql). Omit to search PATH and the usual PostgreSQL directories.
     type: path
-attributes:
-  check_mode:
-    support: full
-    details: It only reads, so it runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 '''
 
 EXAMPLES = r'''
@@ -71,30 +64,18 @@ executed_commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import (
-    SERVER_VERSION_SQL, InventoryError, Psql, replication_problem)
-from ansible_collections.alation.backup.plugins.module_utils._postgres import (
-    connection_argv, connection_env, postgres_argument_spec)
-from ansible_collections.alation.backup.plugins.module_utils._runner import (
-    Runner, find_program, not_found, runner_argument_spec)
+    SERVER_VERSION_SQL, InventoryError, psql_argument_spec, psql_client, replication_problem)
 
 
 def main():
-    argument_spec = postgres_argument_spec()
-    argument_spec.update(runner_argument_spec())
-    argument_spec.update(
-        dbname=dict(type='str', default='postgres', aliases=['db', 'login_db']),
-        replication=dict(type='bool', default=True),
-        bindir=dict(type='path'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=psql_argument_spec(replication=dict(type='bool', default=True)),
+                           supports_check_mode=True)
     p = module.params
-    runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
+    try:
+        runner, psql = psql_client(module)
+    except InventoryError as e:
+        module.fail_json(msg=str(e), changed=False, replication=None)
     result = dict(changed=False, replication=None, executed_commands=runner.executed_commands)
-    program, searched = find_program(runner, 'psql', p['bindir'])
-    if not program:
-        module.fail_json(msg=not_found(runner, 'psql', searched, 'Install the PostgreSQL client or set bindir.'),
-                         **result)
-    psql = Psql(runner, program, connection_argv(dict(p, dbname=None)), connection_env(p))
     try:
         result['server_version_num'] = psql.integer(p['dbname'], SERVER_VERSION_SQL)
     except InventoryError as e:

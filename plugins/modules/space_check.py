@@ -16,6 +16,7 @@ description:
   - It only reads; the archive module checks again, exactly, just before it writes.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.attributes.read_only
 options:
   path:
     description: The backup storage dir (a host path); its nearest existing parent counts when it does not exist yet.
@@ -30,14 +31,6 @@ options:
     type: list
     elements: path
     default: []
-attributes:
-  check_mode:
-    support: full
-    details: It only reads, so it runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 '''
 
 EXAMPLES = r'''
