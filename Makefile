@@ -103,7 +103,7 @@ sanity: sanity-tree $(GET_PIPS)
 
 # Every module and module_util compiles and imports on each host Python;
 # the module_utils unit tests pass on the oldest (3.6) and the newest (3.13).
-pythons: sanity-tree venvs $(GET_PIPS)
+pythons: collection sanity-tree venvs $(GET_PIPS)
 	cd $(SANITY_TREE) && for v in $(PYTHONS_2_19); do \
 	  PATH=$(PYENV_PATH):$$PATH $(BIN)/ansible-test sanity --test compile --test import --python $$v \
 	    --venv --requirements --color no || exit 1; done
