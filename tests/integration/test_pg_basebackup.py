@@ -51,7 +51,7 @@ def test_refuses_a_dest_that_is_not_empty(pg_cluster, dest):
 def test_server_down_is_a_clear_failure(pg_cluster, scratch):
     pg_cluster.stop()
     result = run_module('pg_basebackup', args_for(pg_cluster, os.path.join(scratch, 'pgbackup')))
-    assert result['failed'] and result['msg'].startswith('pg_basebackup failed (exit 1)')
+    assert result['failed'] and result['msg'].startswith('pg_basebackup failed with exit code 1: ')
     assert 'connection' in result['msg'].lower()
 
 
