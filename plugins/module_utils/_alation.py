@@ -117,6 +117,77 @@ def shell_paths(root, data_temp_dir=None, use_chroot=True, staging_dir=None, pg_
     return result
 
 
+# The shell's own system dirs: a staging dir is never one of them, inside one, or above one.
+SHELL_SYSTEM_DIRS = ('/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/media', '/mnt',
+                     '/opt', '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/var')
+_ROLES = (('staging_dir', 'staging dir'), ('pg_staging_dir', 'pg staging dir'),
+          ('backup_storage_dir', 'backup storage dir'))
+
+
+def _contains(outer, inner):
+    """True when shell path ``inner`` is ``outer`` or below it."""
+    return outer == inner or inner.startswith(outer.rstrip('/') + '/')
+
+
+def path_problems(root, paths):
+    """Why the staging dir, the pg staging dir and the backup storage dir must not be used as they are: [] when fine.
+
+    ``paths`` is what shell_paths returns. The rules are the shell's, for the
+    shell at ``root`` (a typo in alation_conf or a role variable must never
+    empty the archives): the three are distinct and none is / or a top-level
+    dir of the shell (/data1, /data2); the staging dir neither contains nor
+    lies inside the backup storage dir, the pg staging dir, PGDATA or a system
+    dir of the shell; the pg staging dir may sit inside the backup storage dir
+    but contains neither it nor PGDATA; none resolves through a symlink to
+    somewhere else. Each message names the two paths and the rule.
+    """
+    shell = dict((name, paths[name]['shell_path']) for name, dummy in _ROLES + (('pgdata', 'PGDATA'),))
+    words = dict(_ROLES, pgdata='PGDATA')
+    problems = []
+
+    def overlap(a, b, why):
+        """Refuse when dir ``a`` is, contains or lies inside dir ``b``."""
+        pa, pb = shell[a], shell[b]
+        rule = 'is' if pa == pb else 'contains' if _contains(pa, pb) else 'lies inside' if _contains(pb, pa) else None
+        if rule:
+            problems.append('the %s %s %s the %s %s: %s' % (words[a], pa, rule, words[b], pb, why))
+
+    for name, word in _ROLES:
+        path = shell[name]
+        if path == '/' or path.count('/') < 2:
+            problems.append('the %s %s is %s of the Alation shell: give a dir of its own below one, such as %s'
+                            % (word, path, 'the root' if path == '/' else 'a top-level dir',
+                               {'staging_dir': DEFAULT_STAGING_DIR, 'pg_staging_dir': PG_STAGING_DIR}.get(
+                                   name, BACKUP_STORAGE_DIR)))
+            continue
+        real_root = os.path.realpath(root)
+        expected = path if real_root == '/' else os.path.normpath(real_root + path)
+        real = os.path.realpath(paths[name]['host_path'])
+        if real != expected:
+            problems.append('the %s %s resolves through a symlink to %s on the host: give the real directory'
+                            % (word, path, real))
+    emptied = 'the staging dir is emptied at every run'
+    overlap('staging_dir', 'backup_storage_dir', emptied + ', which would delete the archives; give it a dir of '
+            'its own such as %s (alation.backup.data_temp_dir)' % DEFAULT_STAGING_DIR)
+    overlap('staging_dir', 'pg_staging_dir', emptied + ', which would delete the pg staging dir and its chain')
+    overlap('staging_dir', 'pgdata', emptied + ', which would delete the database')
+    staging = shell['staging_dir']
+    for system in SHELL_SYSTEM_DIRS:
+        if _contains(staging, system) or _contains(system, staging):
+            problems.append("the staging dir %s %s the Alation shell's system dir %s: %s; give it a dir of its own "
+                            'such as %s' % (staging, 'lies inside' if staging != system and _contains(system, staging)
+                                            else 'is or contains', system, emptied, DEFAULT_STAGING_DIR))
+            break
+    pg, storage = shell['pg_staging_dir'], shell['backup_storage_dir']
+    if pg == storage or _contains(pg, storage):
+        overlap('pg_staging_dir', 'backup_storage_dir', 'the pg staging dir is removed when incremental backups are '
+                'off, which would delete the archives; it may sit inside the backup storage dir (the default %s), '
+                'never above it' % PG_STAGING_DIR)
+    overlap('pg_staging_dir', 'pgdata', 'the pg staging dir is emptied or removed, and it is written while PGDATA '
+            'is read')
+    return problems
+
+
 def parse_conf_output(key, stdout):
     """The value ``alation_conf <key>`` printed, or None if it printed no line for ``key``.
 
@@ -263,6 +334,7 @@ def alation_info_argument_spec():
         paths=dict(type='dict', default={}),
         extra_paths=dict(type='list', elements='str', default=[]),
         users=dict(type='list', elements='str', default=[]),
+        check_paths=dict(type='bool', default=False),
         # Key names, not secrets.
         alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS), no_log=False),
         required=dict(type='list', elements='str', default=[]),

@@ -409,7 +409,7 @@ def running_info(host_catalog, instance, backups):
     return info
 
 
-def remove_tree(path, keep_top=False):
+def remove_tree(path, keep_top=False, shell_root=None):
     """Remove catalog directory ``path`` (with keep_top, only what is in it).
 
     The collection's staging rules apply (never /, a system dir or a symlink)
@@ -417,7 +417,7 @@ def remove_tree(path, keep_top=False):
     following a symlink, never leaving the catalog's filesystem. Raises
     OSError saying why when it refuses or fails.
     """
-    why = refusal(path)
+    why = refusal(path, shell_root=shell_root)
     if why:
         raise OSError(errno.EPERM, why)
     try:
@@ -640,7 +640,7 @@ def run_backup(cat, p, check_mode):
     try:
         if reset:
             # Empty the catalog but keep its directory (owner and mode stay as the admin made them).
-            remove_tree(cat.host_catalog, keep_top=True)
+            remove_tree(cat.host_catalog, keep_top=True, shell_root=cat.runner.chroot)
             changed.append(True)
         elif plan['recovery'] == 'repair':
             _repair(cat, plan, backups)
@@ -779,5 +779,5 @@ def run_absent(cat, check_mode):
             cat.catalog, ', '.join('%s: pid %s' % x for x in live)))
     res['changed'] = True
     if not check_mode:
-        remove_tree(cat.host_catalog)
+        remove_tree(cat.host_catalog, shell_root=cat.runner.chroot)
     return res

@@ -45,14 +45,33 @@ def _is_below(path, root):
     return root != path and path.startswith(root.rstrip('/') + '/')
 
 
-def _default_rule(path):
+def shell_roots(shell_root=None):
+    """The Alation shells whose system dirs are guarded: the default one, and the configured one."""
+    roots = [ALATION_CHROOT]
+    if shell_root and os.path.normpath(shell_root) not in ('/', ALATION_CHROOT):
+        roots.append(os.path.normpath(shell_root))
+    return roots
+
+
+def system_dirs(shell_root=None):
+    """The host's system dirs, and each of them inside every guarded Alation shell, and the shells themselves."""
+    dirs = set(SYSTEM_DIRS)
+    for root in shell_roots(shell_root):
+        dirs.update(root + d for d in _SYSTEM_DIRS)
+        dirs.add(root)
+    return dirs
+
+
+def _default_rule(path, shell_root=None):
     """The rule a normalized absolute ``path`` breaks when no allowed root covers it, or None."""
     # Inside the Alation shell the same rules apply relative to its root.
-    if path in SYSTEM_DIRS:
+    guarded = system_dirs(shell_root)
+    if path in guarded:
         return 'it is the system directory %s' % path
     scopes = [('', path)]
-    if path == ALATION_CHROOT or _is_below(path, ALATION_CHROOT):
-        scopes.append((ALATION_CHROOT, path[len(ALATION_CHROOT):] or '/'))
+    for root in shell_roots(shell_root):
+        if path == root or _is_below(path, root):
+            scopes.append((root, path[len(root):] or '/'))
     for prefix, inner in scopes:
         where = ' of the Alation shell %s' % prefix if prefix else ''
         if inner == '/':
@@ -60,7 +79,7 @@ def _default_rule(path):
         if inner.count('/') < 2:
             return 'it has fewer than two path components%s' % where
     parent = os.path.dirname(path)
-    if parent in SYSTEM_DIRS:
+    if parent in guarded:
         return 'it is directly inside the system directory %s' % parent
     return None
 
@@ -87,13 +106,14 @@ def resolved_path(path):
     return os.path.join(os.path.realpath(parent), name)
 
 
-def refusal(path, allowed_roots=()):
+def refusal(path, allowed_roots=(), shell_root=None):
     """Why ``path`` must not be a staging dir (a message naming the path and the rule), or None.
 
     Checked: absolute, no '..', not /, at least two components, not a system dir
     nor directly inside one (unless strictly below an entry of ``allowed_roots``),
     both as written and with the symlinks above it resolved; the path itself is
-    not a symlink and, when it exists, is a directory.
+    not a symlink and, when it exists, is a directory. The same rules hold
+    inside the Alation shell at /opt/alation/alation and at ``shell_root``.
     """
     def refuse(rule):
         return "refusing staging dir '%s': %s (%s)" % (path, rule, RULE_HINT)
@@ -110,12 +130,12 @@ def refusal(path, allowed_roots=()):
     real = resolved_path(norm)
     for candidate, roots in ((norm, lexical_roots), (real, resolved_roots)):
         shown = '' if candidate == norm else ' (resolves to %s)' % candidate
-        if candidate == '/' or candidate in SYSTEM_DIRS:
+        if candidate == '/' or candidate in system_dirs(shell_root):
             # Never, whatever allowed_roots says.
-            return refuse('%s%s' % (_default_rule(candidate), shown))
+            return refuse('%s%s' % (_default_rule(candidate, shell_root), shown))
         if any(_is_below(candidate, root) for root in roots):
             continue
-        rule = _default_rule(candidate)
+        rule = _default_rule(candidate, shell_root)
         if rule:
             if any(candidate == root for root in roots):
                 rule += '; an allowed root itself is never cleared, the staging dir must be strictly below it'

@@ -66,6 +66,16 @@ options:
     type: list
     elements: str
     default: []
+  check_paths:
+    description:
+      - Refuse (fail) when the staging dir, the pg staging dir and the backup storage dir could harm each other or the
+        shell, before anything is touched. They must be distinct, none C(/) or a top-level dir of the shell
+        (C(/data1), C(/data2)) nor reached through a symlink; the staging dir neither contains nor lies inside the
+        backup storage dir, the pg staging dir, PGDATA or a system dir of the shell; the pg staging dir may sit inside
+        the backup storage dir but contains neither it nor PGDATA.
+      - The message names the two paths and the rule.
+    type: bool
+    default: false
   users:
     description:
       - Users the run works as or gives files to (names or numeric uids). Each must exist in the Alation shell's own
@@ -270,6 +280,10 @@ def main():
         module.fail_json(msg='%s. Give paths inside the Alation shell, absolute and without "..".' % e, **result)
     chroot = root if _alation.in_shell(root, p['use_chroot']) else ''
     result.update(paths=paths, extra_paths=extra, chroot=chroot)
+    if p['check_paths']:
+        problems = _alation.path_problems(root, paths)
+        if problems:
+            module.fail_json(msg='refusing the run, nothing was touched: %s' % '; '.join(problems), **result)
 
     accounts = Accounts(chroot)
     problems = accounts.conflicts(p['users'] or [])

@@ -58,6 +58,7 @@ options:
       - The host path of the Alation shell whose users and groups O(owner) and O(group) name. They are then looked up in
         the shell's own C(etc/passwd) and C(etc/group), never on the host, where the same names may be missing or
         have other ids.
+      - The path safety rules of the description apply inside this shell too (its C(/data2) and C(etc/foo) are refused).
       - Omit on a plain host.
     type: path
   allowed_roots:
@@ -207,7 +208,7 @@ def main():
     started = time.monotonic()
     p = module.params
     state = p['state']
-    reason = _staging.refusal(p['path'], p['allowed_roots'])
+    reason = _staging.refusal(p['path'], p['allowed_roots'], p['chroot'])
     if reason:
         module.fail_json(msg=reason, path=p['path'])
     path = os.path.normpath(p['path'])

@@ -10,6 +10,7 @@ root already). Archives are then restored by hand, and with the drill.
 """
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -207,3 +208,29 @@ def test_freshness_guard_skips_a_recent_backup(alation_host):
     assert record['result'] == 'skipped' and 'younger than' in record['skipped_reason']
     assert 'changed=0' in run.output
     assert len(archives(host)) == 1
+
+
+def storage_snapshot(host):
+    """Every file of the backup storage dir with its bytes' hash: what a refused run must leave as it was."""
+    found = {}
+    for top, dirs, files in os.walk(host.path('/data2/backup')):
+        for name in files:
+            path = os.path.join(top, name)
+            with open(path, 'rb') as f:
+                found[path] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+@pytest.mark.parametrize('data_temp_dir', ['/data2/backup', '/data2', '/'])
+def test_a_staging_dir_typed_over_the_backup_storage_dir_is_refused_and_no_archive_lost(alation_host, data_temp_dir):
+    host = alation_host
+    assert role_run(host, alation_backup_engine='pg_basebackup').rc == 0
+    before = storage_snapshot(host)
+    assert len(archives(host)) == 1
+    # One typo by an admin, in alation_conf.
+    host.run(['alation_conf', 'alation.backup.data_temp_dir', '-s', data_temp_dir], user='alationadmin')
+    run = role_run(host, alation_backup_engine='pg_basebackup')
+    assert run.rc != 0
+    error = run.records[HOST]['error']
+    assert 'staging dir %s' % data_temp_dir in error and 'backup storage dir /data2/backup' in error, error
+    assert storage_snapshot(host) == before, 'the archives, their .sha256 and the lock dir are untouched'

@@ -261,3 +261,58 @@ def test_backup_space_counts_pgdata_twice_and_the_extra_paths_once(tmp_path):
     assert space['pgdata_bytes'] == 1003 and space['extra_bytes'] == 10
     assert space['needed'] == 2 * 1003 + 10
     assert space['free'] > 0
+
+
+def problems(root='/srv/shell', **given):
+    paths = _alation.shell_paths(root, None, **given)
+    return _alation.path_problems(root, paths)
+
+
+def test_the_defaults_are_fine():
+    assert problems() == []
+    assert problems(root='/') == []
+
+
+@pytest.mark.parametrize('given, expected', [
+    # One typo in alation_conf: the staging dir over the archives.
+    (dict(staging_dir='/data2/backup'), 'the staging dir /data2/backup is the backup storage dir /data2/backup: '
+                                        'the staging dir is emptied at every run, which would delete the archives'),
+    (dict(staging_dir='/data2'), 'the staging dir /data2 is a top-level dir of the Alation shell'),
+    (dict(staging_dir='/'), 'the staging dir / is the root of the Alation shell'),
+    (dict(staging_dir='/data2/backup/stage'), 'the staging dir /data2/backup/stage lies inside the backup storage dir'),
+    (dict(staging_dir='/data2/backup/pgbackup'), 'the staging dir /data2/backup/pgbackup lies inside the backup '
+                                                 'storage dir /data2/backup'),
+    (dict(staging_dir='/data1/pgsql'), 'the staging dir /data1/pgsql contains the PGDATA /data1/pgsql/data'),
+    (dict(staging_dir='/var/tmp/x'), "lies inside the Alation shell's system dir /var"),
+    (dict(staging_dir='/data2/x', backup_storage_dir='/data2/x/archives', pg_staging_dir='/data2/p'),
+     'the staging dir /data2/x contains the backup storage dir /data2/x/archives'),
+    (dict(pg_staging_dir='/data2/backup'), 'the pg staging dir /data2/backup is the backup storage dir /data2/backup: '
+                                           'the pg staging dir is removed'),
+    (dict(pg_staging_dir='/data2/x', backup_storage_dir='/data2/x/archives'),
+     'the pg staging dir /data2/x contains the backup storage dir /data2/x/archives'),
+    (dict(pg_staging_dir='/data1/pgsql'), 'the pg staging dir /data1/pgsql contains the PGDATA /data1/pgsql/data'),
+    (dict(backup_storage_dir='/data2'), 'the backup storage dir /data2 is a top-level dir of the Alation shell'),
+])
+def test_each_dangerous_layout_is_refused_naming_both_paths_and_the_rule(given, expected):
+    found = problems(**given)
+    assert any(expected in p for p in found), found
+
+
+def test_the_pg_staging_dir_may_sit_inside_the_backup_storage_dir():
+    assert problems(pg_staging_dir='/data2/backup/pgbackup') == []
+    assert problems(staging_dir='/data3/tmp', pg_staging_dir='/data2/pg', backup_storage_dir='/data4/archives') == []
+
+
+def test_a_dir_reached_through_a_symlink_is_refused(tmp_path):
+    root = tmp_path / 'shell'
+    (root / 'data2').mkdir(parents=True)
+    (tmp_path / 'elsewhere').mkdir()
+    os.symlink(str(tmp_path / 'elsewhere'), str(root / 'data2' / 'tmp'))
+    found = problems(root=str(root))
+    assert found == ['the staging dir /data2/tmp resolves through a symlink to %s on the host: give the real '
+                     'directory' % (tmp_path / 'elsewhere')]
+    # A shell that is itself reached through a link is fine: only what is inside it counts.
+    os.symlink(str(root), str(tmp_path / 'link-to-shell'))
+    (tmp_path / 'elsewhere').rmdir()
+    os.unlink(str(root / 'data2' / 'tmp'))
+    assert problems(root=str(tmp_path / 'link-to-shell')) == []

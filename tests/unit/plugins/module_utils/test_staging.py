@@ -431,3 +431,21 @@ def test_dir_state(tmp_path):
     os.symlink('full', tmp_path / 'link')
     states = {n: _staging.dir_state(str(tmp_path / n)) for n in ('full', 'empty', 'file', 'link', 'none')}
     assert states == dict(full='not_empty', empty='empty', file='not_dir', link='symlink', none='absent')
+
+
+@pytest.mark.parametrize('path, rule', [
+    ('/srv/alation', 'it is the system directory /srv/alation'),
+    ('/srv/alation/data2', 'it has fewer than two path components of the Alation shell /srv/alation'),
+    ('/srv/alation/etc', 'it is the system directory /srv/alation/etc'),
+    ('/srv/alation/etc/foo', 'it is directly inside the system directory /srv/alation/etc'),
+    ('/srv/alation/', 'it is the system directory /srv/alation'),
+])
+def test_the_rules_hold_inside_a_shell_at_another_root(path, rule):
+    why = _staging.refusal(path, shell_root='/srv/alation')
+    assert why and rule in why, why
+    assert _staging.refusal('/srv/alation/data2/tmp', shell_root='/srv/alation') is None
+
+
+def test_without_the_shell_root_another_roots_top_level_dir_was_allowed():
+    # What the rules said before they knew the configured shell: the typo went through.
+    assert _staging.refusal('/srv/alation/data2') is None
