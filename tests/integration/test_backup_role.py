@@ -234,3 +234,18 @@ def test_a_staging_dir_typed_over_the_backup_storage_dir_is_refused_and_no_archi
     error = run.records[HOST]['error']
     assert 'staging dir %s' % data_temp_dir in error and 'backup storage dir /data2/backup' in error, error
     assert storage_snapshot(host) == before, 'the archives, their .sha256 and the lock dir are untouched'
+
+
+def test_a_failure_before_the_database_step_keeps_the_incremental_chain(alation_host):
+    host = alation_host
+    engine_vars(host, 'pg_probackup')
+    assert role_run(host, alation_backup_incremental=True).rc == 0
+    # A failure of the stage step (an extra path that is not there), after the host lock is taken.
+    failed = role_run(host, alation_backup_incremental=True, alation_backup_extra_paths=['/etc/not-there.conf'])
+    assert failed.rc != 0 and failed.records[HOST]['error'].startswith('Stage'), failed.records[HOST]
+    assert failed.records[HOST]['recovered'] == {}
+    after = role_run(host, alation_backup_incremental=True)
+    assert after.rc == 0, after.output
+    record = after.records[HOST]
+    assert record['mode'] == 'DELTA', record['mode_reason']
+    assert record['recovered'] == {}
