@@ -27,12 +27,12 @@ import time
 import zlib
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (  # noqa: F401 (re-exported)
-    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, find_stale_tmp, free_timestamp,
-    normalize_version_tag, seconds_until, tmp_name, validate_suffix, validate_timestamp)
+    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, find_stale_tmp, free_timestamp, list_archives,
+    normalize_version_tag, seconds_until, sha256_of, sidecar_text, tmp_name, validate_suffix, validate_timestamp)
 from ansible_collections.alation.backup.plugins.module_utils._gzip import (
     BLOCK_SIZE, PROGRAMS, abort, available_compressors, choose_compressor, default_threads, native_level,
     open_compressor, open_decompressor, program_argv, verifier_for)
-from ansible_collections.alation.backup.plugins.module_utils._host import human, is_enospc, write_file
+from ansible_collections.alation.backup.plugins.module_utils._host import fsync_dir, human, is_enospc, write_file
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
 from ansible_collections.alation.backup.plugins.module_utils._runner import join_argv
 from ansible_collections.alation.backup.plugins.module_utils._tar import (  # noqa: F401 (scan_sources re-exported)
@@ -292,6 +292,7 @@ class Plan(object):
         self.space_check = params.get('space_check', True) is not False
         self.free = check_space(self.dest, self.totals['tar_bytes_max']) if self.space_check else None
         self.stale_tmp = find_stale_tmp(self.dest, self.suffix)
+        self.unsealed = unsealed_archives(self.dest, self.suffix)
         # The read-back follows the write only where cores are to spare: with 2 CPUs
         # the two Python threads contend (measured slower); afterwards it is ~1 s per GB.
         self.verify_alongside = default_threads() >= 4
@@ -311,7 +312,27 @@ class Plan(object):
         return dict(changed=True, path=self.path, timestamp=self.timestamp, sha256_path=self.sha256_path,
                     members=self.totals['members'], source_bytes=self.totals['bytes'], sources=self.summary,
                     compressor=self.compressor, compression_level=self.native_level, threads=self.threads,
-                    manifest=self.manifest, removed_stale_tmp=self.stale_tmp)
+                    manifest=self.manifest, removed_stale_tmp=self.stale_tmp, completed_sha256=self.unsealed)
+
+
+def unsealed_archives(dest, suffix=DEFAULT_SUFFIX):
+    """Archives without their .sha256: a run stopped between the two renames of the publish left them."""
+    return [path for path in list_archives(dest, suffix) if not os.path.lexists(path + '.sha256')]
+
+
+def seal(path, verifier, mode, uid, gid):
+    """Write the .sha256 an archive under its final name lacks, after reading it all back (its gzip CRC, its tar).
+
+    The archive was verified before its rename; it is read again because it
+    has lain there since, and a damaged one gets no .sha256 (the freshness
+    guard then never counts it).
+    """
+    verify_archive(path, verifier)
+    name = os.path.basename(path)
+    tmp = os.path.join(os.path.dirname(path), tmp_name(name + '.sha256'))
+    write_file(tmp, sidecar_text(sha256_of(path), name, os.path.getsize(path)), mode, uid, gid, replace=False)
+    os.rename(tmp, path + '.sha256')
+    fsync_dir(os.path.dirname(path))
 
 
 def create_archive(plan, sleep=time.sleep):
@@ -328,6 +349,13 @@ def create_archive(plan, sleep=time.sleep):
             removed.append(path)
         except FileNotFoundError:
             pass
+    completed = []
+    for path in plan.unsealed:
+        try:
+            seal(path, plan.verifier, plan.mode, plan.uid, plan.gid)
+            completed.append(path)
+        except ArchiveError:
+            pass  # damaged: it stays without a .sha256, so nothing counts it as a backup
     tmp = os.path.join(plan.dest, tmp_name(plan.name))
     tmp_sha = os.path.join(plan.dest, tmp_name(plan.name + '.sha256'))
     manifest_bytes = (json.dumps(plan.manifest, indent=2, sort_keys=True) + '\n').encode('utf-8')
@@ -373,7 +401,7 @@ def create_archive(plan, sleep=time.sleep):
                                % (tmp, check.bytes_read, got[0], got[1], got[2], out.size, members, file_bytes,
                                   MANIFEST_NAME))
         digest = out.sha256.hexdigest()
-        write_file(tmp_sha, '%s  %s\n' % (digest, plan.name), plan.mode, plan.uid, plan.gid, replace=False)
+        write_file(tmp_sha, sidecar_text(digest, plan.name, out.size), plan.mode, plan.uid, plan.gid, replace=False)
         _publish(plan, tmp, tmp_sha)
         done = True
     except OSError as e:
@@ -404,16 +432,18 @@ def create_archive(plan, sleep=time.sleep):
                 phases_s=dict(write=round(written_at - started, 3), verify=round(verified_at - written_at, 3),
                               publish=round(duration - (verified_at - started), 3)),
                 throughput_mb_s=round(file_bytes / duration / 1e6, 1) if duration > 0 else None,
-                manifest=plan.manifest, removed_stale_tmp=removed)
+                manifest=plan.manifest, removed_stale_tmp=removed, completed_sha256=completed)
 
 
 def _publish(plan, tmp, tmp_sha):
-    """Give both files their final names: the .sha256 first, the archive last.
+    """Give both files their final names: the archive first, its .sha256 last, the dir fsynced after each.
 
-    So an archive under its final name always has its checksum beside it. A
-    lock on dest makes the existence check and the renames one step for
-    concurrent runs; the archive is hard-linked (fails if the name exists, never
-    overwrites), with rename as the fallback on filesystems without links.
+    A crash between the two leaves an archive without its .sha256, which
+    the next run reads back and completes (seal); never a .sha256 without
+    its archive. A lock on dest makes the existence check and the renames
+    one step for concurrent runs; the archive is hard-linked (fails if the
+    name exists, never overwrites), with rename as the fallback on
+    filesystems without links.
     """
     dfd = os.open(plan.dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -425,8 +455,6 @@ def _publish(plan, tmp, tmp_sha):
                                 'overwritten: use another timestamp or suffix' % plan.path)
         if os.path.lexists(plan.path):
             raise appeared
-        # A .sha256 without its archive is a leftover of an interrupted run: replaced.
-        os.rename(tmp_sha, plan.sha256_path)
         try:
             os.link(tmp, plan.path)
             os.unlink(tmp)
@@ -434,6 +462,9 @@ def _publish(plan, tmp, tmp_sha):
             raise appeared
         except OSError:
             os.rename(tmp, plan.path)  # no hard links here (some network filesystems)
+        os.fsync(dfd)
+        # A .sha256 of that name without its archive was a leftover: replaced.
+        os.rename(tmp_sha, plan.sha256_path)
         os.fsync(dfd)
     finally:
         os.close(dfd)  # releases the lock

@@ -11,6 +11,7 @@ find archives through here. Standard library only.
 """
 
 import datetime
+import hashlib
 import os
 import re
 import socket
@@ -25,6 +26,10 @@ TIMESTAMP_RE = re.compile(r'^\d{12}$')
 SUFFIX_RE = re.compile(r'^[A-Za-z0-9_-]+$')
 # major-minor-patch-build; Alation's dotted form is accepted when reading.
 _VERSION = r'\d+(?P<sep>[.-])\d+(?P=sep)\d+(?P=sep)\d+'
+SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
+# Written after the sha256sum line of a .sha256 (sha256sum -c skips # lines): the archive's size at publish.
+SIZE_LINE_RE = re.compile(r'^# size (?P<size>[0-9]+)$')
+HASH_BLOCK = 1024 * 1024
 ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_(?P<version>%s)_(?P<suffix>[A-Za-z0-9_-]+)\.tar\.gz$' % _VERSION)
 
 
@@ -141,3 +146,73 @@ def list_archives(directory, suffix=DEFAULT_SUFFIX):
         if stat.S_ISREG(st.st_mode):
             found.append((archive_sort_key(name, st.st_mtime), path))
     return [path for dummy, path in sorted(found)]
+
+
+# -- the .sha256 beside each archive --------------------------------------------------
+
+def sidecar_text(digest, name, size):
+    """The .sha256 of archive ``name``: ``sha256sum -c`` reads the first line, the freshness guard the size."""
+    return '%s  %s\n# size %d\n' % (digest, name, size)
+
+
+def read_sidecar(path, name):
+    """(hex digest, size or None) that the .sha256 ``path`` records for archive ``name``; ValueError saying why not."""
+    try:
+        with open(path) as f:
+            lines = [line.rstrip('\n') for line in f if line.strip()]
+    except FileNotFoundError:
+        raise ValueError('%s is missing' % path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError('%s cannot be read: %s' % (path, e))
+    digest = size = None
+    for line in lines:
+        m = SHA256_LINE_RE.match(line)
+        if m and os.path.basename(m.group('name')) == name:
+            digest = m.group('hex').lower()
+        m = SIZE_LINE_RE.match(line)
+        if m:
+            size = int(m.group('size'))
+    if digest is None:
+        raise ValueError('%s has no sha256sum line for %s' % (path, name))
+    return digest, size
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(HASH_BLOCK)
+            if not block:
+                return digest.hexdigest()
+            digest.update(block)
+
+
+def newest_good(directory, suffix=DEFAULT_SUFFIX, rehash=False):
+    """(the newest archive that its .sha256 vouches for, or None; what was passed over, as [{path, why}]).
+
+    An archive counts when its .sha256 has a line for it and the size it
+    recorded at publish is the file's size (with ``rehash``, when the file also
+    hashes to the recorded digest). A lone .sha256, a temporary file or a
+    damaged archive never counts; each is named with why.
+    """
+    ignored = []
+    names = set(os.listdir(directory))
+    for name in sorted(names):
+        if name.endswith('.sha256') and ARCHIVE_RE.match(name[:-len('.sha256')]) and name[:-len('.sha256')] not in names:
+            ignored.append(dict(path=os.path.join(directory, name), why='a .sha256 without its archive'))
+    for path in reversed(list_archives(directory, suffix)):
+        name = os.path.basename(path)
+        try:
+            digest, size = read_sidecar(path + '.sha256', name)
+        except ValueError as e:
+            ignored.append(dict(path=path, why=str(e)))
+            continue
+        actual = os.path.getsize(path)
+        if size is not None and size != actual:
+            ignored.append(dict(path=path, why='it has %d bytes, its .sha256 recorded %d at publish' % (actual, size)))
+            continue
+        if rehash and sha256_of(path) != digest:
+            ignored.append(dict(path=path, why='it does not hash to the sha256 its .sha256 records'))
+            continue
+        return path, ignored
+    return None, ignored

@@ -8,23 +8,20 @@ The cores of archive_info (``ArchiveInfo``) and archive_extract (``Extract``).
 Standard library only.
 """
 
-import hashlib
 import json
 import os
-import re
 import tarfile
 import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, scan_sources
-from ansible_collections.alation.backup.plugins.module_utils._archive_names import list_archives
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
+    list_archives, newest_good, read_sidecar, sha256_of)
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
     RestoreError, prepare_target, remove_made)
 from ansible_collections.alation.backup.plugins.module_utils._runner import find_program
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
-SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
-HASH_BLOCK = 1024 * 1024
 # Counts the archive module records per source, compared after extracting.
 COUNTED = ('entries', 'files', 'dirs', 'symlinks', 'hardlinks', 'bytes')
 # GNU tar ends a failure with lines saying only that it gave up; one carries
@@ -62,26 +59,12 @@ def read_head(path, count=2):
 def read_sha256_file(path, archive_name):
     """The hex digest recorded in ``path`` (``sha256sum`` format) for ``archive_name``."""
     try:
-        with open(path) as f:
-            lines = [line.rstrip('\n') for line in f if line.strip()]
-    except FileNotFoundError:
-        raise RestoreError('%s is missing: the archive module writes it beside every archive; without it the '
-                           'archive cannot be checked' % path)
-    for line in lines:
-        m = SHA256_LINE_RE.match(line)
-        if m and os.path.basename(m.group('name')) == archive_name:
-            return m.group('hex').lower()
-    raise RestoreError('%s has no sha256sum line for %s' % (path, archive_name))
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            block = f.read(HASH_BLOCK)
-            if not block:
-                return digest.hexdigest()
-            digest.update(block)
+        return read_sidecar(path, archive_name)[0]
+    except ValueError as e:
+        if not os.path.exists(path):
+            raise RestoreError('%s is missing: the archive module writes it beside every archive; without it the '
+                               'archive cannot be checked' % path)
+        raise RestoreError(str(e))
 
 
 class ArchiveInfo(object):
@@ -104,6 +87,15 @@ class ArchiveInfo(object):
     def _run(self):
         p, result = self.p, self.result
         path = p['path']
+        if p['dir'] and p.get('newest_good'):
+            if not os.path.isdir(p['dir']):
+                raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
+            path, result['ignored'] = newest_good(p['dir'], p['suffix'], rehash=p['checksum'])
+            result.update(path=path, age_s=round(time.time() - os.path.getmtime(path), 1) if path else None)
+            if not path:
+                return result
+            result.update(size=os.path.getsize(path), sha256_path=path + '.sha256')
+            return result
         if p['dir']:
             if not os.path.isdir(p['dir']):
                 raise RestoreError('the backup storage dir %s does not exist' % p['dir'])

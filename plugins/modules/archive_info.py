@@ -40,6 +40,15 @@ options:
         this collection). Read after the checksum, so a damaged archive is reported as damaged.
     type: bool
     default: true
+  newest_good:
+    description:
+      - With O(dir), take the newest archive that its C(.sha256) vouches for - a line for it, and the size recorded at
+        publish equal to the file's (with O(checksum), its hash too) - instead of the newest name. A lone C(.sha256), a
+        temporary file or a damaged archive never counts; each is listed in RV(ignored).
+      - Finding none is no failure then: RV(path) is null. Nothing is read beyond the C(.sha256) files unless
+        O(checksum); O(manifest) is not read.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -48,6 +57,12 @@ EXAMPLES = r'''
     dir: /opt/alation/alation/data2/backup
   register: newest
 
+- name: The newest archive its .sha256 vouches for (the backup role's freshness guard)
+  alation.backup.archive_info:
+    dir: /opt/alation/alation/data2/backup
+    newest_good: true
+  register: fresh
+
 - name: Check its sha256
   alation.backup.archive_info:
     path: "{{ newest.path }}"
@@ -55,8 +70,17 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+ignored:
+  description: With O(newest_good), what was passed over and why (C(path), C(why)).
+  returned: O(newest_good)
+  type: list
+  elements: dict
+age_s:
+  description: With O(newest_good), seconds since the archive was written (null when none was found).
+  returned: O(newest_good)
+  type: float
 path:
-  description: The archive.
+  description: The archive (with O(newest_good), null when none counts).
   returned: success
   type: str
   sample: /opt/alation/alation/data2/backup/202405011230_5-17-0-116556_alation_backup.tar.gz
@@ -104,6 +128,7 @@ def main():
             suffix=dict(type='str', default='alation_backup'),
             checksum=dict(type='bool', default=False),
             manifest=dict(type='bool', default=True),
+            newest_good=dict(type='bool', default=False),
         ),
         required_one_of=[('path', 'dir')],
         mutually_exclusive=[('path', 'dir')],

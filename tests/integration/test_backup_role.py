@@ -249,3 +249,22 @@ def test_a_failure_before_the_database_step_keeps_the_incremental_chain(alation_
     record = after.records[HOST]
     assert record['mode'] == 'DELTA', record['mode_reason']
     assert record['recovered'] == {}
+
+
+def test_the_freshness_guard_trusts_an_archive_not_a_lone_sha256_or_a_damaged_one(alation_host):
+    host = alation_host
+    assert role_run(host, alation_backup_engine='pg_basebackup').rc == 0
+    [archive] = archives(host)
+    # Damaged after it was written (cut short), and a .sha256 that lost its archive.
+    with open(archive, 'r+b') as f:
+        f.truncate(os.path.getsize(archive) // 2)
+    lone = host.path('/data2/backup/209901010000_5-17-0-116556_alation_backup.tar.gz.sha256')
+    with open(lone, 'w') as f:
+        f.write('0' * 64 + '  209901010000_5-17-0-116556_alation_backup.tar.gz\n')
+    run = role_run(host, alation_backup_engine='pg_basebackup', alation_backup_min_interval=1)
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert record['result'] == 'ok', 'a backup was taken, not skipped on a lie: %s' % record
+    whys = sorted(i['why'] for i in record['ignored_archives'])
+    assert whys[0] == 'a .sha256 without its archive' and 'recorded' in whys[1], whys
+    assert len(archives(host)) == 2

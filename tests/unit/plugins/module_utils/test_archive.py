@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import tarfile
 
 import pytest
@@ -157,7 +158,8 @@ def test_plan_and_create(tree, alongside):
     assert sorted(os.listdir(dest)) == [os.path.basename(result['path']), os.path.basename(result['sha256_path'])]
     assert stat.S_IMODE(os.stat(result['path']).st_mode) == 0o640
     assert stat.S_IMODE(os.stat(result['sha256_path']).st_mode) == 0o640
-    assert open(result['sha256_path']).read() == '%s  %s\n' % (result['sha256'], os.path.basename(result['path']))
+    assert open(result['sha256_path']).read() == '%s  %s\n# size %d\n' % (
+        result['sha256'], os.path.basename(result['path']), result['size'])
     with tarfile.open(result['path']) as tar:
         manifest = json.load(tar.extractfile(A.MANIFEST_NAME))
     assert manifest == json.loads(json.dumps(result['manifest']))
@@ -251,7 +253,45 @@ def test_orphaned_checksum_is_replaced(tree):
         f.write('left by an interrupted run\n')
     result = A.create_archive(plan)
     with open(result['sha256_path']) as f:
-        assert f.read() == '%s  %s\n' % (result['sha256'], os.path.basename(result['path']))
+        assert f.readline() == '%s  %s\n' % (result['sha256'], os.path.basename(result['path']))
+
+
+def test_the_archive_is_published_before_its_sha256(tree, monkeypatch):
+    """A crash between the two renames leaves an archive without its .sha256, never the other way round."""
+    src, dest = tree
+    plan = A.Plan(params(src, dest))
+    renames = []
+    real_rename = os.rename
+
+    def crash_on_the_sha256(a, b):
+        renames.append(b)
+        if b.endswith('.sha256'):
+            raise KeyboardInterrupt('killed between the two renames')
+        return real_rename(a, b)
+    monkeypatch.setattr(os, 'rename', crash_on_the_sha256)
+    with pytest.raises(KeyboardInterrupt):
+        A.create_archive(plan)
+    monkeypatch.setattr(os, 'rename', real_rename)
+    assert os.path.exists(plan.path) and not os.path.exists(plan.sha256_path)
+    # The next run reads it back and completes it, then writes its own.
+    second = A.Plan(params(src, dest, timestamp='202405011231'))
+    assert second.unsealed == [plan.path] and second.preview()['completed_sha256'] == [plan.path]
+    result = A.create_archive(second)
+    assert result['completed_sha256'] == [plan.path]
+    subprocess.run(['sha256sum', '-c', '--strict', os.path.basename(plan.sha256_path)], cwd=dest, check=True)
+    assert A.unsealed_archives(dest) == []
+
+
+def test_a_damaged_archive_without_its_sha256_is_not_sealed(tree):
+    src, dest = tree
+    first = A.create_archive(A.Plan(params(src, dest)))
+    os.unlink(first['sha256_path'])
+    with open(first['path'], 'r+b') as f:
+        f.seek(first['size'] // 2)
+        f.write(b'\0' * 64)
+    result = A.create_archive(A.Plan(params(src, dest, timestamp='202405011231')))
+    assert result['completed_sha256'] == []
+    assert not os.path.exists(first['sha256_path'])
 
 
 def test_archive_appearing_meanwhile_is_not_overwritten(tree):

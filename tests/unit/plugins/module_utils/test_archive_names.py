@@ -3,6 +3,7 @@
 """An archive's names: version tag, timestamp, suffix, the temporary names and the stale ones."""
 
 import datetime
+import hashlib
 import os
 import subprocess
 
@@ -152,3 +153,46 @@ def test_free_timestamp_defaults_to_now(tmp_path):
 ])
 def test_seconds_until(timestamp, now, seconds):
     assert N.seconds_until(timestamp, at(now)) == seconds
+
+
+def publish(directory, name, data=b'archive bytes', size=None, sidecar=True):
+    path = os.path.join(str(directory), name)
+    with open(path, 'wb') as f:
+        f.write(data)
+    if sidecar:
+        with open(path + '.sha256', 'w') as f:
+            f.write(N.sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data) if size is None else size))
+    return path
+
+
+def test_newest_good_trusts_an_archive_its_sha256_vouches_for_not_a_name(tmp_path):
+    old = publish(tmp_path, '202401010000_5-17-0-1_alation_backup.tar.gz')
+    damaged = publish(tmp_path, '202402010000_5-17-0-1_alation_backup.tar.gz', size=999)
+    unsealed = publish(tmp_path, '202403010000_5-17-0-1_alation_backup.tar.gz', sidecar=False)
+    (tmp_path / '202404010000_5-17-0-1_alation_backup.tar.gz.sha256').write_text('0' * 64 + '  lone\n')
+    (tmp_path / '.202405010000_5-17-0-1_alation_backup.tar.gz.host.1.tmp').write_bytes(b'x')
+    path, ignored = N.newest_good(str(tmp_path))
+    assert path == old
+    whys = dict((os.path.basename(i['path']), i['why']) for i in ignored)
+    assert whys == {
+        '202404010000_5-17-0-1_alation_backup.tar.gz.sha256': 'a .sha256 without its archive',
+        os.path.basename(unsealed): '%s.sha256 is missing' % unsealed,
+        os.path.basename(damaged): 'it has 13 bytes, its .sha256 recorded 999 at publish',
+    }
+
+
+def test_newest_good_with_rehash_catches_a_same_size_change(tmp_path):
+    path = publish(tmp_path, '202401010000_5-17-0-1_alation_backup.tar.gz')
+    with open(path, 'r+b') as f:
+        f.write(b'X')
+    assert N.newest_good(str(tmp_path))[0] == path  # the size still matches
+    found, ignored = N.newest_good(str(tmp_path), rehash=True)
+    assert found is None and ignored[0]['why'] == 'it does not hash to the sha256 its .sha256 records'
+
+
+def test_a_sidecar_without_a_size_line_still_counts(tmp_path):
+    path = publish(tmp_path, '202401010000_5-17-0-1_alation_backup.tar.gz', sidecar=False)
+    with open(path + '.sha256', 'w') as f:
+        f.write('%s  %s\n' % (hashlib.sha256(b'archive bytes').hexdigest(), os.path.basename(path)))
+    assert N.read_sidecar(path + '.sha256', os.path.basename(path))[1] is None
+    assert N.newest_good(str(tmp_path))[0] == path

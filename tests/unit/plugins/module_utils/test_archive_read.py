@@ -127,7 +127,7 @@ def test_read_sha256_file_refusals(tmp_path, text, match):
 
 
 def test_sha256_of(tmp_path):
-    data = os.urandom(3 * ar.HASH_BLOCK + 17)
+    data = os.urandom(3 * (1 << 20) + 17)
     (tmp_path / 'f').write_bytes(data)
     assert ar.sha256_of(str(tmp_path / 'f')) == hashlib.sha256(data).hexdigest()
 
