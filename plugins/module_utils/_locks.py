@@ -174,9 +174,42 @@ def stale_reason(holder, now=None):
     return None
 
 
+class _DirGuard(object):
+    """Serialise the read-check-replace of a lease (held for milliseconds, never for the run).
+
+    It locks the lease's directory itself, so it leaves no file behind. Where
+    a directory cannot be locked (some network filesystems) the O_EXCL
+    create of the lease still refuses a second holder.
+    """
+
+    def __init__(self, path, timeout=30, poll_interval=0.05):
+        self.dir = os.path.dirname(os.path.abspath(path))
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    return self  # cannot lock a directory here
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise LockBusy(self.dir, None, waited=self.timeout)
+            time.sleep(self.poll_interval)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # releases the lock
+        return False
+
+
 def _guard(path):
-    """Serialise the read-check-replace of a lease (held for milliseconds, never for the run)."""
-    return FileLock(path + '.guard', timeout=30, purpose='host lock bookkeeping')
+    return _DirGuard(path)
 
 
 def acquire_lease(path, owner, run_id, max_age):

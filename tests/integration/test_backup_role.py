@@ -96,6 +96,10 @@ def test_defaults_back_up_inside_the_shell_then_restore_and_drill(engine, alatio
     assert 'tmp/extra_paths/etc/alation-site.conf' in names
     assert_staging_clean(host)
     assert not os.path.exists(host.path('/data2/backup/pgbackup')), 'pg staging dir removed (incremental off)'
+    # Locks leave nothing behind but the catalog's flock file (never unlinked, by design), in the storage dir.
+    left = sorted(n for n in os.listdir(host.path('/data2/backup')) if n.startswith('.'))
+    assert left in ([], ['.pgbackup.lock']), left
+    assert sorted(os.listdir(host.path('/data2'))) == ['backup', 'tmp']
 
     expected = int(host.psql('select count(*) from pgbench_accounts'))
     pg_probackup = host.path('/usr/local/bin/pg_probackup') if engine == 'pg_probackup' else None
@@ -106,6 +110,7 @@ def test_defaults_back_up_inside_the_shell_then_restore_and_drill(engine, alatio
     assert drill.rc == 0, drill.output
     checks = drill.records[HOST]['checks']
     assert all(c['result'] == 'ok' for c in checks.values()), checks
+    assert sorted(os.listdir(host.path('/data2'))) == ['backup', 'tmp'], 'the drill leaves nothing in /data2'
 
 
 def test_incremental_pair_full_then_delta(alation_host):

@@ -297,7 +297,7 @@ def scratch_dir():
 @with_engine('pg_basebackup')
 def test_a_second_drill_while_one_runs_is_refused_and_the_first_unaffected(backed_up):
     first = start_playbook('verify_backup.yml', dict(restore_vars(backed_up.role_vars)))
-    lock = os.path.join(backed_up.root, 'data2/.restore_drill.lock')
+    lock = os.path.join(backed_up.root, 'data2/backup/.alation_restore.lock')
     deadline = time.time() + 120
     while not os.path.exists(lock) and time.time() < deadline and first.proc.poll() is None:
         time.sleep(0.05)

@@ -102,3 +102,11 @@ def test_a_symlink_in_place_of_the_lock_is_not_followed(tmp_path, lock_path):
     _locks.acquire_lease(lock_path, 'admin', 'run-1', 60)
     assert target.read_text() == '{"expires": 0}'
     assert not os.path.islink(lock_path)
+
+
+def test_a_lease_leaves_nothing_behind_once_released(tmp_path):
+    path = str(tmp_path / '.alation_backup.lock')
+    record, dummy = _locks.acquire_lease(path, 'admin', 'run-1', 60)
+    assert os.listdir(str(tmp_path)) == ['.alation_backup.lock']
+    assert _locks.release_lease(path, record['token']) is True
+    assert os.listdir(str(tmp_path)) == [], 'no .guard file or any other is left'
