@@ -45,7 +45,7 @@ options:
       - With O(dir), take the newest archive that its C(.sha256) vouches for - a line for it, and the size recorded at
         publish equal to the file's (with O(checksum), its hash too) - instead of the newest name. A lone C(.sha256), a
         temporary file or a damaged archive never counts; each is listed in RV(ignored).
-      - Finding none is no failure then: RV(path) is null. Nothing is read beyond the C(.sha256) files unless
+      - Finding none is then no failure, RV(path) is null. Nothing is read beyond the C(.sha256) files unless
         O(checksum); O(manifest) is not read.
     type: bool
     default: false
