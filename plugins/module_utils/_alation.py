@@ -106,15 +106,17 @@ def shell_paths(root, data_temp_dir=None, use_chroot=True, staging_dir=None, pg_
     )
     paths.update(named or {})
     inside = in_shell(root, use_chroot)
-    result = {}
-    for name, shell_path in paths.items():
-        try:
-            host = host_path(root, shell_path)
-        except ValueError as e:
-            raise ValueError('%s: %s' % (name, e))
-        shell = host_path('/', shell_path)
-        result[name] = dict(shell_path=shell, host_path=host, path=shell if inside else host)
-    return result
+    return dict((name, path_entry(root, shell_path, inside, name)) for name, shell_path in paths.items())
+
+
+def path_entry(root, shell_path, inside, name):
+    """{shell_path, host_path, path} of one shell path; ValueError naming ``name`` for a bad one."""
+    try:
+        host = host_path(root, shell_path)
+    except ValueError as e:
+        raise ValueError('%s: %s' % (name, e))
+    shell = host_path('/', shell_path)
+    return dict(shell_path=shell, host_path=host, path=shell if inside else host)
 
 
 # The shell's own system dirs: a staging dir is never one of them, inside one, or above one.

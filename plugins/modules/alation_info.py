@@ -270,8 +270,8 @@ def main():
             root, data_temp_dir, use_chroot=p['use_chroot'], staging_dir=p['staging_dir'],
             pg_staging_dir=p['pg_staging_dir'], backup_storage_dir=p['backup_storage_dir'], pgdata=p['pgdata'],
             named=p['paths'] or {})
-        extra = [_alation.shell_paths(root, use_chroot=p['use_chroot'], named=dict(extra=e))['extra']
-                 for e in p['extra_paths'] or []]
+        inside = _alation.in_shell(root, p['use_chroot'])
+        extra = [_alation.path_entry(root, e, inside, 'extra') for e in p['extra_paths'] or []]
     except ValueError as e:
         if str(e).startswith('staging_dir:') and not p['staging_dir'] and data_temp_dir:
             module.fail_json(msg='%s is %r: %s. Set it with alation_conf %s -s <absolute path>'
