@@ -18,6 +18,8 @@ from ansible_collections.alation.backup.plugins.module_utils._runner import find
 DEFAULT_ROOT = '/opt/alation/alation'
 DEFAULT_RUN_AS = 'alationadmin'
 DEFAULT_ALATION_CONF_COMMAND = 'alation_conf'
+# Seconds one alation_conf call may take (it answers in about a second).
+DEFAULT_ALATION_CONF_TIMEOUT = 60
 
 DATA_TEMP_DIR_KEY = 'alation.backup.data_temp_dir'
 # The keys Backup V1 is configured with: where it stages, and when it runs.
@@ -288,12 +290,14 @@ def conf_runs_in_chroot(command):
     return not command.startswith('/')
 
 
-def read_conf(runner, command, keys):
+def read_conf(runner, command, keys, timeout=None):
     """Read ``keys`` with ``command`` through ``runner``; return (conf, errors).
 
     ``conf`` maps every key to its value, or None when it could not be read;
-    ``errors`` maps those keys to why. Nothing here is fatal: the caller
-    decides which keys are required.
+    ``errors`` maps those keys to why. Nothing here is fatal (the caller
+    decides which keys are required) but a command that does not answer
+    within ``timeout`` seconds: that raises AlationFactError, since a key
+    left unread would silently turn into a default staging dir.
     """
     conf = dict((key, None) for key in keys)
     errors = {}
@@ -308,8 +312,13 @@ def read_conf(runner, command, keys):
             return conf, dict((key, missing) for key in keys)
         command = found
     for key in keys:
-        res = runner.run([command, key], login=True)
+        res = runner.run([command, key], login=True, timeout=timeout)
         out, err = res['stdout'] or '', (res['stderr'] or '').strip()
+        if res.get('timed_out'):
+            raise AlationFactError(
+                'alation_conf did not answer within %g s: %s was stopped (alation_conf_timeout, role variable '
+                'alation_backup_alation_conf_timeout). Run it by hand in the Alation shell to see why it hangs '
+                '(a login script waiting for input, a hung mount), or raise the timeout' % (timeout, res['cmd']))
         if res['rc'] in (126, 127):
             # The shell could not run it: every other key would fail the same way.
             missing = 'cannot run alation_conf command %r (exit code %d: %s): check root, run_as ' \
@@ -342,6 +351,7 @@ def alation_info_argument_spec():
         required=dict(type='list', elements='str', default=[]),
         run_as=dict(type='str', default=DEFAULT_RUN_AS),
         alation_conf_command=dict(type='str', default=DEFAULT_ALATION_CONF_COMMAND),
+        alation_conf_timeout=dict(type='int', default=DEFAULT_ALATION_CONF_TIMEOUT),
     )
 
 

@@ -9,6 +9,8 @@ every database. Standard library only; programs run through the Runner.
 """
 
 import json
+import os
+import posixpath
 
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
@@ -152,6 +154,28 @@ def replication_problem(psql, dbname, host, user):
                 '"%s"; the role also needs the REPLICATION attribute (or to be a superuser)'
                 % (user or 'of the connection', e, hba_line(host, user or '<user>')))
     return None
+
+
+def data_directory_problem(psql, dbname, pgdata):
+    """None when the server serves ``pgdata`` (a path as the server sees it), else what to do about it.
+
+    A role that may not read ``data_directory`` (neither superuser nor
+    pg_read_all_settings) cannot tell: None. Paths are compared as written,
+    then resolved on the host (through the runner's chroot), so a symlink to
+    the same dir is fine.
+    """
+    try:
+        seen = psql.query(dbname, "SELECT current_setting('data_directory')")
+    except InventoryError:
+        return None
+    if not seen or posixpath.normpath(seen) == posixpath.normpath(pgdata):
+        return None
+    host = psql.runner.host_path
+    if os.path.realpath(host(seen)) == os.path.realpath(host(pgdata)):
+        return None
+    return ('the PostgreSQL server on this port serves the data directory %s, not PGDATA %s: set '
+            'alation_backup_pgdata to %s, or alation_backup_pg_port to the port of the server of %s'
+            % (seen, pgdata, seen, pgdata))
 
 
 def outcome(result, detail, **extra):

@@ -40,6 +40,9 @@ VERSIONED_NAMES = {
 NOT_RUN = '  (check mode: not run)'
 # The environment every command gets: English messages, whatever the host's locale.
 C_LOCALE = {'LC_ALL': 'C'}
+# coreutils' timeout: its exit codes when it stopped the command (TERM, then KILL), and the grace before KILL.
+TIMEOUT_RCS = (124, 137)
+TIMEOUT_GRACE_S = 5
 
 
 def runner_argument_spec():
@@ -105,21 +108,28 @@ class Runner:
         self.run_as = run_as
         self.executed_commands = []
 
-    def run(self, argv, env=None, login=False, check_rc=False, data=None):
-        """Run ``argv``; return a dict with cmd, rc, stdout, stderr.
+    def run(self, argv, env=None, login=False, check_rc=False, data=None, timeout=None):
+        """Run ``argv``; return a dict with cmd, rc, stdout, stderr and timed_out.
 
         ``env`` entries are added to the environment of the command (for
         secrets such as PGPASSWORD: they never appear on the command line).
         With ``check_rc=True`` a non-zero exit raises CommandError.
+        ``timeout`` (seconds) stops the command through coreutils' ``timeout``
+        (TERM, then KILL 5 s later) when it has not ended by then; the
+        result's ``timed_out`` says so (``run_command`` has no timeout).
         """
         full = wrap_argv(argv, self.chroot, self.run_as, login=login)
         cmd = join_argv(full)
         self.executed_commands.append(cmd)
+        stopper = find_program(None, 'timeout')[0] if timeout else None
+        if stopper:
+            full = [stopper, '--kill-after=%d' % TIMEOUT_GRACE_S, '%g' % timeout] + full
         environ = dict(C_LOCALE)
         environ.update(env or {})
         rc, out, err = self.module.run_command(full, environ_update=environ, data=data,
                                                binary_data=data is not None)
-        result = dict(cmd=cmd, rc=rc, stdout=out, stderr=err)
+        timed_out = bool(stopper) and rc in TIMEOUT_RCS
+        result = dict(cmd=cmd, rc=rc, stdout=out, stderr=err, timed_out=timed_out)
         if check_rc and rc != 0:
             raise CommandError(result)
         return result

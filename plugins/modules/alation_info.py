@@ -73,7 +73,11 @@ options:
         (C(/data1), C(/data2)) nor reached through a symlink; the staging dir neither contains nor lies inside the
         backup storage dir, the pg staging dir, PGDATA or a system dir of the shell; the pg staging dir may sit inside
         the backup storage dir but contains neither it nor PGDATA.
-      - The message names the two paths and the rule.
+      - Also refuse, looking at the host, an extra path that is missing, is or holds a FIFO, socket, device or dangling
+        symlink, overlaps a dir of the run, or does not fit the staging dir; a O(pgdata) that is not a PostgreSQL data
+        directory (no C(PG_VERSION)); a staging dir, pg staging dir or backup storage dir that cannot be written (a
+        read-only file system, C(chattr +i) or C(+a)).
+      - The message names the two paths and the rule, or the value and what to do.
     type: bool
     default: false
   users:
@@ -117,6 +121,12 @@ options:
         where the command sits elsewhere; to pick a program inside the shell, give a name on its login PATH.
     type: str
     default: alation_conf
+  alation_conf_timeout:
+    description:
+      - Seconds each C(alation_conf) call may take. One that has not answered by then is stopped (TERM, then KILL 5 s
+        later) and the module fails, naming the command; V(0) waits for ever.
+    type: int
+    default: 60
 notes:
   - The version file is parsed as text, never imported or run.
 '''
@@ -228,7 +238,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _alation
+from ansible_collections.alation.backup.plugins.module_utils import _alation, _inputs
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
@@ -252,9 +262,16 @@ def main():
     if not p['read_conf']:
         keys = []
 
+    if p['alation_conf_timeout'] < 0:
+        module.fail_json(msg='alation_conf_timeout is %d: give the seconds alation_conf may take, or 0 for no limit'
+                             % p['alation_conf_timeout'], **result)
     chroot = root if _alation.conf_runs_in_chroot(command) else None
     runner = Runner(module, chroot=chroot, run_as=p['run_as'])
-    conf, errors = _alation.read_conf(runner, command, keys) if keys else ({}, {})
+    try:
+        conf, errors = _alation.read_conf(runner, command, keys, p['alation_conf_timeout']) if keys else ({}, {})
+    except _alation.AlationFactError as e:
+        result.update(executed_commands=runner.executed_commands)
+        module.fail_json(msg='refusing the run, nothing was touched: %s' % e, **result)
     result.update(conf=conf, conf_errors=errors, executed_commands=runner.executed_commands)
     for key in keys:
         if key in errors:
@@ -282,6 +299,8 @@ def main():
     result.update(paths=paths, extra_paths=extra, chroot=chroot)
     if p['check_paths']:
         problems = _alation.path_problems(root, paths)
+        # What the host says about them, once the names are safe to look at.
+        problems = problems or _inputs.host_problems(paths, extra)
         if problems:
             module.fail_json(msg='refusing the run, nothing was touched: %s' % '; '.join(problems), **result)
 

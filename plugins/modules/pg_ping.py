@@ -32,6 +32,12 @@ options:
   bindir:
     description: Directory holding C(psql). Omit to search PATH and the usual PostgreSQL directories.
     type: path
+  pgdata:
+    description:
+      - The data directory the backup will read, as the server sees it (inside the Alation shell with O(chroot)).
+      - When given, fail if the server on O(port) serves another one (C(SHOW data_directory)), naming both. A role
+        that may not read C(data_directory) (neither superuser nor C(pg_read_all_settings)) skips this check.
+    type: str
 '''
 
 EXAMPLES = r'''
@@ -64,11 +70,12 @@ executed_commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import (
-    SERVER_VERSION_SQL, InventoryError, psql_argument_spec, psql_client, replication_problem)
+    SERVER_VERSION_SQL, InventoryError, data_directory_problem, psql_argument_spec, psql_client, replication_problem)
 
 
 def main():
-    module = AnsibleModule(argument_spec=psql_argument_spec(replication=dict(type='bool', default=True)),
+    module = AnsibleModule(argument_spec=psql_argument_spec(replication=dict(type='bool', default=True),
+                                                              pgdata=dict(type='str')),
                            supports_check_mode=True)
     p = module.params
     try:
@@ -86,6 +93,9 @@ def main():
         if problem:
             module.fail_json(msg=problem, **result)
         result['replication'] = True
+    problem = data_directory_problem(psql, p['dbname'], p['pgdata']) if p['pgdata'] else None
+    if problem:
+        module.fail_json(msg=problem, **result)
     module.exit_json(**result)
 
 

@@ -316,3 +316,25 @@ def test_a_dir_reached_through_a_symlink_is_refused(tmp_path):
     (tmp_path / 'elsewhere').rmdir()
     os.unlink(str(root / 'data2' / 'tmp'))
     assert problems(root=str(tmp_path / 'link-to-shell')) == []
+
+
+def test_a_hanging_alation_conf_is_stopped_and_named(tmp_path):
+    from . import runner_double
+    hang = tmp_path / 'alation_conf'
+    hang.write_text('#!/bin/sh\nexec sleep 30\n')
+    hang.chmod(0o755)
+    runner = runner_double.runner({'timeout': runner_double.real})
+    with pytest.raises(_alation.AlationFactError, match=r'alation_conf did not answer within 0.5 s: %s '
+                       r'alation.backup.data_temp_dir was stopped \(alation_conf_timeout' % hang):
+        _alation.read_conf(runner, str(hang), [_alation.DATA_TEMP_DIR_KEY], timeout=0.5)
+    assert runner.module.calls[0][1:3] == ['--kill-after=5', '0.5']
+
+
+def test_alation_conf_within_its_timeout_is_read(tmp_path):
+    from . import runner_double
+    conf = tmp_path / 'alation_conf'
+    conf.write_text('#!/bin/sh\necho "$1 = /data2/tmp"\n')
+    conf.chmod(0o755)
+    runner = runner_double.runner({'timeout': runner_double.real})
+    assert _alation.read_conf(runner, str(conf), [_alation.DATA_TEMP_DIR_KEY], timeout=5) == (
+        {_alation.DATA_TEMP_DIR_KEY: '/data2/tmp'}, {})

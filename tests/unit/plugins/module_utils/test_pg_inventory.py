@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The inventory's comparison with the manifest, the psql command line and pg_amcheck's report."""
 
+import os
+
 import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils import _pg_inventory as inv
@@ -90,3 +92,37 @@ def test_hba_line(host, user, line):
 def test_replication_argv_opens_a_replication_connection():
     argv = inv.psql_argv('psql', [], 'postgres', 'IDENTIFY_SYSTEM', replication=True)
     assert argv[-4:] == ['-d', "dbname='postgres' replication=true", '-c', 'IDENTIFY_SYSTEM']
+
+
+class _Psql(object):
+    def __init__(self, answer, chroot=None):
+        from . import runner_double
+        self.answer = answer
+        self.runner = runner_double.runner(chroot=chroot)
+
+    def query(self, dbname, sql):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize('answer', ['/data1/pgsql/data', '/data1/pgsql/data/', '',
+                                    inv.InventoryError('permission denied to examine "data_directory"')])
+def test_data_directory_of_the_server_or_unknown_is_fine(answer):
+    assert inv.data_directory_problem(_Psql(answer), 'postgres', '/data1/pgsql/data') is None
+
+
+def test_another_servers_data_directory_is_named(tmp_path):
+    problem = inv.data_directory_problem(_Psql('/var/lib/postgresql/15/main', str(tmp_path)), 'postgres',
+                                         '/data1/pgsql/data')
+    assert problem == ('the PostgreSQL server on this port serves the data directory /var/lib/postgresql/15/main, not '
+                       'PGDATA /data1/pgsql/data: set alation_backup_pgdata to /var/lib/postgresql/15/main, or '
+                       'alation_backup_pg_port to the port of the server of /data1/pgsql/data')
+
+
+def test_a_symlink_to_the_served_data_directory_is_fine(tmp_path):
+    os.makedirs(str(tmp_path / 'data1/pgsql/data'))
+    os.symlink('/data1/pgsql/data', str(tmp_path / 'data1/link'))
+    # Resolved inside the chroot: the link's absolute target is a shell path.
+    os.symlink(str(tmp_path / 'data1/pgsql/data'), str(tmp_path / 'data1/hostlink'))
+    assert inv.data_directory_problem(_Psql('/data1/pgsql/data', str(tmp_path)), 'postgres', '/data1/hostlink') is None
