@@ -14,14 +14,15 @@ file so a process that finds the lock busy can say who holds it.
 The lock file is never unlinked: removing it would let a newcomer lock a fresh
 inode while an old holder still locks the unlinked one.
 
-The lease (``acquire_lease``/``release_lease``): the per-host backup lock, a
-file that outlives one module call. A whole backup run is many module calls,
-so no process holds it for the run's length and ``flock`` cannot serve.
-Instead the run creates a lease file with O_EXCL that says who holds it, and
-removes it at the end with its token. A lease is stale, and may be taken
-over, when the host rebooted since it was taken (another boot id) or when it
-expired (a run killed on the controller never releases it; the expiry bounds
-how long that blocks backups).
+The lease (``acquire_lease``/``renew_lease``/``release_lease``): the per-host
+backup lock, a file that outlives one module call. A whole backup run is many
+module calls, so no process holds it for the run's length and ``flock``
+cannot serve. Instead the run creates a lease file with O_EXCL that says who
+holds it, renews it while it works (each step, and a ``Heartbeat`` thread in
+its long-running modules), and removes it at the end with its token. A run
+that was killed or cancelled stops renewing: once its lease has not been
+renewed for ``stale_after`` seconds (or the host rebooted) the next run takes
+it over and names the dead run. A live run is never taken over.
 
 Both write who holds them as JSON; ``read_holder`` reads either.
 """
@@ -31,9 +32,10 @@ import fcntl
 import json
 import os
 import secrets
+import threading
 import time
 
-from ansible_collections.alation.backup.plugins.module_utils._host import write_file
+from ansible_collections.alation.backup.plugins.module_utils._host import pid_alive, write_file
 
 BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id'
 
@@ -137,12 +139,25 @@ class FileLock:
 
 # -- the lease: the per-host backup lock ------------------------------------------
 
+# A run renews its lease this often at most, and at least four times per stale_after.
+HEARTBEAT_MAX_INTERVAL = 30
+
 
 class LockHeld(Exception):
     def __init__(self, path, holder):
         self.path = path
         self.holder = holder
         super().__init__('another run holds the host lock %s: %s' % (path, describe(holder)))
+
+
+class LeaseLost(Exception):
+    """Our lease is gone or another run's: it was taken over (we did not renew it in time) or removed."""
+
+    def __init__(self, path, holder):
+        self.path = path
+        self.holder = holder
+        super().__init__('this run no longer holds the host lock %s (%s): it was not renewed in time and was '
+                         'taken over, or it was removed' % (path, describe(holder) if holder else 'no lease'))
 
 
 def boot_id():
@@ -153,24 +168,41 @@ def boot_id():
         return None
 
 
-def describe(holder):
+def _utc(ts):
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts or 0))
+
+
+def _renewed(holder):
+    return holder.get('renewed', holder.get('started', 0))
+
+
+def describe(holder, now=None, renewed=True):
+    """Who holds a lease, in words: owner, run, pid, since when (and when last renewed)."""
     if not holder:
         return 'unknown holder (unreadable lock file)'
-    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(holder.get('started', 0)))
-    return 'held by %s since %s (run %s, expires in %ds)' % (
-        holder.get('owner', '?'), started, holder.get('run_id', '?'),
-        max(0, int(holder.get('expires', 0) - time.time())))
+    now = time.time() if now is None else now
+    text = 'run %s of %s (pid %s), started %s' % (
+        holder.get('run_id', '?'), holder.get('owner', '?'), holder.get('pid', '?'), _utc(holder.get('started')))
+    return text + (', last renewed %ds ago' % max(0, int(now - _renewed(holder))) if renewed else '')
 
 
-def stale_reason(holder, now=None):
-    """Why a lease may be taken over, or None while it is valid."""
+def stale_reason(holder, stale_after, now=None):
+    """Why a lease may be taken over, or None while its run is alive.
+
+    A live run renews its lease at every step and from a heartbeat in its
+    long-running modules; one that was killed stops renewing. The holder's
+    own ``stale_after`` (what it promised) counts; ``stale_after`` is for a
+    lease that does not say.
+    """
     now = time.time() if now is None else now
     if holder is None:
         return 'the lock file is unreadable'
     if holder.get('boot_id') and boot_id() and holder['boot_id'] != boot_id():
         return 'the host rebooted since it was taken'
-    if holder.get('expires', 0) <= now:
-        return 'it expired'
+    limit = holder.get('stale_after') or stale_after
+    silent = now - _renewed(holder)
+    if silent > limit:
+        return 'not renewed for %ds (stale after %gs): that run is gone' % (silent, limit)
     return None
 
 
@@ -212,27 +244,59 @@ def _guard(path):
     return _DirGuard(path)
 
 
-def acquire_lease(path, owner, run_id, max_age):
-    """Take the lease; return (record, taken_over_reason). Raise LockHeld if valid and not ours.
+def acquire_lease(path, owner, run_id, stale_after):
+    """Take the lease; return (record, taken_over). Raise LockHeld while another live run holds it.
 
-    Taking it again with the same ``run_id`` returns the existing lease, so a
+    ``taken_over`` is None, or a dict naming the dead run whose lease was
+    taken over: ``holder`` (its record, without token) and ``reason``.
+    Taking it again with the same ``run_id`` renews the existing lease, so a
     retried task of the same run does not lock itself out.
     """
     now = time.time()
-    record = dict(owner=owner, run_id=run_id, pid=os.getpid(), started=now, expires=now + max_age,
-                  boot_id=boot_id(), token=secrets.token_hex(16))
+    record = dict(owner=owner, run_id=run_id, pid=os.getpid(), started=now, renewed=now,
+                  stale_after=stale_after, boot_id=boot_id(), token=secrets.token_hex(16))
     with _guard(path):
+        _remove_leftovers(path)
         taken_over = None
         if os.path.lexists(path):
             holder = read_holder(path)
             if holder and holder.get('run_id') == run_id:
+                holder['renewed'] = now
+                write_file(path, json.dumps(holder))
                 return holder, None
-            taken_over = stale_reason(holder, now)
-            if taken_over is None:
+            reason = stale_reason(holder, stale_after, now)
+            if reason is None:
                 raise LockHeld(path, holder)
+            taken_over = dict(holder=public(holder), reason=reason)
             os.unlink(path)
         write_file(path, json.dumps(record), replace=False)
         return record, taken_over
+
+
+def _remove_leftovers(path):
+    """Our own temporary copies of the lease (``<lease>.<pid>.tmp``) whose writer died mid-write."""
+    directory, base = os.path.split(os.path.abspath(path))
+    for name in os.listdir(directory):
+        rest = name[len(base) + 1:-len('.tmp')] if name.startswith(base + '.') and name.endswith('.tmp') else ''
+        if rest.isdigit() and not pid_alive(int(rest)):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def public(holder):
+    return {k: v for k, v in (holder or {}).items() if k != 'token'}
+
+
+def renew_lease(path, token, now=None):
+    """Mark our lease alive now; raise LeaseLost when it is no longer ours."""
+    with _guard(path):
+        holder = read_holder(path)
+        if holder is None or holder.get('token') != token:
+            raise LeaseLost(path, public(holder) if holder else None)
+        holder['renewed'] = time.time() if now is None else now
+        write_file(path, json.dumps(holder))
 
 
 def release_lease(path, token):
@@ -242,4 +306,80 @@ def release_lease(path, token):
         if holder is None or holder.get('token') != token:
             return False
         os.unlink(path)
+        _remove_leftovers(path)
         return True
+
+
+def lease_argument_spec():
+    """The ``lease`` option of the modules that work while a run holds the host lock."""
+    return dict(lease=dict(type='dict', options=dict(
+        path=dict(type='path', required=True),
+        token=dict(type='str', required=True, no_log=True),
+    )))
+
+
+class Heartbeat(object):
+    """Renews the run's lease while a long module works: ``start()``, the work, then ``stop()``.
+
+    ``lease`` is the module's ``lease`` option (a dict with ``path`` and
+    ``token``) or None (no lease: nothing to do). The lease is renewed at
+    start, then from a daemon thread every min(30 s, stale_after / 4), and at
+    stop. Renewal never stops the work: a lease found lost is kept in
+    ``lost`` (a LeaseLost) and ``stop()`` returns its message, for the module
+    to fail with once the work is done. Also a context manager.
+    """
+
+    def __init__(self, lease, interval=None):
+        self.lease = lease or None
+        self.interval = interval
+        self.lost = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _renew(self):
+        if self.lost is not None:
+            return
+        try:
+            renew_lease(self.lease['path'], self.lease['token'])
+        except LeaseLost as e:
+            self.lost = e
+        except (OSError, LockBusy):
+            pass  # a renewal that could not be written: the next beat tries again
+
+    def _beat(self):
+        while not self._stop.wait(self.interval):
+            self._renew()
+
+    def start(self):
+        if self.lease is None:
+            return self
+        if self.interval is None:
+            holder = read_holder(self.lease['path']) or {}
+            stale_after = holder.get('stale_after') or 600
+            self.interval = max(1.0, min(HEARTBEAT_MAX_INTERVAL, stale_after / 4.0))
+        self._renew()
+        self._thread = threading.Thread(target=self._beat, name='lease-heartbeat')
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop beating (renewing once more); the lost lease's message, or None while it is ours."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._renew()
+        return str(self.lost) if self.lost else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def heartbeat(module):
+    """Start renewing the lease of ``module``'s ``lease`` option (none in check mode: no lease was taken)."""
+    return Heartbeat(None if module.check_mode else module.params.get('lease')).start()

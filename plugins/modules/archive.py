@@ -41,6 +41,7 @@ description:
   - Memory use does not grow with the size of the data (about 50 MB at most with the defaults).
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.lease
 options:
   sources:
     description:
@@ -264,6 +265,7 @@ import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._archive import ArchiveError, Plan, create_archive
 from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRESSORS
 
@@ -290,6 +292,7 @@ def main():
             space_check=dict(type='bool', default=True),
             compressor=dict(type='str', default='auto', choices=['auto'] + list(COMPRESSORS)),
             manifest_extra=dict(type='dict', default={}),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
@@ -298,14 +301,18 @@ def main():
         if module.check_mode:
             module.exit_json(**plan.preview())
         previous = signal.signal(signal.SIGTERM, _terminated)
+        beat = _locks.heartbeat(module)
         try:
             result = create_archive(plan)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            lost = beat.stop()
     except ArchiveError as e:
         module.fail_json(msg=str(e))
     except OSError as e:
         module.fail_json(msg='archiving failed: %s' % e)
+    if lost:
+        module.fail_json(msg='%s. The archive %s was written and verified.' % (lost, result.get('path')), **result)
     module.exit_json(**result)
 
 

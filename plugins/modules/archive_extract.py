@@ -22,6 +22,7 @@ description:
     restore.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.lease
 options:
   path:
     description: The archive, as a host path.
@@ -131,6 +132,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._archive_read import Extract
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
@@ -149,15 +151,21 @@ def main():
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
             chroot=dict(type='path'),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
     extract = Extract(module.params, Runner(module), check_mode=module.check_mode, warn=module.warn,
                       set_mode=lambda path: module.set_mode_if_different(path, module.params['mode'], False))
+    beat = _locks.heartbeat(module)
     try:
         result = extract.run()
     except HostError as e:
         module.fail_json(msg=str(e), **extract.result)
+    finally:
+        lost = beat.stop()
+    if lost:
+        module.fail_json(msg=lost, **result)
     module.exit_json(**result)
 
 

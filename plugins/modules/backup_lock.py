@@ -10,9 +10,13 @@ version_added: 0.1.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - A backup run is many tasks; this lock spans them, so that a second run on the same host is refused at once and told who holds it.
-  - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id and when it expires.
-  - A lease left by a run that died (its controller was killed, the host rebooted) is taken over once the host
-    has rebooted or the lease has expired; the result says so.
+  - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id,
+    when it was last renewed and O(stale_after).
+  - The run renews the lease while it works, at each step (taking it again with the same O(run_id)) and from a heartbeat
+    in the long-running modules (their O(lease) option), every min(30, O(stale_after)/4) seconds.
+  - A run that was killed or cancelled (an AWX job cancelled, a controller rebooted, an SSH link dropped) stops renewing.
+    Once its lease has not been renewed for O(stale_after) seconds, or the host has rebooted, the next run takes it over
+    with a warning naming the dead run. A live run is never taken over.
 extends_documentation_fragment:
   - alation.backup.attributes
 options:
@@ -28,17 +32,20 @@ options:
     default: present
   run_id:
     description:
-      - Identifies this run. Taking the lock again with the same id returns the same lease (a retried task does not lock itself out).
+      - Identifies this run. Taking the lock again with the same id renews and returns the same lease (a retried task
+        does not lock itself out).
       - Required with O(state=present).
     type: str
   owner:
     description: Who takes the lock, shown to a refused run (for example C(admin@controller, AWX job 42)).
     type: str
     default: unknown
-  max_age:
-    description: Seconds after which a lease that was never released counts as stale.
+  stale_after:
+    description:
+      - Seconds without renewal after which the lease counts as left by a dead run and may be taken over.
+      - Keep it well above the heartbeat (at most 30 seconds) so that a busy host never loses a live run's lease.
     type: int
-    default: 21600
+    default: 600
   token:
     description:
       - The token returned when the lock was taken. Required with O(state=absent); a lease with another token is left alone.
@@ -73,13 +80,23 @@ token:
   returned: state=present, not in check mode
   type: str
 holder:
-  description: The lease as recorded (owner, run_id, pid, started, expires, boot_id), without the token.
+  description: The lease as recorded (owner, run_id, pid, started, renewed, stale_after, boot_id), without the token.
   returned: state=present
   type: dict
 taken_over:
-  description: Why an earlier lease was taken over (it expired, the host rebooted), or null.
+  description: The dead run whose lease was taken over, or null.
   returned: state=present
-  type: str
+  type: dict
+  contains:
+    holder:
+      description: Its lease as it was recorded, without the token.
+      type: dict
+    reason:
+      description: Why it counted as dead (not renewed for so long, the host rebooted, an unreadable lock file).
+      type: str
+    description:
+      description: The dead run and the reason in one sentence, as in the warning.
+      type: str
 '''
 
 import os
@@ -89,10 +106,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alation.backup.plugins.module_utils import _locks
 
 
-def public(record):
-    return {k: v for k, v in (record or {}).items() if k != 'token'}
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -100,7 +113,7 @@ def main():
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             run_id=dict(type='str'),
             owner=dict(type='str', default='unknown'),
-            max_age=dict(type='int', default=21600),
+            stale_after=dict(type='int', default=600),
             token=dict(type='str', no_log=True),
         ),
         required_if=[('state', 'present', ['run_id']), ('state', 'absent', ['token'])],
@@ -119,18 +132,21 @@ def main():
 
     if module.check_mode:
         holder = _locks.read_holder(path) if os.path.lexists(path) else None
-        if holder and holder.get('run_id') != p['run_id'] and not _locks.stale_reason(holder):
-            module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=public(holder))
-        module.exit_json(changed=True, holder=public(holder), taken_over=None)
+        if holder and holder.get('run_id') != p['run_id'] and not _locks.stale_reason(holder, p['stale_after']):
+            module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=_locks.public(holder))
+        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None)
 
     try:
-        record, taken_over = _locks.acquire_lease(path, p['owner'], p['run_id'], p['max_age'])
+        record, taken_over = _locks.acquire_lease(path, p['owner'], p['run_id'], p['stale_after'])
     except _locks.LockHeld as e:
-        module.fail_json(msg='%s. Wait for it to finish; if that run is gone, remove %s by hand.' % (e, path),
-                         holder=public(e.holder))
+        limit = (e.holder or {}).get('stale_after') or p['stale_after']
+        module.fail_json(msg='%s. Wait for it to finish: if that run is gone, the lock frees itself once it has not '
+                             'been renewed for %ss.' % (e, limit), holder=_locks.public(e.holder))
     if taken_over:
-        module.warn('took over the stale host lock %s: %s' % (path, taken_over))
-    module.exit_json(changed=True, token=record['token'], holder=public(record), taken_over=taken_over)
+        taken_over['description'] = 'took over the host lock %s from %s: %s' % (
+            path, _locks.describe(taken_over['holder'], renewed=False), taken_over['reason'])
+        module.warn(taken_over['description'])
+    module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over)
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
   - alation.backup.runner
+  - alation.backup.lease
 options:
   dbname:
     description: Database to connect to first (pg_amcheck's C(--maintenance-db)).
@@ -106,6 +107,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import (
     AMCHECK_INSTALL_SQL,
     AMCHECK_INSTALLED_SQL,
@@ -129,6 +131,7 @@ def main():
         heapallindexed=dict(type='bool', default=False),
         threads=dict(type='int', default=1, aliases=['jobs']),
         if_missing=dict(type='str', choices=['fail', 'skip'], default='fail'),
+        **_locks.lease_argument_spec()
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -164,9 +167,11 @@ def main():
         module.fail_json(msg='cannot prepare the check: %s' % e, **result)
     result['databases'] = databases
 
+    beat = _locks.heartbeat(module)
     try:
         run = runner.run(argv, env=connection_env(p))
     finally:
+        lost = beat.stop()
         # Leave every database as it was, also when pg_amcheck failed.
         for name in result['installed']:
             try:
@@ -176,6 +181,8 @@ def main():
 
     problems = amcheck_problems(run['stdout'])
     result.update(problems=problems[:MAX_PROBLEMS], problem_count=len(problems), rc=run['rc'])
+    if lost:
+        module.fail_json(msg=lost, **result)
     if run['rc'] == 0 and not problems:
         module.exit_json(**result)
     if problems:

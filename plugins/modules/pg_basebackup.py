@@ -19,6 +19,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
   - alation.backup.runner
+  - alation.backup.lease
 options:
   dest:
     description:
@@ -102,6 +103,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv,
@@ -121,6 +123,7 @@ def main():
     )
     argument_spec.update(postgres_argument_spec())
     argument_spec.update(runner_argument_spec())
+    argument_spec.update(_locks.lease_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
@@ -145,7 +148,9 @@ def main():
         module.exit_json(**result)
 
     started = time.monotonic()
+    beat = _locks.heartbeat(module)
     run = runner.run(argv, env=connection_env(p))
+    lost = beat.stop()
     result.update(changed=True, executed_commands=runner.executed_commands,
                   duration_s=round(time.monotonic() - started, 2))
     if run['rc'] != 0:
@@ -155,6 +160,8 @@ def main():
     for name in sorted(os.listdir(host_dest)):
         files[name] = os.lstat(os.path.join(host_dest, name)).st_size
     result.update(files=files, bytes=sum(files.values()))
+    if lost:
+        module.fail_json(msg=lost, **result)
     module.exit_json(**result)
 
 

@@ -22,6 +22,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.runner
   - alation.backup.postgres
+  - alation.backup.lease
 options:
   catalog:
     description:
@@ -313,6 +314,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock, LockBusy
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
     BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, run_absent, run_backup,
@@ -342,6 +344,7 @@ def argument_spec():
     )
     spec.update(runner_argument_spec())
     spec.update(postgres_argument_spec())
+    spec.update(_locks.lease_argument_spec())
     return spec
 
 
@@ -387,7 +390,11 @@ def main():
     cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 
+    beat = _locks.heartbeat(module)
+
     def finish(result, failed_msg=None):
+        lost = beat.stop()
+        failed_msg = failed_msg or lost
         result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,
                       duration_s=round(time.monotonic() - started, 3))
         if failed_msg:

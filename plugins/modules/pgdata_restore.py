@@ -24,6 +24,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.runner
+  - alation.backup.lease
 options:
   source:
     description: The unpacked pg staging dir (C(pgbackup) in the archive), as seen by the programs.
@@ -125,6 +126,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._rebuild import ENGINES, Rebuild
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
@@ -146,13 +148,19 @@ def main():
         threads=dict(type='int'),
     )
     argument_spec.update(runner_argument_spec())
+    argument_spec.update(_locks.lease_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     runner = Runner(module, chroot=module.params['chroot'], run_as=module.params['run_as'])
     rebuild = Rebuild(module.params, runner, check_mode=module.check_mode, warn=module.warn)
+    beat = _locks.heartbeat(module)
     try:
         result = rebuild.run()
     except HostError as e:
         module.fail_json(msg=str(e), **rebuild.result)
+    finally:
+        lost = beat.stop()
+    if lost:
+        module.fail_json(msg=lost, **result)
     module.exit_json(**result)
 
 

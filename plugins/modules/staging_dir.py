@@ -24,6 +24,7 @@ description:
   - It also fails when O(path) is a symlink or exists and is not a directory.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.lease
 options:
   path:
     description:
@@ -162,7 +163,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _staging
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _staging
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
@@ -202,6 +203,7 @@ def main():
             group=dict(type='str'),
             chroot=dict(type='path'),
             allowed_roots=dict(type='list', elements='path', default=[]),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
@@ -218,6 +220,7 @@ def main():
     except ValueError as e:
         module.fail_json(msg=str(e), path=path)
 
+    beat = _locks.heartbeat(module)
     before = describe(path)
     exists = before['state'] == 'directory'
     result = dict(path=path, state=state, removed_files=0, removed_dirs=0, removed_bytes=0, skipped_mounts=[])
@@ -252,6 +255,9 @@ def main():
 
     if module._diff:
         result['diff'] = diff_of(module, path, state, before, tree, attr_diff, uid, gid)
+    lost = beat.stop()
+    if lost:
+        module.fail_json(msg=lost, changed=changed, **result)
     module.exit_json(changed=changed, duration_s=round(time.monotonic() - started, 3), **result)
 
 

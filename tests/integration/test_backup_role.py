@@ -204,6 +204,37 @@ def test_second_concurrent_run_is_refused_and_first_unaffected(alation_host):
     assert len(archives(host)) == 1
 
 
+def dead_run_lease(path, silent_for, stale_after=600):
+    """The lease a run killed ``silent_for`` seconds ago left: nobody renews it any more."""
+    started = time.time() - silent_for - 60
+    with open(path, 'w') as f:
+        json.dump(dict(owner='admin via ansible-playbook (AWX job 41)', run_id='41-1700000000.0', pid=999999,
+                       started=started, renewed=time.time() - silent_for, stale_after=stale_after,
+                       boot_id=open('/proc/sys/kernel/random/boot_id').read().strip(), token='dead'), f)
+
+
+def test_a_killed_runs_lock_frees_itself_and_the_next_run_names_it(alation_host):
+    host = alation_host
+    lock = host.path('/data2/backup/.alation_backup.lock')
+    # Killed 2 minutes ago: still within its stale_after, so the host is busy as far as anyone can tell.
+    dead_run_lease(lock, silent_for=120)
+    run = role_run(host, alation_backup_engine='pg_basebackup')
+    assert run.rc != 0
+    error = run.records[HOST]['error']
+    assert 'run 41-1700000000.0 of admin via ansible-playbook (AWX job 41)' in error, error
+    assert 'frees itself once it has not been renewed for 600s' in error and 'by hand' not in error, error
+    assert archives(host) == [] and os.path.exists(lock)
+    # Killed 11 minutes ago: not renewed for longer than stale_after (10 min), so the run takes over.
+    dead_run_lease(lock, silent_for=660)
+    run = role_run(host, alation_backup_engine='pg_basebackup')
+    assert run.rc == 0, run.output
+    taken = run.records[HOST]['lock_taken_over']
+    assert 'from run 41-1700000000.0 of admin via ansible-playbook (AWX job 41)' in taken, taken
+    assert re.search(r'not renewed for 66\ds \(stale after 600s\): that run is gone$', taken), taken
+    assert '[WARNING]: took over the host lock' in run.output
+    assert len(archives(host)) == 1 and not os.path.exists(lock), 'the lease is released, nothing left'
+
+
 def test_freshness_guard_skips_a_recent_backup(alation_host):
     host = alation_host
     assert role_run(host, alation_backup_engine='pg_basebackup').rc == 0

@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 import os
+import time
 
 from ansible_collections.alation.backup.plugins.modules import backup_lock
 
@@ -35,3 +36,16 @@ def test_missing_directory_is_a_clear_error(tmp_path):
     path = str(tmp_path / 'no-such-dir' / 'lock')
     failed, result = run_module(backup_lock.main, dict(path=path, run_id='a'))
     assert failed and 'does not exist' in result['msg'] and path in result['msg']
+
+
+def test_a_dead_run_is_taken_over_with_a_warning_naming_it(tmp_path):
+    path = str(tmp_path / 'lock')
+    failed, dead = run_module(backup_lock.main, dict(path=path, run_id='awx-41', owner='alice', stale_after=1))
+    failed, refused = run_module(backup_lock.main, dict(path=path, run_id='awx-42', owner='bob', stale_after=1))
+    assert failed and 'frees itself once it has not been renewed for 1s' in refused['msg']
+    assert 'remove' not in refused['msg'], 'nobody is sent to remove a lock by hand'
+    time.sleep(1.1)
+    failed, taken = run_module(backup_lock.main, dict(path=path, run_id='awx-42', owner='bob'))
+    assert not failed and taken['taken_over']['holder']['run_id'] == 'awx-41'
+    assert 'run awx-41 of alice' in taken['taken_over']['description']
+    assert 'token' not in taken['taken_over']['holder']

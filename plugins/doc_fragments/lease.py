@@ -1,0 +1,26 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+
+class ModuleDocFragment(object):
+    # The lease option of modules that work while a run holds the host lock (alation.backup.backup_lock).
+    DOCUMENTATION = r'''
+options:
+  lease:
+    description:
+      - The host lock this run holds, as M(alation.backup.backup_lock) took it. While the module works it renews the lease
+        (a heartbeat every min(30, stale_after/4) seconds), so a long step never lets another run take the host over.
+      - If the lease turns out to be another run's (it was taken over), the module fails once its work is done, saying so.
+      - Omit when no host lock is held.
+    type: dict
+    suboptions:
+      path:
+        description: The lock file.
+        type: path
+        required: true
+      token:
+        description: The token M(alation.backup.backup_lock) returned.
+        type: str
+        required: true
+'''
