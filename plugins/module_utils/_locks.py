@@ -11,8 +11,12 @@ the lock when the holder exits or is killed: a crashed run never leaves a
 stale lock behind. The holder writes its pid (and what it is doing) into the
 file so a process that finds the lock busy can say who holds it.
 
-The lock file is never unlinked: removing it would let a newcomer lock a fresh
-inode while an old holder still locks the unlinked one.
+The holder removes the lock file on release, while it still holds the lock,
+so a lock leaves nothing behind. A newcomer that locked the file just before
+it was removed finds, once it has the lock, that the path is gone or is
+another inode, and starts again on the path: two processes never hold locks
+on two inodes of one path. A killed holder leaves the file; the next holder
+removes it.
 
 The lease (``acquire_lease``/``renew_lease``/``release_lease``): the per-host
 backup lock, a file that outlives one module call. A whole backup run is many
@@ -81,14 +85,31 @@ class FileLock:
         self.poll_interval = poll_interval
         self.fd = None
 
-    def acquire(self):
+    def _open(self):
         # O_CLOEXEC: programs we start must not inherit (and so keep) the lock.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+
+    def _is_current(self, fd):
+        """Is ``fd`` still the file at our path (not removed or replaced by a releasing holder)?"""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        own = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+    def acquire(self):
+        fd = self._open()
         start = time.monotonic()
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if self._is_current(fd):
+                    break
+                # We locked a file its holder removed on release: start again on the path.
+                os.close(fd)
+                fd = self._open()
+                continue
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     os.close(fd)
@@ -118,8 +139,11 @@ class FileLock:
         if self.fd is None:
             return
         try:
-            # Empty the file before unlocking so nobody reads a stale pid.
-            os.ftruncate(self.fd, 0)
+            # Removed while still locked: whoever locks the old inode next sees it is gone.
+            try:
+                os.unlink(self.path)
+            except OSError:
+                os.ftruncate(self.fd, 0)  # at least nobody reads a stale pid
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
             os.close(self.fd)

@@ -433,7 +433,7 @@ def remove_tree(path, keep_top=False, shell_root=None):
 # -- running pg_probackup ------------------------------------------------------
 
 def lock_path(host_catalog):
-    """The lock file beside the catalog (inside it, a reset would delete it)."""
+    """The lock file beside the catalog (inside it, a reset would delete it); it exists only while held."""
     parent, name = os.path.split(os.path.normpath(host_catalog))
     return os.path.join(parent, '.%s.lock' % name)
 

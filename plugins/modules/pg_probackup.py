@@ -30,7 +30,9 @@ options:
       - Its parent directory must exist. Either make the catalog directory yourself, empty and owned by
         O(run_as), or let C(pg_probackup init) (run as O(run_as)) create it in a parent O(run_as) can write to.
         pg_probackup 2.5.15 reports success when it could not create it; the module checks and fails clearly.
-      - The lock file is C(.<name>.lock) in that parent, beside the catalog (inside it, a reset would delete it).
+      - The lock file is C(.<name>.lock) in that parent, beside the catalog (inside it, a reset would delete it). It
+        exists only while a command runs; the module removes it when done (one left by a killed run goes with the
+        next).
     type: path
     required: true
   instance:
@@ -146,8 +148,6 @@ notes:
     returned in RV(tool_warnings) and do not fail the task.
   - pg_probackup reads PGDATA directly, so O(run_as) should be the owner of PGDATA (usually C(postgres)); the
     catalog is then owned by that user too.
-  - The lock file beside the catalog is left in place after O(state=absent) (removing a lock file lets two
-    runs lock different files).
   - Backup ids have one-second resolution; the new backup is identified by the id pg_probackup logs for it,
     not by being the newest entry.
 seealso:

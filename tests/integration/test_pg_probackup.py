@@ -134,7 +134,8 @@ def test_full_then_delta_check_mode_validate_restore_absent(pg_cluster, catalog,
     assert any('data block checksums' in w for w in r['tool_warnings'])
     assert r['duration_s'] > 5
     full_id = r['backup']['id']
-    assert os.path.exists(os.path.join(os.path.dirname(catalog), '.pgbackup.lock'))
+    assert not os.path.exists(os.path.join(os.path.dirname(catalog), '.pgbackup.lock')), 'the lock leaves nothing'
+
 
     pg_cluster.psql('CREATE TABLE after_full AS SELECT g FROM generate_series(1, 1234) g')
 

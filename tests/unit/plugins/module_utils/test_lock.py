@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -90,10 +91,28 @@ def test_two_fds_in_one_process_contend(tmp_path):
         with pytest.raises(LockBusy) as e:
             FileLock(path).acquire()
         assert e.value.holder_pid == os.getpid()
-    # Released: the file is emptied so nobody reads a stale pid, and not removed.
-    assert os.path.exists(path) and read_holder(path) is None
+    # Released: the file is removed, nothing is left behind.
+    assert not os.path.exists(path)
     with FileLock(path):
         pass
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_waiter_on_a_removed_lock_file_starts_again_on_the_path(tmp_path):
+    path = str(tmp_path / 'x.lock')
+    first = FileLock(path).acquire()
+    second = FileLock(path, timeout=10, poll_interval=0.05)
+    waiter = threading.Thread(target=second.acquire)
+    waiter.start()
+    time.sleep(0.3)  # the waiter has opened the file and polls its lock
+    first.release()  # removes the file the waiter opened
+    waiter.join()
+    # The waiter did not settle for the removed inode: it holds the file now at the path.
+    assert second.locked and second._is_current(second.fd)
+    with pytest.raises(LockBusy):
+        FileLock(path).acquire()
+    second.release()
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_children_do_not_inherit_the_lock(tmp_path):
