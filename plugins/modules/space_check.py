@@ -31,6 +31,13 @@ options:
     type: list
     elements: path
     default: []
+  reclaimable:
+    description:
+      - Bytes that retention would free before this run's archive is written (RV(alation.backup.retention#module:freed_bytes)
+        of M(alation.backup.retention) in check mode with O(alation.backup.retention#module:make_room_for=1)).
+      - When the free space falls short only without them, the check passes and says so in RV(needs_retention).
+    type: int
+    default: 0
 '''
 
 EXAMPLES = r'''
@@ -57,6 +64,10 @@ extra_bytes:
   description: File bytes of O(extra_paths).
   returned: always
   type: int
+needs_retention:
+  description: The backup fits only once retention has freed O(reclaimable) bytes; run it before the backup.
+  returned: always
+  type: bool
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -71,18 +82,27 @@ def main():
             path=dict(type='path', required=True),
             pgdata=dict(type='path', required=True),
             extra_paths=dict(type='list', elements='path', default=[]),
+            reclaimable=dict(type='int', default=0),
         ),
         supports_check_mode=True,
     )
     p = module.params
     space = backup_space(p['path'], p['pgdata'], p['extra_paths'])
-    if space['free'] < space['needed']:
+    reclaimable = max(0, p['reclaimable'])
+    space['needs_retention'] = space['free'] < space['needed'] <= space['free'] + reclaimable
+    if space['free'] + reclaimable < space['needed']:
         module.fail_json(
-            msg='the backup storage dir %s has %s free; the backup may need %s (PGDATA %s is %s, for the pg staging '
-                'dir and again for the archive at worst, plus %s of extra paths). Free space there, or set '
-                'alation_backup_space_check=false if you know the data compresses well.'
-                % (p['path'], human(space['free']), human(space['needed']), p['pgdata'],
-                   human(space['pgdata_bytes']), human(space['extra_bytes'])), **space)
+            msg='the backup storage dir %s has %s free%s; the backup may need %s (PGDATA %s is %s, for the pg staging '
+                'dir and again for the archive at worst, plus %s of extra paths). Free space there, keep fewer '
+                'archives (alation_backup_keep_count), or set alation_backup_space_check=false if you know the data '
+                'compresses well.'
+                % (p['path'], human(space['free']),
+                   ' and retention would free %s more' % human(reclaimable) if reclaimable else '',
+                   human(space['needed']), p['pgdata'], human(space['pgdata_bytes']), human(space['extra_bytes'])),
+            **space)
+    if space['needs_retention']:
+        module.warn('the backup storage dir %s has %s free, the backup may need %s: retention frees %s of old '
+                    'archives first' % (p['path'], human(space['free']), human(space['needed']), human(reclaimable)))
     module.exit_json(changed=False, **space)
 
 

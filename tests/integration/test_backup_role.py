@@ -235,6 +235,45 @@ def test_a_killed_runs_lock_frees_itself_and_the_next_run_names_it(alation_host)
     assert len(archives(host)) == 1 and not os.path.exists(lock), 'the lease is released, nothing left'
 
 
+def plant_archive(host, ts, data=b'an older archive'):
+    name = '%s_5-17-0-116556_alation_backup.tar.gz' % ts
+    path = host.path('/data2/backup/' + name)
+    with open(path, 'wb') as f:
+        f.write(data)
+    with open(path + '.sha256', 'w') as f:
+        f.write('%s  %s\n# size %d\n' % (hashlib.sha256(data).hexdigest(), name, len(data)))
+    return path
+
+
+def test_retention_removes_exactly_the_old_archives_and_check_mode_lists_them(alation_host):
+    host = alation_host
+    old = [plant_archive(host, '2026110%d0102' % day) for day in range(1, 6)]
+    lone = host.path('/data2/backup/202610010102_5-17-0-116556_alation_backup.tar.gz.sha256')
+    with open(lone, 'w') as f:
+        f.write('%s  %s\n' % ('0' * 64, os.path.basename(lone)[:-7]))
+    foreign = [host.path('/data2/backup/' + n) for n in ('notes.txt', '202609010102_5-17-0-116556_other.tar.gz',
+                                                         '.202611300000_5-17-0-116556_alation_backup.tar.gz.h.1.tmp')]
+    for path in foreign:
+        with open(path, 'w') as f:
+            f.write('not ours to remove')
+    expected = sorted(old[:3] + [p + '.sha256' for p in old[:3]] + [lone])
+
+    check = role_run(host, check=True, alation_backup_engine='pg_basebackup', alation_backup_keep_count=3)
+    assert check.rc == 0, check.output
+    assert sorted(check.records[HOST]['retention']['removed']) == expected
+    assert all(os.path.exists(p) for p in expected), 'check mode removes nothing'
+    freed = sum(os.path.getsize(p) for p in expected)
+
+    run = role_run(host, alation_backup_engine='pg_basebackup', alation_backup_keep_count=3)
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert sorted(record['retention']['removed']) == expected, 'check mode listed exactly what went'
+    assert int(record['retention']['freed_bytes']) == freed
+    assert not any(os.path.exists(p) for p in expected)
+    assert all(os.path.exists(p) for p in foreign + old[3:] + [p + '.sha256' for p in old[3:]])
+    assert len(archives(host)) == 3 and record['archive'] == archives(host)[-1]
+
+
 def test_freshness_guard_skips_a_recent_backup(alation_host):
     host = alation_host
     assert role_run(host, alation_backup_engine='pg_basebackup').rc == 0

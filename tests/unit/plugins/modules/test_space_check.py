@@ -25,3 +25,18 @@ def test_short_of_space_names_the_dir_the_need_and_the_way_out(tmp_path, monkeyp
     assert failed
     assert result['msg'].startswith('the backup storage dir %s has 10 B free' % tmp_path)
     assert 'alation_backup_space_check=false' in result['msg']
+
+
+def test_what_retention_would_free_counts_and_is_said(tmp_path, monkeypatch):
+    (tmp_path / 'pgdata').mkdir()
+    (tmp_path / 'pgdata' / 'f').write_bytes(b'x' * 100)
+    monkeypatch.setattr(_alation, 'free_bytes', lambda path: 150)
+    args = dict(path=str(tmp_path), pgdata=str(tmp_path / 'pgdata'))
+    failed, result = run_module(space_check.main, dict(args, reclaimable=60))
+    assert not failed and result['needs_retention'] is True
+    failed, result = run_module(space_check.main, dict(args, reclaimable=10))
+    assert failed and 'has 150 B free and retention would free 10 B more' in result['msg']
+    assert 'alation_backup_keep_count' in result['msg'] and result['needs_retention'] is False
+    monkeypatch.setattr(_alation, 'free_bytes', lambda path: 1000)
+    failed, result = run_module(space_check.main, dict(args, reclaimable=10))
+    assert not failed and result['needs_retention'] is False

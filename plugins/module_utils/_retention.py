@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Retention of the archives in the backup storage dir: which go, and removing them.
+
+Only files named as this collection names archives (``_archive_names``), and
+their ``.sha256``, are ever candidates: temporary files (hidden, being
+written), foreign files and directories never are. An archive goes only when
+both rules allow it: it is not among the ``keep_count`` newest, and (when
+``keep_days`` is set) it is older than ``keep_days`` by the time in its name.
+The newest archive must match its ``.sha256`` (size and hash) before anything
+older goes, and is itself never removed, so at least one verified archive is
+always left. A ``.sha256`` whose archive is gone is removed.
+
+Standard library only.
+"""
+
+import calendar
+import os
+import time
+
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
+    ARCHIVE_RE, DEFAULT_SUFFIX, list_archives, read_sidecar, sha256_of)
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError, fsync_dir
+
+DAY = 86400
+
+
+def archive_time(path):
+    """The archive's time (epoch seconds, UTC) as its name says."""
+    return calendar.timegm(time.strptime(ARCHIVE_RE.match(os.path.basename(path)).group('ts'), '%Y%m%d%H%M'))
+
+
+def verify(path):
+    """None when ``path`` matches its .sha256 (size recorded at publish and hash), else why not."""
+    name = os.path.basename(path)
+    try:
+        digest, size = read_sidecar(path + '.sha256', name)
+    except ValueError as e:
+        return str(e)
+    actual = os.path.getsize(path)
+    if size is not None and size != actual:
+        return 'it has %d bytes, its .sha256 recorded %d at publish' % (actual, size)
+    if sha256_of(path) != digest:
+        return 'it does not hash to the sha256 its .sha256 records'
+    return None
+
+
+def _entry(path, why):
+    try:
+        size = os.lstat(path).st_size
+    except OSError:
+        size = 0
+    return dict(path=path, bytes=size, why=why)
+
+
+def plan(directory, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, make_room_for=0, now=None):
+    """What retention removes from ``directory``; nothing is touched.
+
+    ``make_room_for``: archives about to be written count among the newest
+    already (the space check plans room for the next archive). Returns a dict:
+    ``remove`` (archives and their .sha256, oldest first, each ``{path, bytes,
+    why}``), ``orphans`` (lone .sha256 files), ``kept`` (archive paths),
+    ``newest`` and ``refused`` (why no archive may go, or None).
+    """
+    if keep_count < 1:
+        raise HostError('keep_count=%s: keep at least 1 archive (the newest that verifies is never removed)'
+                        % keep_count)
+    if keep_days < 0:
+        raise HostError('keep_days=%s must be 0 (off) or more days' % keep_days)
+    now = time.time() if now is None else now
+    names = set(os.listdir(directory))
+    orphans = []
+    for name in sorted(names):
+        stem = name[:-len('.sha256')]
+        if name.endswith('.sha256') and ARCHIVE_RE.match(stem) and stem not in names \
+                and os.path.isfile(os.path.join(directory, name)):
+            orphans.append(_entry(os.path.join(directory, name), 'a .sha256 whose archive is gone'))
+    archives = list_archives(directory, suffix)
+    result = dict(remove=[], orphans=orphans, kept=list(archives), newest=archives[-1] if archives else None,
+                  refused=None)
+    if not archives:
+        return result
+    newest = archives[-1]
+    problem = verify(newest)
+    if problem:
+        result['refused'] = ('the newest archive %s does not match its .sha256 (%s): nothing older is removed '
+                             'until a newer archive verifies' % (newest, problem))
+        return result
+    keep_newest = max(0, keep_count - make_room_for)
+    candidates = archives[:-1][:max(0, len(archives) - keep_newest)]
+    kept = []
+    for path in archives:
+        if path not in candidates:
+            kept.append(path)
+            continue
+        age_days = (now - archive_time(path)) / DAY
+        if keep_days and age_days <= keep_days:
+            kept.append(path)
+            continue
+        why = 'beyond the %d newest (keep_count)' % keep_count
+        if keep_days:
+            why += ' and %.1f days old, older than keep_days %s' % (age_days, keep_days)
+        result['remove'].append(_entry(path, why))
+        if os.path.lexists(path + '.sha256'):
+            result['remove'].append(_entry(path + '.sha256', 'the .sha256 of a removed archive'))
+    result['kept'] = kept
+    return result
+
+
+def apply(planned):
+    """Remove what ``plan`` chose: each archive before its .sha256 (a cut-short run never leaves an archive
+    that looks unsealed and would be sealed again), then the orphans. Returns the entries removed."""
+    removed = []
+    for entry in planned['remove'] + planned['orphans']:
+        try:
+            os.unlink(entry['path'])
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise HostError('could not remove %s: %s. Removed so far: %s. Check the permissions of the backup '
+                            'storage dir.' % (entry['path'], e, ', '.join(r['path'] for r in removed) or 'nothing'))
+        removed.append(entry)
+    if removed:
+        fsync_dir(os.path.dirname(removed[0]['path']))
+    return removed

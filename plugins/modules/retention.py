@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: retention
+short_description: Remove old Alation backup archives from the backup storage dir, keeping a verified one
+version_added: 0.3.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - Removes the archives that both rules let go, each with its C(.sha256) - it is not among the O(keep_count)
+    newest, and (with O(keep_days)) it is older than O(keep_days) by the time in its name.
+  - Only files named as M(alation.backup.archive) names archives, and their C(.sha256), are candidates. Temporary
+    files (an archive being written), foreign files and directories are never touched.
+  - The newest archive must match its C(.sha256) (the size recorded at publish and the hash, read in full) before
+    anything older goes, and is itself never removed, so at least one verified archive is always left.
+  - A C(.sha256) whose archive is gone is removed.
+extends_documentation_fragment:
+  - alation.backup.attributes
+options:
+  dir:
+    description: The backup storage dir (a host path).
+    type: path
+    required: true
+  keep_count:
+    description: How many of the newest archives to keep, at least 1.
+    type: int
+    default: 7
+  keep_days:
+    description:
+      - Keep every archive younger than this many days too (by the UTC time in its name). V(0) turns this rule off.
+    type: int
+    default: 0
+  make_room_for:
+    description:
+      - Count this many archives about to be written among the newest already, so that the space they need can
+        be freed before they are written. The newest existing archive is still never removed.
+    type: int
+    default: 0
+  suffix:
+    description: The last part of the archive names.
+    type: str
+    default: alation_backup
+attributes:
+  check_mode:
+    support: full
+    details: In check mode RV(removed) lists exactly what would be removed; nothing is.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: Keep the 7 newest archives, and any younger than 14 days
+  alation.backup.retention:
+    dir: /opt/alation/alation/data2/backup
+    keep_count: 7
+    keep_days: 14
+  register: retention
+'''
+
+RETURN = r'''
+removed:
+  description: Each file removed (in check mode, that would be), oldest first, with its size and why it went.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The file.
+      type: str
+    bytes:
+      description: Its size.
+      type: int
+    why:
+      description: The rule that let it go.
+      type: str
+freed_bytes:
+  description: The bytes RV(removed) frees.
+  returned: always
+  type: int
+kept:
+  description: The archives kept.
+  returned: always
+  type: list
+  elements: str
+refused:
+  description: Why no archive could go (the newest does not verify), or null.
+  returned: always
+  type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils import _retention
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dir=dict(type='path', required=True),
+            keep_count=dict(type='int', default=7),
+            keep_days=dict(type='int', default=0),
+            make_room_for=dict(type='int', default=0),
+            suffix=dict(type='str', default='alation_backup'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'])
+        removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned)
+    except (HostError, OSError) as e:
+        module.fail_json(msg='retention in %s: %s' % (p['dir'], e))
+    if planned['refused']:
+        module.warn(planned['refused'])
+    module.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),
+                     kept=planned['kept'], refused=planned['refused'])
+
+
+if __name__ == '__main__':
+    main()
