@@ -17,11 +17,13 @@ What pg_probackup does, recorded (see the module documentation for the why):
   command we run on one catalog.
 """
 
+import calendar
 import errno
 import json
 import os
 import re
 import stat
+import time
 
 from ansible_collections.alation.backup.plugins.module_utils._host import exit_description, pid_state
 from ansible_collections.alation.backup.plugins.module_utils._staging import (
@@ -37,6 +39,9 @@ ON_BROKEN_CHAIN = ('reset', 'repair', 'fail')
 _LOG_LINE = re.compile(r'^(?:[0-9][0-9:. +-]*\s+)?(?:\[\d+\]:?\s*)?'
                        r'(VERBOSE|LOG|INFO|NOTICE|WARNING|ERROR|FATAL|PANIC):\s?(.*)$')
 _BACKUP_ID = re.compile(r'\bbackup ID: ([0-9A-Z]+)')
+# show's start-time: "2026-11-27 07:45:38+00" (the offset is the host's: +00, +03, +05:30).
+_START_TIME = re.compile(r'^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.\d+)?([+-])(\d\d)(?::?(\d\d))?$')
+DAY_S = 86400.0
 
 
 class PgProbackupError(Exception):
@@ -265,13 +270,9 @@ def analyse(backups, running):
     )
 
 
-def without(backups, ids):
-    """``backups`` minus ``ids`` and every backup built on one of them.
-
-    What ``delete`` leaves: deleting a backup deletes its incremental children.
-    """
+def descendants(backups, ids):
+    """``ids`` and every backup built on one of them, directly or not: what ``delete -i`` removes."""
     gone = set(ids)
-    by_id = dict((b.get('id'), b) for b in backups)
     changed = True
     while changed:
         changed = False
@@ -279,7 +280,16 @@ def without(backups, ids):
             if b.get('id') not in gone and b.get('parent-backup-id') in gone:
                 gone.add(b['id'])
                 changed = True
-    return [b for b in newest_first(backups) if b.get('id') not in gone and b.get('id') in by_id]
+    return gone
+
+
+def without(backups, ids):
+    """``backups`` minus ``ids`` and every backup built on one of them.
+
+    What ``delete`` leaves: deleting a backup deletes its incremental children.
+    """
+    gone = descendants(backups, ids)
+    return [b for b in newest_first(backups) if b.get('id') not in gone]
 
 
 def valid_parent(backups):
@@ -291,8 +301,65 @@ def valid_parent(backups):
     return None
 
 
-def choose_mode(backup_mode, incremental_mode, backups):
-    """(MODE, reason) for the next backup given the catalog ``backups``."""
+def start_epoch(entry):
+    """When a backup started, in seconds since the epoch: its start-time, else its id.
+
+    The id is the start time in base 36 (one-second resolution), so it stands
+    in when start-time is missing or unreadable; None when neither reads.
+    """
+    m = _START_TIME.match((entry.get('start-time') or '').strip())
+    if m:
+        y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
+        offset = int(m.group(8)) * 3600 + int(m.group(9) or 0) * 60
+        return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - (offset if m.group(7) == '+' else -offset)
+    key = id_key(entry.get('id'))
+    return key if key >= 0 else None
+
+
+def chain_of(entry, by_id):
+    """``entry``'s chain, its FULL first, for an entry whose chain_problem is None."""
+    chain = [entry]
+    while chain[-1].get('backup-mode') != 'FULL':
+        chain.append(by_id[chain[-1]['parent-backup-id']])
+    return chain[::-1]
+
+
+def full_due(chain, full_every, full_every_days, now):
+    """Why the bounded chain needs a new FULL before another incremental on ``chain`` (FULL first), or None.
+
+    ``full_every``: a FULL every that many backups, the FULL included (0: off);
+    ``full_every_days``: a FULL once the chain's FULL is that many days old (0: off).
+    Whichever comes first; both are named when both are due.
+    """
+    full = chain[0]
+    why = []
+    if full_every and len(chain) >= full_every:
+        why.append('the chain since FULL %s already has %d incremental%s (full_every %d)'
+                   % (full['id'], len(chain) - 1, '' if len(chain) == 2 else 's', full_every))
+    started = start_epoch(full)
+    if full_every_days and now is not None and started is not None:
+        age = (now - started) / DAY_S
+        if age >= full_every_days:
+            why.append("the chain's FULL %s is %.1f days old (full_every_days %g)" % (full['id'], age, full_every_days))
+    return ' and '.join(why) or None
+
+
+def _incremental_reason(mode, chain, full_every, full_every_days, now):
+    full, parent = chain[0], chain[-1]
+    where = '%d of %d in this chain' % (len(chain) + 1, full_every) if full_every else \
+        '%d in this chain (full_every off)' % (len(chain) + 1)
+    started = start_epoch(full)
+    age = '%.1f days old' % ((now - started) / DAY_S) if now is not None and started is not None else 'of unknown age'
+    days = 'full_every_days %g' % full_every_days if full_every_days else 'full_every_days off'
+    return '%s on %s: %s, whose FULL %s is %s (%s)' % (mode, parent['id'], where, full['id'], age, days)
+
+
+def choose_mode(backup_mode, incremental_mode, backups, full_every=0, full_every_days=0, now=None):
+    """(MODE, reason) for the next backup given the catalog ``backups``.
+
+    With backup_mode auto, ``full_every``/``full_every_days`` bound the chain
+    (see full_due); ``now`` is the time in seconds since the epoch.
+    """
     backups = newest_first(backups)
     by_id = dict((b.get('id'), b) for b in backups)
     if backup_mode == 'full':
@@ -313,10 +380,48 @@ def choose_mode(backup_mode, incremental_mode, backups):
     problem = chain_problem(newest, by_id)
     if problem:
         return 'FULL', problem
-    if newest.get('backup-mode') == 'FULL':
-        return incr, 'newest backup %s is a FULL with status %s' % (newest['id'], newest['status'])
-    return incr, 'newest backup %s is %s and its chain down to its FULL is valid' % (
-        newest['id'], newest['status'])
+    chain = chain_of(newest, by_id)
+    due = full_due(chain, full_every, full_every_days, now)
+    if due:
+        return 'FULL', 'FULL: ' + due
+    return incr, _incremental_reason(incr, chain, full_every, full_every_days, now)
+
+
+def prune_plan(backups, keep_id=None, running=None):
+    """The ``delete -i`` commands that leave only the chain of a new FULL: [{id, with}], in order.
+
+    Once the new FULL ``keep_id`` is OK, every backup older than it is an
+    older chain (or what a failed run left): a FULL goes with its incrementals
+    in one ``delete -i`` (pg_probackup deletes a backup's children with it),
+    then whatever has no FULL left under it goes by its own id. ``keep_id``
+    None: the FULL is still to be taken (check mode), so every backup is older.
+    A RUNNING entry whose process lives (``running``) is never touched, nor
+    anything it builds on.
+    """
+    running = running or {}
+    limit = id_key(keep_id) if keep_id else None
+    alive = set(bid for bid, proc in running.items() if proc.get('alive'))
+    candidates = set(b['id'] for b in backups if b.get('id') and b['id'] != keep_id and b['id'] not in alive
+                     and (limit is None or id_key(b['id']) < limit))
+    oldest_first = sorted(candidates, key=id_key)
+    by_id = dict((b.get('id'), b) for b in backups)
+    plan, pending = [], set(candidates)
+    for roots_first in (True, False):
+        for bid in oldest_first:
+            if bid not in pending or (roots_first and by_id[bid].get('backup-mode') != 'FULL'):
+                continue
+            gone = descendants(backups, [bid])
+            if not gone <= candidates:
+                continue  # it carries a backup that must stay
+            plan.append(dict(id=bid, mode=by_id[bid].get('backup-mode'), status=by_id[bid].get('status'),
+                             with_children=sorted(gone - set([bid]), key=id_key)))
+            pending -= gone
+    return plan
+
+
+def pruned_ids(plan):
+    """Every backup id a prune plan deletes, oldest first."""
+    return sorted(set(x['id'] for x in plan) | set(c for x in plan for c in x['with_children']), key=id_key)
 
 
 def delete_statuses(bad):
@@ -331,13 +436,17 @@ def repair_commands(catalog, instance, bad):
             for s in delete_statuses(bad)]
 
 
-def plan_backup(backups, running, backup_mode, incremental_mode, on_broken_chain, catalog, instance):
+def plan_backup(backups, running, backup_mode, incremental_mode, on_broken_chain, catalog, instance,
+                full_every=0, full_every_days=0, now=None):
     """Decide what a state=backup run does, before it does anything.
 
     Returns {recovery: None|'reset'|'repair', bad, broken_reason, mode, reason,
-    remaining}; raises PgProbackupError when the run must stop (another backup
-    in flight, a broken chain with on_broken_chain=fail, an incremental asked
-    for with nothing to build on).
+    remaining, prune, would_prune}; raises PgProbackupError when the run must
+    stop (another backup in flight, a broken chain with on_broken_chain=fail,
+    an incremental asked for with nothing to build on). ``prune``: the chain
+    is bounded (backup_mode auto, full_every or full_every_days set) and this
+    run takes a FULL, so once it is OK the older chains go; ``would_prune``:
+    the prune plan as the catalog stands (see prune_plan).
     """
     a = analyse(backups, running)
     if a['in_flight']:
@@ -362,13 +471,15 @@ def plan_backup(backups, running, backup_mode, incremental_mode, on_broken_chain
         if recovery == 'reset':
             mode, reason = 'FULL', 'catalog reset because the chain was broken (%s)' % a['broken_reason']
         else:
-            mode, reason = choose_mode(backup_mode, incremental_mode, remaining)
+            mode, reason = choose_mode(backup_mode, incremental_mode, remaining, full_every, full_every_days, now)
             if recovery == 'repair':
                 reason = 'broken entries deleted (%s); then %s' % (a['broken_reason'], reason)
     except ValueError as e:
         raise PgProbackupError(str(e))
+    prune = backup_mode == 'auto' and mode == 'FULL' and bool(full_every or full_every_days)
     return dict(recovery=recovery, bad=a['bad'], broken_reason=a['broken_reason'], mode=mode, reason=reason,
-                remaining=remaining, analysis=a)
+                remaining=remaining, analysis=a, prune=prune,
+                would_prune=prune_plan(remaining, None, running) if prune else [])
 
 
 # -- host-side checks ----------------------------------------------------------
@@ -604,10 +715,11 @@ def discarded_note(discarded):
 
 
 def _new_result():
-    return dict(changed=False, backup=None, backups=[], mode_taken=None, reason=None, recovered={})
+    return dict(changed=False, backup=None, backups=[], mode_taken=None, reason=None, recovered={}, pruned=[],
+                prune_error='')
 
 
-def run_backup(cat, p, check_mode):
+def run_backup(cat, p, check_mode, now=None):
     """state=backup. ``p``: the module params. Returns the result; raises PgProbackupError."""
     res = _new_result()
     state = cat.state()
@@ -616,7 +728,8 @@ def run_backup(cat, p, check_mode):
     instance_exists, backups = cat.show()
     res['backups'] = [normalise(b) for b in backups]
     plan = plan_backup(backups, cat.running(backups), p['backup_mode'], p['incremental_mode'],
-                       p['on_broken_chain'], cat.catalog, cat.instance)
+                       p['on_broken_chain'], cat.catalog, cat.instance, p.get('full_every') or 0,
+                       p.get('full_every_days') or 0, time.time() if now is None else now)
     res.update(mode_taken=plan['mode'], reason=plan['reason'])
     if plan['recovery']:
         gone = [b['id'] for b in backups] if plan['recovery'] == 'reset' else \
@@ -633,6 +746,8 @@ def run_backup(cat, p, check_mode):
                                'add-instance -D PGDATA); set pgdata to the data directory of the server'
                                % (cat.instance, cat.catalog))
     if check_mode:
+        # What would go once the new FULL is OK: the catalog as it stands after the recovery.
+        res['pruned'] = pruned_ids(plan['would_prune'])
         res['changed'] = True
         return res
 
@@ -668,6 +783,14 @@ def run_backup(cat, p, check_mode):
                 e.extra.update(discarded=discarded, backup_id=backup_id)
                 raise
         dummy, backups = cat.show()
+        if plan['prune']:
+            new = next((b for b in backups if b.get('id') == backup_id), {})
+            if new.get('status') == 'OK':
+                res['pruned'], backups, res['prune_error'] = _prune(cat, backup_id, backups)
+            else:
+                res['prune_error'] = ('the older chain is kept: the new FULL %s is %s, not validated (validate=%s); '
+                                      'the next FULL that validates deletes it' % (backup_id, new.get('status'),
+                                                                                   p['validate']))
     except PgProbackupError as e:
         e.extra.setdefault('changed', bool(changed))
         e.extra.setdefault('recovered', res['recovered'])
@@ -679,13 +802,48 @@ def run_backup(cat, p, check_mode):
     return res
 
 
+def _drop_reused_pid_files(running, ids):
+    """pg_probackup trusts any live pid in backup.pid: a reused one would make
+    delete wait 60 s and then skip the entry. Its owner is gone: drop it."""
+    for bid, proc in running.items():
+        if bid in ids and proc.get('reused') and proc.get('pid_file'):
+            os.unlink(proc['pid_file'])
+
+
+def _prune(cat, keep_id, backups):
+    """Delete every chain older than the new FULL ``keep_id`` (OK by now) with ``delete -i``.
+
+    Returns (ids deleted, the catalog's backups afterwards, error or ''). A
+    failed delete does not fail the run: the new FULL is good and in the
+    catalog; the next FULL that validates tries again.
+    """
+    running = cat.running(backups)
+    plan = prune_plan(backups, keep_id, running)
+    wanted = pruned_ids(plan)
+    _drop_reused_pid_files(running, wanted)
+    error = ''
+    for step in plan:
+        try:
+            cat.delete_id(step['id'])
+        except PgProbackupError as e:
+            error = e.msg
+            break
+    dummy, after = cat.show()
+    left = set(b.get('id') for b in after)
+    deleted = [bid for bid in wanted if bid not in left]
+    if not error and len(deleted) < len(wanted):
+        error = 'pg_probackup delete left %s in catalog %s' % (
+            ', '.join(bid for bid in wanted if bid in left), cat.catalog)
+    if error:
+        error = ('the older chain was not all deleted (%s); the new FULL %s is fine, the next FULL that validates '
+                 'tries again. Look with pg_probackup show -B %s --instance %s' % (error, keep_id, cat.catalog,
+                                                                                  cat.instance))
+    return deleted, after, error
+
+
 def _repair(cat, plan, backups):
     bad_ids = [x['id'] for x in plan['bad']]
-    for bid, proc in cat.running(backups).items():
-        # pg_probackup trusts any live pid in backup.pid: a reused one would make
-        # delete wait 60 s and then skip the entry. Its owner is gone: drop it.
-        if bid in bad_ids and proc.get('reused') and proc.get('pid_file'):
-            os.unlink(proc['pid_file'])
+    _drop_reused_pid_files(cat.running(backups), bad_ids)
     for status in delete_statuses(plan['bad']):
         cat.delete_status(status)
     dummy, backups = cat.show()
@@ -706,17 +864,19 @@ def run_show(cat, p):
     backups = instance_backups(catalog_json, cat.instance)
     running = cat.running(backups)
     a = analyse(backups, running)
+    would_prune = []
     try:
         plan = plan_backup(backups, running, p['backup_mode'], p['incremental_mode'], p['on_broken_chain'],
-                           cat.catalog, cat.instance)
-        next_mode, reason = plan['mode'], plan['reason']
+                           cat.catalog, cat.instance, p.get('full_every') or 0, p.get('full_every_days') or 0,
+                           time.time())
+        next_mode, reason, would_prune = plan['mode'], plan['reason'], pruned_ids(plan['would_prune'])
     except PgProbackupError as e:
         next_mode, reason = None, e.msg
     res.update(catalog=catalog_json, catalog_state=state,
                instance_exists=any(i.get('instance') == cat.instance for i in catalog_json),
                backups=[normalise(b) for b in backups], backup=normalise(backups[0]) if backups else None,
                in_flight=a['in_flight'], broken=a['broken'], bad=a['bad'],
-               next_mode=next_mode, reason=reason)
+               next_mode=next_mode, reason=reason, next_pruned=would_prune)
     return res
 
 

@@ -14,6 +14,9 @@ description:
     initialising the catalog and adding the instance when they are missing.
   - Chooses FULL or incremental by itself (O(backup_mode=auto)) and recovers from a broken chain (a killed or
     failed earlier backup) as O(on_broken_chain) says.
+  - Bounds the incremental chain (O(full_every), O(full_every_days)); once a new FULL is validated, the older chain
+    is deleted from the catalog with C(pg_probackup delete -i), so the catalog holds one FULL and the incrementals
+    since it.
   - Serialises every pg_probackup command on one catalog under an exclusive lock of its own, because
     pg_probackup has none (a C(validate) run beside a backup marks the good backup ERROR).
   - Also reads the catalog (O(state=show)), validates the newest backup (O(state=validate)) and removes the
@@ -70,6 +73,25 @@ options:
     type: str
     choices: [auto, full, delta, page, ptrack]
     default: auto
+  full_every:
+    description:
+      - With O(backup_mode=auto), take a FULL instead of an incremental once the chain since its FULL holds this
+        many backups, the FULL included. The default 7 is a FULL, then at most 6 incrementals.
+      - V(0) never forces a FULL by count. Whichever of this and O(full_every_days) comes first wins.
+      - While O(full_every) or O(full_every_days) is set, a FULL that O(backup_mode=auto) takes (for either rule, or
+        because the chain was broken) deletes, once it is validated and OK, every older backup of the instance
+        from the catalog with C(pg_probackup delete -i ID) (a FULL goes with its incrementals), never by deleting
+        files. The catalog, and so each archive made from it, then holds one FULL and the incrementals since it,
+        and restores on its own. With both V(0) nothing is ever deleted and the chain grows without bound.
+    type: int
+    default: 7
+  full_every_days:
+    description:
+      - With O(backup_mode=auto), take a FULL instead of an incremental once the chain's FULL started this many
+        days ago or more (fractions allowed, from C(start-time) of C(show) and the host's clock).
+      - V(0) never forces a FULL by age. See O(full_every) for what happens to the older chain.
+    type: float
+    default: 7
   incremental_mode:
     description:
       - The incremental mode O(backup_mode=auto) takes.
@@ -150,6 +172,10 @@ notes:
     catalog is then owned by that user too.
   - Backup ids have one-second resolution; the new backup is identified by the id pg_probackup logs for it,
     not by being the newest entry.
+  - The older chain goes only once the new FULL is validated (status OK); with O(validate=false) it is kept and
+    RV(prune_error) says so. A delete that fails does not fail the task (the new FULL is good); it warns, and the
+    next FULL that validates tries again. Only entries older than the new FULL go; a backup running in a live
+    process is never touched.
 seealso:
   - name: pg_probackup documentation
     description: The tool's own reference.
@@ -158,7 +184,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reports the mode that would be taken and the recovery that would run; only a read-only C(show) (and C(show-config)) runs.
+      - Reports the mode that would be taken, the recovery that would run and the backups a new FULL would delete
+        (RV(pruned)); only a read-only C(show) (and C(show-config)) runs.
       - No lock is taken and no lock file is created.
   diff_mode:
     support: none
@@ -181,6 +208,14 @@ EXAMPLES = r'''
 - name: Show what was taken
   ansible.builtin.debug:
     msg: "{{ pg_backup.mode_taken }} {{ pg_backup.backup.id }}: {{ pg_backup.reason }}"
+
+- name: A FULL every 14 backups or every 14 days, whichever comes first; the older chain then goes
+  alation.backup.pg_probackup:
+    catalog: /data2/backup/pgbackup
+    pgdata: /data/pgsql/data
+    run_as: postgres
+    full_every: 14
+    full_every_days: 14
 
 - name: Fail instead of resetting when a backup was killed last time
   alation.backup.pg_probackup:
@@ -237,10 +272,29 @@ mode_taken:
   type: str
   sample: DELTA
 reason:
-  description: Why that mode (and recovery) was chosen; for O(state=validate), which backup was validated.
+  description:
+    - Why that mode (and recovery) was chosen; for O(state=validate), which backup was validated.
+    - For the bounded chain, why a FULL is due, or where the incremental stands in its chain.
   returned: state=backup or state=validate or state=show
   type: str
-  sample: newest backup TP5HK2 is OK and its chain down to its FULL is valid
+  sample: "DELTA on TP5HK2: 3 of 7 in this chain, whose FULL TP5HJN is 0.4 days old (full_every_days 7)"
+pruned:
+  description:
+    - The ids of the older backups deleted from the catalog after the new FULL was validated, oldest first (in
+      check mode, those that would be). Empty when none.
+  returned: state=backup
+  type: list
+  elements: str
+  sample: [TP5HJN, TP5HK2, TP5HKY]
+prune_error:
+  description: Why the older chain was not (all) deleted; empty when it was, or when there was none to delete.
+  returned: state=backup
+  type: str
+next_pruned:
+  description: The ids the next O(state=backup) run would delete after its FULL (empty when it takes an incremental).
+  returned: state=show
+  type: list
+  elements: str
 recovered:
   description:
     - The recovery of a broken chain that ran (or would run in check mode); empty when none.
@@ -341,6 +395,8 @@ def argument_spec():
         validate=dict(type='bool', default=True),
         lock_timeout=dict(type='int', default=0),
         binary=dict(type='str'),
+        full_every=dict(type='int', default=7),
+        full_every_days=dict(type='float', default=7),
     )
     spec.update(runner_argument_spec())
     spec.update(postgres_argument_spec())
@@ -366,6 +422,12 @@ def check_params(module, p):
         module.fail_json(msg='threads=%s must be 1 or more' % p['threads'])
     if p['lock_timeout'] < 0:
         module.fail_json(msg='lock_timeout=%s must be 0 (fail at once) or more seconds' % p['lock_timeout'])
+    if p['full_every'] < 0:
+        module.fail_json(msg='full_every=%s must be 0 (never force a FULL by count) or more backups'
+                             % p['full_every'])
+    if p['full_every_days'] < 0:
+        module.fail_json(msg='full_every_days=%s must be 0 (never force a FULL by age) or more days'
+                             % p['full_every_days'])
     if p['pgdata'] and not os.path.isabs(p['pgdata']):
         module.fail_json(msg='pgdata=%s must be an absolute path' % p['pgdata'])
 
@@ -395,6 +457,8 @@ def main():
     def finish(result, failed_msg=None):
         lost = beat.stop()
         failed_msg = failed_msg or lost
+        if result.get('prune_error'):
+            module.warn(result['prune_error'])
         result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,
                       duration_s=round(time.monotonic() - started, 3))
         if failed_msg:

@@ -254,12 +254,12 @@ def test_chain_problem(backups, problem):
 
 @pytest.mark.parametrize('fixture, mode, incremental, taken, why', [
     ('show-after-full-delta.json', 'auto', 'delta', 'DELTA',
-     'newest backup TP5HK2 is OK and its chain down to its FULL is valid'),
-    ('show-after-full-delta.json', 'auto', 'page', 'PAGE', 'TP5HK2 is OK'),
+     'DELTA on TP5HK2: 3 in this chain (full_every off), whose FULL TP5HJN is of unknown age (full_every_days off)'),
+    ('show-after-full-delta.json', 'auto', 'page', 'PAGE', 'PAGE on TP5HK2: 3 in this chain'),
     ('show-after-full-delta.json', 'full', 'delta', 'FULL', 'backup_mode is full'),
     ('show-after-full-delta.json', 'ptrack', 'delta', 'PTRACK', 'parent will be TP5HK2'),
-    ('show-after-concurrency-tests.json', 'auto', 'delta', 'DELTA', 'TP5HN7 is a FULL with status OK'),
-    ('show-after-killed-then-delta.json', 'auto', 'delta', 'DELTA', 'TP5HLO is OK'),
+    ('show-after-concurrency-tests.json', 'auto', 'delta', 'DELTA', 'DELTA on TP5HN7: 2 in this chain'),
+    ('show-after-killed-then-delta.json', 'auto', 'delta', 'DELTA', 'DELTA on TP5HLO: 4 in this chain'),
     # A RUNNING entry newest (pg_probackup skips it as a parent): FULL in auto...
     ('show-after-killed-backup.json', 'auto', 'delta', 'FULL', 'newest backup TP5HLM is RUNNING, not OK or DONE'),
     # ... while a forced incremental builds on the newest valid one.

@@ -37,6 +37,8 @@ def make_catalog(path):
     (dict(catalog='/x/cat', threads=0), ['threads=0', '1 or more']),
     (dict(catalog='/x/cat', lock_timeout=-1), ['lock_timeout=-1']),
     (dict(catalog='/x/cat', backup_mode='incremental'), ['backup_mode', 'incremental']),
+    (dict(catalog='/x/cat', full_every=-1), ['full_every=-1', '0 (never force a FULL by count)']),
+    (dict(catalog='/x/cat', full_every_days=-0.5), ['full_every_days=-0.5', '0 (never force a FULL by age)']),
 ])
 def test_bad_arguments(args, words):
     failed, result = run_module(pg_probackup.main, args)
