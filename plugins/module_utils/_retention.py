@@ -17,10 +17,12 @@ Standard library only.
 
 import calendar
 import os
+import posixpath
+import stat
 import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
-    ARCHIVE_RE, DEFAULT_SUFFIX, list_archives, read_sidecar, sha256_of)
+    ARCHIVE_RE, DEFAULT_SUFFIX, archive_sort_key, read_sidecar, sha256_of)
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError, fsync_dir
 
 DAY = 86400
@@ -46,12 +48,16 @@ def verify(path):
     return None
 
 
-def _entry(path, why):
-    try:
-        size = os.lstat(path).st_size
-    except OSError:
-        size = 0
-    return dict(path=path, bytes=size, why=why)
+def listing(directory):
+    """``{name: {size, mtime} or None}`` for the entries of ``directory``: None for anything not a regular file."""
+    found = {}
+    for name in os.listdir(directory):
+        try:
+            st = os.lstat(os.path.join(directory, name))
+        except FileNotFoundError:
+            continue
+        found[name] = dict(size=st.st_size, mtime=st.st_mtime) if stat.S_ISREG(st.st_mode) else None
+    return found
 
 
 def plan(directory, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, make_room_for=0, now=None):
@@ -63,26 +69,50 @@ def plan(directory, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, make_room_fo
     why}``), ``orphans`` (lone .sha256 files), ``kept`` (archive paths),
     ``newest`` and ``refused`` (why no archive may go, or None).
     """
+    return plan_listing(directory, listing(directory), keep_count, keep_days, suffix, make_room_for, now, verify)
+
+
+def plan_listing(directory, files, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, make_room_for=0, now=None,
+                 verify_newest=None):
+    """The retention decision over a listing, wherever it was taken (this host, or a backup host over ssh).
+
+    ``files`` maps each name in ``directory`` to ``{size, mtime}`` (mtime
+    optional) for a regular file, or None for anything else (never a
+    candidate). ``verify_newest(path)`` returns None when the newest archive
+    matches its .sha256, else why not; nothing goes without it saying so.
+    Paths are ``directory`` joined with a name by ``/``. Returns what ``plan``
+    returns.
+    """
     if keep_count < 1:
         raise HostError('keep_count=%s: keep at least 1 archive (the newest that verifies is never removed)'
                         % keep_count)
     if keep_days < 0:
         raise HostError('keep_days=%s must be 0 (off) or more days' % keep_days)
     now = time.time() if now is None else now
-    names = set(os.listdir(directory))
+
+    def path_of(name):
+        return posixpath.join(directory, name)
+
+    def entry(name, why):
+        return dict(path=path_of(name), bytes=(files.get(name) or {}).get('size', 0), why=why)
+
     orphans = []
-    for name in sorted(names):
+    for name in sorted(files):
         stem = name[:-len('.sha256')]
-        if name.endswith('.sha256') and ARCHIVE_RE.match(stem) and stem not in names \
-                and os.path.isfile(os.path.join(directory, name)):
-            orphans.append(_entry(os.path.join(directory, name), 'a .sha256 whose archive is gone'))
-    archives = list_archives(directory, suffix)
-    result = dict(remove=[], orphans=orphans, kept=list(archives), newest=archives[-1] if archives else None,
-                  refused=None)
+        if name.endswith('.sha256') and ARCHIVE_RE.match(stem) and stem not in files and files[name] is not None:
+            orphans.append(entry(name, 'a .sha256 whose archive is gone'))
+    found = []
+    for name, info in files.items():
+        m = ARCHIVE_RE.match(name)
+        if info is not None and m and m.group('suffix') == suffix:
+            found.append((archive_sort_key(name, info.get('mtime', 0.0)), name))
+    archives = [name for dummy, name in sorted(found)]
+    result = dict(remove=[], orphans=orphans, kept=[path_of(n) for n in archives],
+                  newest=path_of(archives[-1]) if archives else None, refused=None)
     if not archives:
         return result
-    newest = archives[-1]
-    problem = verify(newest)
+    newest = path_of(archives[-1])
+    problem = verify_newest(newest) if verify_newest else 'no way to verify it was given'
     if problem:
         result['refused'] = ('the newest archive %s does not match its .sha256 (%s): nothing older is removed '
                              'until a newer archive verifies' % (newest, problem))
@@ -90,20 +120,20 @@ def plan(directory, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, make_room_fo
     keep_newest = max(0, keep_count - make_room_for)
     candidates = archives[:-1][:max(0, len(archives) - keep_newest)]
     kept = []
-    for path in archives:
-        if path not in candidates:
-            kept.append(path)
+    for name in archives:
+        if name not in candidates:
+            kept.append(path_of(name))
             continue
-        age_days = (now - archive_time(path)) / DAY
+        age_days = (now - archive_time(name)) / DAY
         if keep_days and age_days <= keep_days:
-            kept.append(path)
+            kept.append(path_of(name))
             continue
         why = 'beyond the %d newest (keep_count)' % keep_count
         if keep_days:
             why += ' and %.1f days old, older than keep_days %s' % (age_days, keep_days)
-        result['remove'].append(_entry(path, why))
-        if os.path.lexists(path + '.sha256'):
-            result['remove'].append(_entry(path + '.sha256', 'the .sha256 of a removed archive'))
+        result['remove'].append(entry(name, why))
+        if files.get(name + '.sha256') is not None:
+            result['remove'].append(entry(name + '.sha256', 'the .sha256 of a removed archive'))
     result['kept'] = kept
     return result
 

@@ -123,3 +123,54 @@ def test_a_file_that_cannot_be_removed_names_what_was_removed(storage, monkeypat
     monkeypatch.setattr(os, 'unlink', unlink)
     with pytest.raises(HostError, match=r'could not remove .*202611220102.*Removed so far: .*202611210102'):
         R.apply(planned)
+
+
+# -- the same decision over a listing taken elsewhere (a backup host, over ssh) ------------
+
+def remote_listing():
+    """What a backup host's per-host dir lists: seven daily archives, a lone .sha256, a temp file, a foreign file."""
+    files = {}
+    for day in range(24, 31):
+        name = archive_name('202611%02d0102' % day, TAG)
+        files[name] = dict(size=100 + day)
+        files[name + '.sha256'] = dict(size=90)
+    files[archive_name('202611200102', TAG) + '.sha256'] = dict(size=90)
+    files[tmp_name(archive_name('202611301201', TAG), pid=7)] = dict(size=5)
+    files['README'] = dict(size=3)
+    files[archive_name('202611010102', TAG, 'other_suffix')] = dict(size=9)
+    files[archive_name('202611230102', TAG)] = None  # not a regular file: never a candidate
+    return files
+
+
+def test_plan_listing_takes_the_same_decision_over_a_remote_listing():
+    verified = []
+
+    def verify(path):
+        verified.append(path)
+        return None
+    planned = R.plan_listing('/srv/backups/alation-1', remote_listing(), keep_count=5, now=NOW, verify_newest=verify)
+    assert verified == ['/srv/backups/alation-1/' + archive_name('202611300102', TAG)], 'only the newest is verified'
+    assert [e['path'] for e in planned['remove']] == [
+        '/srv/backups/alation-1/202611240102_5-17-0-116556_alation_backup.tar.gz',
+        '/srv/backups/alation-1/202611240102_5-17-0-116556_alation_backup.tar.gz.sha256',
+        '/srv/backups/alation-1/202611250102_5-17-0-116556_alation_backup.tar.gz',
+        '/srv/backups/alation-1/202611250102_5-17-0-116556_alation_backup.tar.gz.sha256']
+    assert [e['bytes'] for e in planned['remove']] == [124, 90, 125, 90]
+    assert names(planned['orphans']) == ['202611200102_5-17-0-116556_alation_backup.tar.gz.sha256']
+    assert len(planned['kept']) == 5 and planned['refused'] is None
+
+
+def test_plan_listing_removes_nothing_when_the_newest_does_not_verify_or_cannot_be():
+    planned = R.plan_listing('/srv/b', remote_listing(), keep_count=1, now=NOW,
+                             verify_newest=lambda path: 'it hashes to 00ff, its .sha256 records abcd')
+    assert planned['remove'] == [] and 'hashes to 00ff' in planned['refused']
+    planned = R.plan_listing('/srv/b', remote_listing(), keep_count=1, now=NOW)
+    assert planned['remove'] == [] and planned['refused']
+
+
+def test_plan_listing_keep_days_and_keep_count_both_hold():
+    planned = R.plan_listing('/srv/b', remote_listing(), keep_count=2, keep_days=4, now=NOW,
+                             verify_newest=lambda path: None)
+    # Nov 24 and 25 are older than 4 days (now Nov 30 12:00); Nov 26 is 4.5 days old, 27.. are younger.
+    assert [n for n in names(planned['remove']) if n.endswith('.tar.gz')] == [
+        archive_name('202611240102', TAG), archive_name('202611250102', TAG), archive_name('202611260102', TAG)]
