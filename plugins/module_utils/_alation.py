@@ -189,6 +189,9 @@ def path_problems(root, paths):
                 'never above it' % PG_STAGING_DIR)
     overlap('pg_staging_dir', 'pgdata', 'the pg staging dir is emptied or removed, and it is written while PGDATA '
             'is read')
+    overlap('backup_storage_dir', 'pgdata', 'archives written into PGDATA would be copied into every later backup, '
+            'and PGDATA written into the backup storage dir would be packed into the archive; give each a dir of '
+            'its own')
     return problems
 
 
@@ -345,6 +348,7 @@ def alation_info_argument_spec():
         paths=dict(type='dict', default={}),
         extra_paths=dict(type='list', elements='str', default=[]),
         users=dict(type='list', elements='str', default=[]),
+        groups=dict(type='list', elements='str', default=[]),
         check_paths=dict(type='bool', default=False),
         # Key names, not secrets.
         alation_conf_keys=dict(type='list', elements='str', default=list(BACKUP_CONF_KEYS), no_log=False),

@@ -89,6 +89,13 @@ options:
     type: list
     elements: str
     default: []
+  groups:
+    description:
+      - Groups the run gives files to (names or numeric gids). Each named one must exist in the Alation shell's own
+        C(etc/group) (on the host with O(use_chroot=false) or O(root=/)).
+    type: list
+    elements: str
+    default: []
   alation_conf_keys:
     description:
       - The alation_conf keys to read.
@@ -240,7 +247,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _alation, _inputs
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
-from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts, UnknownAccount
 
 
 def main():
@@ -306,6 +313,11 @@ def main():
 
     accounts = Accounts(chroot)
     problems = accounts.conflicts(p['users'] or [])
+    for name in p['groups'] or []:
+        try:
+            accounts.gid(name)
+        except UnknownAccount as e:
+            problems.append(str(e))
     if problems:
         module.fail_json(msg='; '.join(problems), **result)
     result['users'] = {}

@@ -292,6 +292,10 @@ def test_the_defaults_are_fine():
      'the pg staging dir /data2/x contains the backup storage dir /data2/x/archives'),
     (dict(pg_staging_dir='/data1/pgsql'), 'the pg staging dir /data1/pgsql contains the PGDATA /data1/pgsql/data'),
     (dict(backup_storage_dir='/data2'), 'the backup storage dir /data2 is a top-level dir of the Alation shell'),
+    (dict(backup_storage_dir='/data1/pgsql'), 'the backup storage dir /data1/pgsql contains the PGDATA '
+                                              '/data1/pgsql/data: archives written into PGDATA'),
+    (dict(backup_storage_dir='/data1/pgsql/data/archives'), 'the backup storage dir /data1/pgsql/data/archives lies '
+                                                            'inside the PGDATA /data1/pgsql/data'),
 ])
 def test_each_dangerous_layout_is_refused_naming_both_paths_and_the_rule(given, expected):
     found = problems(**given)
