@@ -1,0 +1,189 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: offsite_copy
+short_description: Copy an Alation backup archive and its .sha256 to a backup host over SSH, and keep retention there
+version_added: 0.4.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - Copies the archive O(src) and its C(.sha256) into C(<path>/<host_dir>/) on the backup host O(dest), over SSH.
+    rsync is used when both ends have it, else a plain stream (C(ssh host 'cat > tmp')); O(method) can force one.
+  - Each file is written under a hidden temporary name, both are hashed on the far side with C(sha256sum) and must
+    match the local C(.sha256) (and the C(.sha256) itself), then they are renamed, the archive first. A failure
+    removes the temporary files it made there and leaves the local archive as it was.
+  - The host key is checked against O(known_hosts) (C(StrictHostKeyChecking=yes)); the key is O(identity_file), or
+    the SSH agent at O(ssh_auth_sock). No secret is ever on a command line.
+  - A copy that failed is reported in RV(copy) and as a warning; the task fails only with O(required=true).
+  - With O(keep_count), retention runs on the far side with the same rules as M(alation.backup.retention) - only
+    this collection's archive names and their C(.sha256), never the newest, which must hash to its C(.sha256) there
+    before anything older goes.
+  - Runs on the Alation host, outside the Alation shell. Needs C(ssh) there, and a POSIX shell, C(sha256sum),
+    C(mv) and C(rm) on the backup host.
+extends_documentation_fragment:
+  - alation.backup.attributes
+options:
+  src:
+    description: The archive (a host path). Its C(.sha256) must be beside it.
+    type: path
+    required: true
+  dest:
+    description:
+      - The backup host and directory, as C([user@]host:/path), C(ssh://[user@]host[:port]/path), or a dict with
+        C(host), C(port), C(user) and C(path).
+    type: raw
+    required: true
+  host_dir:
+    description: The per-host directory under the path, one name (the inventory name).
+    type: str
+    required: true
+  identity_file:
+    description: The private key file. Without it, the SSH agent at O(ssh_auth_sock) (and ssh's defaults) are used.
+    type: path
+  known_hosts:
+    description:
+      - The known_hosts file that must hold the backup host's key; only it is read. Without it, ssh's own
+        (C(~/.ssh/known_hosts), C(/etc/ssh/ssh_known_hosts)).
+    type: path
+  ssh_auth_sock:
+    description: The SSH agent's socket. Without it, the module's own C(SSH_AUTH_SOCK) stays as it is.
+    type: path
+  method:
+    description: V(auto) takes rsync when both ends have it, else V(stream).
+    type: str
+    choices: [auto, rsync, stream]
+    default: auto
+  connect_timeout:
+    description: Seconds ssh waits for the backup host to answer.
+    type: int
+    default: 30
+  keep_count:
+    description: Archives kept on the far side by retention. V(0) turns retention there off.
+    type: int
+    default: 0
+  keep_days:
+    description: Also keep every archive younger than this many days on the far side. V(0) turns this rule off.
+    type: int
+    default: 0
+  suffix:
+    description: The last part of the archive names.
+    type: str
+    default: alation_backup
+  required:
+    description: Fail the task when the copy failed, instead of only reporting it.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: In check mode nothing is sent or removed; RV(copy) says so and RV(executed_commands) what would run.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+'''
+
+EXAMPLES = r'''
+- name: Copy the newest archive to the backup host, keeping 14 there
+  alation.backup.offsite_copy:
+    src: /opt/alation/alation/data2/backup/202611300102_5-17-0-116556_alation_backup.tar.gz
+    dest: backup@backuphost.example.com:/srv/alation-backups
+    host_dir: "{{ inventory_hostname }}"
+    identity_file: /root/.ssh/alation_backup_copy
+    known_hosts: /etc/alation-backup/known_hosts
+    keep_count: 14
+  register: copy
+
+- name: The same with a dict, a port, and the SSH agent
+  alation.backup.offsite_copy:
+    src: "{{ archive }}"
+    dest: {host: backuphost.example.com, port: 2222, user: backup, path: /srv/alation-backups}
+    host_dir: "{{ inventory_hostname }}"
+    ssh_auth_sock: "{{ ansible_env.SSH_AUTH_SOCK }}"
+    required: true
+'''
+
+RETURN = r'''
+copy:
+  description: What happened to the copy.
+  returned: always
+  type: dict
+  contains:
+    result:
+      description: V(ok) (copied, or already there and verified), V(failed), or V(skipped) (check mode).
+      type: str
+    dest:
+      description: Where the archive is on the backup host, C(user@host:/path/host_dir/name).
+      type: str
+    bytes:
+      description: The archive's size.
+      type: int
+    duration_s:
+      description: Seconds the copy and the retention there took.
+      type: float
+    error:
+      description: Why the copy failed, or empty.
+      type: str
+    method:
+      description: V(rsync) or V(stream); empty when nothing was sent.
+      type: str
+    retention:
+      description: Retention on the far side - the files removed, the bytes freed, and why nothing could go.
+      type: dict
+executed_commands:
+  description: The commands run (or, in check mode, that would run).
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alation.backup.plugins.module_utils import _offsite
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type='path', required=True),
+            dest=dict(type='raw', required=True),
+            host_dir=dict(type='str', required=True),
+            identity_file=dict(type='path'),
+            known_hosts=dict(type='path'),
+            ssh_auth_sock=dict(type='path'),
+            method=dict(type='str', default='auto', choices=list(_offsite.METHODS)),
+            connect_timeout=dict(type='int', default=30),
+            keep_count=dict(type='int', default=0),
+            keep_days=dict(type='int', default=0),
+            suffix=dict(type='str', default='alation_backup'),
+            required=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    runner = Runner(module)
+    try:
+        copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'], p['identity_file'],
+                                 p['known_hosts'], p['ssh_auth_sock'], p['method'], p['connect_timeout'])
+        changed, record, warnings = _offsite.run_copy(copier, p['src'], p['keep_count'], p['keep_days'], p['suffix'],
+                                                      module.check_mode)
+    except HostError as e:
+        changed, warnings = False, []
+        record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
+                      retention=dict(removed=[], freed_bytes=0, refused=''))
+    if record['result'] == 'failed':
+        if p['required']:
+            module.fail_json(msg='off-host copy of %s: %s' % (p['src'], record['error']), copy=record,
+                             executed_commands=runner.executed_commands)
+        warnings.append('off-host copy of %s failed (the local archive is kept): %s' % (p['src'], record['error']))
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(changed=changed, copy=record, executed_commands=runner.executed_commands)
+
+
+if __name__ == '__main__':
+    main()

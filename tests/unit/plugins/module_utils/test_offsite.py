@@ -1,0 +1,299 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The off-host copy's core: the argv (never a secret on it), the temp-name / verify / rename sequence, and
+retention on the far side.
+
+The far side here is a local directory: the ssh double runs the remote script with ``sh -c`` for real, so the
+shell lines the core sends are tested as a backup host runs them; the stream double pipes the file into it.
+The real sshd is in tests/integration/test_offsite_copy.py.
+"""
+
+import calendar
+import hashlib
+import os
+import shlex
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.alation.backup.plugins.module_utils import _offsite as O
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+
+from .runner_double import ModuleDouble
+
+TAG = '5-17-0-116556'
+NOW = calendar.timegm(time.strptime('202611301200', '%Y%m%d%H%M'))
+KEY = '-----BEGIN OPENSSH PRIVATE KEY-----'
+
+
+def publish(d, ts, data=None):
+    """An archive and its .sha256 as the archive module leaves them."""
+    name = archive_name(ts, TAG)
+    data = data or ('archive %s' % ts).encode()
+    (d / name).write_bytes(data)
+    (d / (name + '.sha256')).write_text(sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data)))
+    return d / name
+
+
+def sh(script, stdin=None):
+    proc = subprocess.run(['sh', '-c', script], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class FarSide(object):
+    """Answers for ssh and rsync as a backup host whose per-host dir is a local directory."""
+
+    def __init__(self, rsync=False, host_key_ok=True, corrupt=False):
+        self.rsync = rsync
+        self.host_key_ok = host_key_ok
+        self.corrupt = corrupt
+        self.scripts = []
+        self.env = []
+
+    def ssh(self, argv):
+        if not self.host_key_ok:
+            return 255, '', 'Host key verification failed.\r\n'
+        script = argv[-1]
+        self.scripts.append(script)
+        if not self.rsync:
+            script = script.replace('command -v rsync', 'command -v rsync-not-here')
+        return sh(script)
+
+    def rsync_(self, argv):
+        local, remote = argv[-2], argv[-1]
+        dest = remote.split(':', 1)[1]
+        data = open(local, 'rb').read()
+        with open(dest, 'wb') as f:
+            f.write(data[:-1] + b'X' if self.corrupt else data)
+        return 0, '', ''
+
+    def send(self, runner, argv, path, env):
+        self.env.append(env)
+        runner.executed_commands.append(' '.join(argv))
+        self.scripts.append(argv[-1])
+        if not self.host_key_ok:
+            return dict(rc=255, stdout='', stderr='Host key verification failed.')
+        if self.corrupt:
+            with open(path, 'rb') as f, open(shlex.split(argv[-1])[-1], 'wb') as out:
+                out.write(f.read()[:-1] + b'X')
+            return dict(rc=0, stdout='', stderr='')
+        with open(path, 'rb') as f:
+            rc, out, err = sh(argv[-1], stdin=f)
+        return dict(rc=rc, stdout=out, stderr=err)
+
+
+class EnvDouble(ModuleDouble):
+    def __init__(self, programs):
+        super(EnvDouble, self).__init__(programs)
+        self.environs = []
+
+    def run_command(self, argv, environ_update=None, data=None, binary_data=False):
+        self.environs.append(dict(environ_update or {}))
+        return super(EnvDouble, self).run_command(argv, environ_update, data, binary_data)
+
+
+def copier(tmp_path, far, method='auto', **kwargs):
+    module = EnvDouble({'ssh': far.ssh, 'rsync': far.rsync_})
+    runner = Runner(module)
+    target = O.parse_target('backup@backuphost:%s' % (tmp_path / 'far'))
+    kwargs.setdefault('rsync', '/usr/bin/rsync' if far.rsync else None)
+    return O.Copier(runner, target, 'alation-1', method=method, ssh='/usr/bin/ssh', send=far.send, **kwargs)
+
+
+@pytest.fixture
+def local(tmp_path):
+    d = tmp_path / 'local'
+    d.mkdir()
+    return publish(d, '202611300102', os.urandom(4096))
+
+
+def far_files(tmp_path):
+    d = tmp_path / 'far' / 'alation-1'
+    return sorted(os.listdir(str(d))) if d.exists() else []
+
+
+# -- the target and the argv --------------------------------------------------------------
+
+@pytest.mark.parametrize('value, expected', [
+    ('backup@backuphost:/srv/alation-backups', ('backup', 'backuphost', 22, '/srv/alation-backups')),
+    ('backuphost:/srv/b/', ('', 'backuphost', 22, '/srv/b')),
+    ('ssh://backup@10.0.0.5:2222/srv/b', ('backup', '10.0.0.5', 2222, '/srv/b')),
+    ('backup@[::1]:/srv/b', ('backup', '::1', 22, '/srv/b')),
+    ({'host': 'backuphost', 'port': 2200, 'user': 'backup', 'path': '/srv/b'}, ('backup', 'backuphost', 2200, '/srv/b')),
+    ({'host': 'backuphost', 'path': '/srv/b'}, ('', 'backuphost', 22, '/srv/b')),
+])
+def test_parse_target(value, expected):
+    assert tuple(O.parse_target(value)) == expected
+
+
+@pytest.mark.parametrize('value, message', [
+    ('backuphost', 'give \\[user@\\]host:/path'),
+    ('backuphost:relative/path', 'give'),
+    ('-oProxyCommand=x:/srv', 'not a host name'),
+    ({'host': 'h', 'path': '/srv', 'pass': 'x'}, 'unknown keys pass'),
+    ({'host': 'h', 'path': '/srv', 'port': 70000}, 'port 70000'),
+    ({'host': 'h', 'path': 'srv'}, 'absolute path'),
+    ({'host': 'h', 'path': '/srv', 'user': 'a b'}, 'not a user name'),
+])
+def test_parse_target_refuses_with_the_way_out(value, message):
+    with pytest.raises(O.CopyError, match=message):
+        O.parse_target(value)
+
+
+@pytest.mark.parametrize('name', ['', '.', '..', 'a/b', 'host name'])
+def test_host_dir_is_one_safe_name(name):
+    with pytest.raises(O.CopyError, match='host_dir'):
+        O.host_dir_name(name)
+
+
+def test_ssh_argv_checks_the_host_key_and_names_the_key_file_only(tmp_path):
+    key = tmp_path / 'id'
+    key.write_text(KEY + '\nsecret\n')
+    argv = O.ssh_options('/usr/bin/ssh', O.parse_target('ssh://backup@h:2222/srv'), str(key), '/etc/kh', 10)
+    assert argv[:5] == ['/usr/bin/ssh', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes']
+    joined = ' '.join(argv)
+    assert '-o UserKnownHostsFile=/etc/kh -o GlobalKnownHostsFile=/dev/null' in joined
+    assert '-i %s -o IdentitiesOnly=yes' % key in joined and '-p 2222 -l backup' in joined
+    assert 'secret' not in joined and 'BEGIN' not in joined
+    assert 'UserKnownHostsFile="/a b/kh"' in ' '.join(O.ssh_options('ssh', O.parse_target('h:/s'), None, '/a b/kh'))
+
+
+# -- the copy ----------------------------------------------------------------------------
+
+def test_stream_copy_writes_temp_names_verifies_then_renames(tmp_path, local):
+    far = FarSide()
+    c = copier(tmp_path, far, ssh_auth_sock='/run/agent.sock')
+    changed, record, warnings = O.run_copy(c, str(local))
+    assert changed and record['result'] == 'ok' and record['method'] == 'stream' and not warnings
+    assert record['bytes'] == 4096 and record['error'] == ''
+    assert record['dest'] == 'backup@backuphost:%s/alation-1/%s' % (tmp_path / 'far', local.name)
+    assert far_files(tmp_path) == [local.name, local.name + '.sha256']
+    far_dir = tmp_path / 'far' / 'alation-1'
+    assert (far_dir / local.name).read_bytes() == local.read_bytes()
+    assert (far_dir / (local.name + '.sha256')).read_bytes() == (local.parent / (local.name + '.sha256')).read_bytes()
+    assert oct(os.stat(str(far_dir / local.name)).st_mode & 0o777) == '0o600'
+    # The sequence: make the dir, stream each file to a hidden temp name, hash both there, rename archive first.
+    steps = far.scripts
+    assert steps[0].startswith('umask 077 && mkdir -p -- ')
+    assert steps[1].startswith('umask 077 && cat > ') and '/.%s.' % local.name in steps[1] and steps[1].endswith('.tmp')
+    assert '/.%s.sha256.' % local.name in steps[2]
+    assert 'sha256sum -- .%s.' % local.name in steps[3]
+    mv = steps[4]
+    assert mv.index('mv -f -- .%s.' % local.name) < mv.index(' %s.sha256' % local.name)
+    # The agent's socket travels in the environment, never on a command line.
+    assert far.env == [{'SSH_AUTH_SOCK': '/run/agent.sock'}] * 2
+    assert all(e.get('SSH_AUTH_SOCK') == '/run/agent.sock' for e in c.runner.module.environs)
+    assert not any('agent.sock' in cmd for cmd in c.runner.executed_commands)
+
+
+def test_rsync_when_both_ends_have_it(tmp_path, local):
+    far = FarSide(rsync=True)
+    c = copier(tmp_path, far)
+    changed, record, dummy = O.run_copy(c, str(local))
+    assert record['result'] == 'ok' and record['method'] == 'rsync'
+    rsyncs = [a for a in c.runner.module.calls if os.path.basename(a[0]) == 'rsync']
+    assert len(rsyncs) == 2
+    argv = rsyncs[0]
+    assert argv[argv.index('-e') + 1].startswith('/usr/bin/ssh -o BatchMode=yes -o StrictHostKeyChecking=yes')
+    assert '--protect-args' in argv and argv[-1].startswith('backuphost:%s/alation-1/.%s.' % (tmp_path / 'far', local.name))
+    assert far_files(tmp_path) == [local.name, local.name + '.sha256']
+    # method=stream is honoured even where rsync is.
+    assert copier(tmp_path, FarSide(rsync=True), method='stream').choose_method(True) == 'stream'
+    with pytest.raises(O.CopyError, match='rsync is missing on the backup host'):
+        copier(tmp_path, FarSide(rsync=True), method='rsync').choose_method(False)
+
+
+@pytest.mark.parametrize('rsync', [False, True])
+def test_a_copy_that_does_not_verify_is_not_kept_and_leaves_no_temp_file(tmp_path, local, rsync):
+    before = local.read_bytes()
+    far = FarSide(rsync=rsync, corrupt=True)
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(local))
+    assert record['result'] == 'failed' and not changed
+    assert 'hashes to' in record['error'] and 'not kept' in record['error']
+    assert far_files(tmp_path) == [], 'no temp file and no final name on the far side'
+    assert local.read_bytes() == before and os.path.exists(str(local) + '.sha256'), 'the local archive is kept'
+
+
+def test_a_refused_host_key_fails_the_copy_saying_why(tmp_path, local):
+    far = FarSide(host_key_ok=False)
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(local))
+    assert record['result'] == 'failed'
+    assert 'Host key verification failed' in record['error'] and 'alation_backup_copy_known_hosts' in record['error']
+    assert far_files(tmp_path) == [] and far.scripts == []
+
+
+def test_an_archive_already_there_and_good_is_not_sent_again(tmp_path, local):
+    O.run_copy(copier(tmp_path, FarSide()), str(local))
+    far = FarSide()
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(local))
+    assert record['result'] == 'ok' and not changed and record['method'] == ''
+    assert not any('cat >' in s for s in far.scripts)
+
+
+def test_an_archive_without_a_good_sha256_is_not_copied(tmp_path, local):
+    os.unlink(str(local) + '.sha256')
+    changed, record, dummy = O.run_copy(copier(tmp_path, FarSide()), str(local))
+    assert record['result'] == 'failed' and 'cannot be copied without its .sha256' in record['error']
+
+
+def test_check_mode_sends_nothing(tmp_path, local):
+    far = FarSide()
+    c = copier(tmp_path, far)
+    changed, record, dummy = O.run_copy(c, str(local), keep_count=1, check_mode=True)
+    assert changed and record['result'] == 'skipped' and far.scripts == [] and far_files(tmp_path) == []
+    assert all(cmd.endswith('(check mode: not run)') for cmd in c.runner.executed_commands)
+
+
+# -- retention on the far side -----------------------------------------------------------
+
+def far_archives(tmp_path, days):
+    d = tmp_path / 'far' / 'alation-1'
+    d.mkdir(parents=True, exist_ok=True)
+    (d / 'notes.txt').write_text('the backup admin keeps notes here')
+    (d / ('.%s.otherhost.1.tmp' % archive_name('202611290102', TAG))).write_bytes(b'another host writing')
+    return [publish(d, '202611%02d0102' % day).name for day in days]
+
+
+def test_far_side_retention_removes_exactly_the_older_copies(tmp_path, local):
+    older = far_archives(tmp_path, range(24, 30))
+    far_dir = '%s/alation-1/' % (tmp_path / 'far')
+    gone = [n for day in older[:4] for n in (day, day + '.sha256')]
+    sizes = sum(os.path.getsize(far_dir + n) for n in gone)
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=3)
+    assert record['result'] == 'ok' and not warnings
+    assert record['retention']['removed'] == [far_dir + n for n in gone]
+    assert record['retention']['freed_bytes'] == sizes
+    left = far_files(tmp_path)
+    assert [n for n in left if n.endswith('.tar.gz')] == older[4:] + [local.name]
+    assert 'notes.txt' in left and any(n.endswith('.otherhost.1.tmp') for n in left), 'foreign and temp files stay'
+
+
+def test_far_side_retention_verifies_a_newest_it_did_not_copy(tmp_path, local):
+    far_archives(tmp_path, range(24, 30))
+    # A newer archive on the far side (another clock) that does not match its .sha256: nothing older goes.
+    newer = tmp_path / 'far' / 'alation-1' / archive_name('202612010102', TAG)
+    publish(newer.parent, '202612010102')
+    newer.write_bytes(b'damaged')
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=2)
+    assert record['result'] == 'ok' and record['retention']['removed'] == []
+    assert 'does not match its .sha256' in record['retention']['refused'] and 'hashes to' in record['retention']['refused']
+    assert warnings and 'retention on' in warnings[0]
+    # Once the newest there is good again, retention runs.
+    publish(newer.parent, '202612010102')
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=2)
+    assert len(record['retention']['removed']) == 2 * 6 and not warnings, 'Nov 24..29 go, Nov 30 and Dec 1 stay'
+
+
+def test_retention_there_is_skipped_when_the_copy_failed(tmp_path, local):
+    far_archives(tmp_path, range(24, 30))
+    before = far_files(tmp_path)
+    changed, record, dummy = O.run_copy(copier(tmp_path, FarSide(corrupt=True)), str(local), keep_count=1)
+    assert record['result'] == 'failed' and far_files(tmp_path) == before
+
+
+def test_parse_listing_ignores_forged_lines():
+    files = O.parse_listing('R yes\nF 12 a.tar.gz\nO 0 dir\nF  7 b\nF x c\ngarbage\n')
+    assert files == {'a.tar.gz': {'size': 12}, 'dir': None, 'b': {'size': 7}}
