@@ -74,9 +74,8 @@ from ansible_collections.alation.backup.plugins.module_utils._pg_inventory impor
 
 
 def main():
-    module = AnsibleModule(argument_spec=psql_argument_spec(replication=dict(type='bool', default=True),
-                                                              pgdata=dict(type='str')),
-                           supports_check_mode=True)
+    spec = psql_argument_spec(replication=dict(type='bool', default=True), pgdata=dict(type='str'))
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     try:
         runner, psql = psql_client(module)
