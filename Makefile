@@ -39,7 +39,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration molecule test demo demo-verify bench clean
+.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration molecule galaxy test demo demo-verify bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -134,7 +134,42 @@ molecule: deps collection shell
 	  cd extensions && $(BIN)/molecule test -s incremental; \
 	else echo "SKIPPED molecule scenario 'incremental': pg_probackup not found (\$$PG_PROBACKUP unset, none on PATH)"; fi
 
-test: deps sanity pythons units lint integration molecule
+# What Galaxy and AWX do with this repository, offline: build the collection
+# from the tracked tree and import it as Galaxy does (galaxy-importer: docs,
+# ansible-lint; its ansible-test step wants a container, so it stays off and
+# make sanity stands in); then, as an AWX project sync does from the
+# project's root, install collections/requirements.yml into a fresh path and
+# resolve every playbook's roles there; check that an EE holding the
+# artifact introspects cleanly, write the EE's build context, and lint the
+# changelog.
+GALAXY := $(BUILD)/galaxy
+GALAXY_PROJECT := $(GALAXY)/project
+galaxy: venv
+	rm -rf $(GALAXY) && mkdir -p $(GALAXY_PROJECT) $(GALAXY)/tmp
+	git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C $(GALAXY_PROJECT)
+	cd $(GALAXY_PROJECT) && $(BIN)/ansible-galaxy collection build --output-path $(GALAXY)
+	cd $(GALAXY) && GALAXY_IMPORTER_RUN_ANSIBLE_TEST=false GALAXY_IMPORTER_RUN_ANSIBLE_LINT=true \
+	  GALAXY_IMPORTER_OFFLINE_ANSIBLE_LINT=true GALAXY_IMPORTER_CHECK_CHANGELOG=true \
+	  GALAXY_IMPORTER_TMP_ROOT_DIR=$(GALAXY)/tmp \
+	  $(BIN)/python -m galaxy_importer.main $(GALAXY)/alation-backup-*.tar.gz 2>&1 | tee importer.log
+	@# A warning is something Galaxy would show its users; only the notice that
+	@# tests/sanity has ignore files (every line of them justified) is expected.
+	@! grep -E '^(WARNING|ERROR)' $(GALAXY)/importer.log | grep -v 'Ignore files skip ansible-test sanity tests'
+	cd $(GALAXY_PROJECT) && env -u ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_PATH=$(GALAXY)/requirements_collections \
+	  $(BIN)/ansible-galaxy collection install -r collections/requirements.yml -p $(GALAXY)/requirements_collections
+	cd $(GALAXY_PROJECT) && for p in playbooks/*.yml; do \
+	  ANSIBLE_COLLECTIONS_PATH=$(GALAXY)/requirements_collections $(BIN)/ansible-playbook -i localhost, \
+	    -e alation_backup_hosts=all -e alation_restore_hosts=all --list-tasks $$p >/dev/null || exit 1; \
+	  echo "AWX project: $$p resolves its roles from collections/requirements.yml"; done
+	$(BIN)/ansible-builder introspect --sanitize $(GALAXY)/requirements_collections
+	$(BIN)/ansible-builder create -f meta/execution-environment.yml -c $(BUILD)/ee --output-filename Containerfile
+	@v=$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])'); \
+	  grep -qx "$$v" <($(BIN)/python -c 'import yaml; d=yaml.safe_load(open("meta/execution-environment.yml")); \
+	    print(*[c["version"] for c in d["dependencies"]["galaxy"]["collections"] if c["name"]=="alation.backup"])') \
+	  || { echo "meta/execution-environment.yml must pin alation.backup $$v (galaxy.yml's version)"; exit 1; }
+	cd $(GALAXY_PROJECT) && $(BIN)/antsibull-changelog lint && $(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
+test: deps sanity pythons units lint integration molecule galaxy
 
 ## Demo and benchmark --------------------------------------------------------
 demo: deps collection shell
