@@ -27,14 +27,16 @@ import time
 import zlib
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (  # noqa: F401 (re-exported)
-    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, find_stale_tmp, free_timestamp, list_archives,
-    normalize_version_tag, seconds_until, sha256_of, sidecar_text, tmp_name, validate_suffix, validate_timestamp)
+    DEFAULT_SUFFIX, MANIFEST_NAME, ArchiveError, archive_name, find_stale_tmp, free_timestamp, is_encrypted,
+    list_archives, normalize_version_tag, seconds_until, sha256_of, sidecar_text, tmp_name, validate_suffix,
+    validate_timestamp)
 from ansible_collections.alation.backup.plugins.module_utils._gzip import (
     BLOCK_SIZE, PROGRAMS, abort, available_compressors, choose_compressor, default_threads, native_level,
     open_compressor, open_decompressor, program_argv, verifier_for)
+from ansible_collections.alation.backup.plugins.module_utils._gpg import Encryption, check_encrypted
 from ansible_collections.alation.backup.plugins.module_utils._host import fsync_dir, human, is_enospc, write_file
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
-from ansible_collections.alation.backup.plugins.module_utils._runner import join_argv
+from ansible_collections.alation.backup.plugins.module_utils._runner import F_SETPIPE_SZ, join_argv
 from ansible_collections.alation.backup.plugins.module_utils._tar import (  # noqa: F401 (scan_sources re-exported)
     TAR_BUFSIZE, check_archive_outside_sources, normalize_sources, scan_sources, write_tar)
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
@@ -220,15 +222,16 @@ class Verifier(threading.Thread):
     once the writer has finished and the reader has reached the end.
     """
 
-    def __init__(self, path, verifier, writer):
+    def __init__(self, path, verifier, writer, reader=None):
         super().__init__(daemon=True)
         self.path, self.verifier, self.writer = path, verifier, writer
+        self.reader = reader  # an encrypted archive's compressed stream comes from a pipe (see EncryptTee)
         self.result = self.error = None
         self.bytes_read = 0
 
     def run(self):
         try:
-            reader = FollowReader(self.path, self.writer)
+            reader = self.reader or FollowReader(self.path, self.writer)
             try:
                 self.result = verify_stream(reader, self.verifier, self.path)
             finally:
@@ -236,6 +239,83 @@ class Verifier(threading.Thread):
                 reader.close()
         except BaseException as e:
             self.error = e
+
+
+class PipeReader(io.RawIOBase):
+    """The read end of a pipe, counting what it reads."""
+
+    def __init__(self, fd):
+        super().__init__()
+        self.fd = fd
+        self.pos = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = os.readv(self.fd, [b])
+        self.pos += n
+        return n
+
+    def close(self):
+        if not self.closed:
+            os.close(self.fd)  # a writer still writing then gets EPIPE instead of waiting forever
+        super().close()
+
+
+class EncryptTee(object):
+    """Where the compressor writes when the archive is encrypted: into gpg (``sink``), and a copy into a pipe.
+
+    The Verifier reads that pipe, so the gzip stream and its tar are checked as
+    they are made, in memory: no plaintext byte reaches the disk, and the file
+    (ciphertext) is checked by its sha256 and its packets.
+    """
+
+    def __init__(self, sink, check):
+        self.sink = sink
+        self.check = check  # the Verifier: when it stops reading, its error is the one to report
+        rfd, self.wfd = os.pipe()
+        try:
+            fcntl.fcntl(self.wfd, F_SETPIPE_SZ, BLOCK_SIZE)
+        except OSError:
+            pass
+        self.reader = check.reader = PipeReader(rfd)
+        self.size = 0
+
+    def writable(self):
+        return True
+
+    def flush(self):
+        pass
+
+    def write(self, data):
+        view = memoryview(data).cast('B')
+        self.sink.write(view)
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.wfd, view[done:])
+        except BrokenPipeError:
+            self.check.join()
+            raise self.check.error or ArchiveError('verification stopped reading the compressed stream after %d '
+                                                   'bytes' % (self.size + done))
+        self.size += done
+        return done
+
+    def _end(self):
+        if self.wfd is not None:
+            os.close(self.wfd)  # the verifier sees the end of the stream
+            self.wfd = None
+
+    def close(self):
+        try:
+            self.sink.close()  # gpg ends the message and exits; its failure is raised here
+        finally:
+            self._end()
+
+    def abort(self):
+        abort(self.sink)
+        self._end()
 
 
 # -- the whole operation -------------------------------------------------------
@@ -279,7 +359,8 @@ class Plan(object):
         self.available = available if available is not None else available_compressors()
         self.compressor = choose_compressor(params.get('compressor') or 'auto', self.available)
         self.native_level = native_level(self.compressor, self.level)
-        self.name = archive_name(self.timestamp, self.version_tag, self.suffix)
+        self.name = archive_name(self.timestamp, self.version_tag, self.suffix,
+                                 encrypted=bool(params.get('encrypt_recipient')))
         self.path = os.path.join(self.dest, self.name)
         self.sha256_path = self.path + '.sha256'
         if os.path.lexists(self.path):
@@ -297,12 +378,24 @@ class Plan(object):
         # the two Python threads contend (measured slower); afterwards it is ~1 s per GB.
         self.verify_alongside = default_threads() >= 4
         self.verifier = verifier_for(self.available)
+        # Last, as it makes a private keyring to check the key in (close() removes it).
+        self.encryption = None
+        if params.get('encrypt_recipient'):
+            self.encryption = Encryption(params['encrypt_recipient'], params.get('encrypt_public_key'),
+                                         params.get('gpg_homedir'))
+
+    def close(self):
+        """Remove the private keyring of the encryption (when there is one)."""
+        if self.encryption:
+            self.encryption.close()
 
     def commands(self):
         """The programs a run starts (none when the compressor and the verifier are in-process)."""
         cmds = []
         if self.compressor in PROGRAMS:
             cmds.append(join_argv(program_argv(self.compressor, self.native_level, self.threads)))
+        if self.encryption:
+            cmds.append(join_argv(self.encryption.argv))
         if self.verifier in PROGRAMS:
             cmds.append(join_argv(program_argv(self.verifier)))
         return cmds
@@ -312,7 +405,12 @@ class Plan(object):
         return dict(changed=True, path=self.path, timestamp=self.timestamp, sha256_path=self.sha256_path,
                     members=self.totals['members'], source_bytes=self.totals['bytes'], sources=self.summary,
                     compressor=self.compressor, compression_level=self.native_level, threads=self.threads,
-                    manifest=self.manifest, removed_stale_tmp=self.stale_tmp, completed_sha256=self.unsealed)
+                    manifest=self.manifest, removed_stale_tmp=self.stale_tmp, completed_sha256=self.unsealed,
+                    **self.encryption_result())
+
+    def encryption_result(self):
+        return dict(encrypted=bool(self.encryption),
+                    recipient=self.encryption.fingerprint if self.encryption else None)
 
 
 def unsealed_archives(dest, suffix=DEFAULT_SUFFIX):
@@ -325,9 +423,13 @@ def seal(path, verifier, mode, uid, gid):
 
     The archive was verified before its rename; it is read again because it
     has lain there since, and a damaged one gets no .sha256 (the freshness
-    guard then never counts it).
+    guard then never counts it). An encrypted one cannot be read here: its
+    packets are checked instead.
     """
-    verify_archive(path, verifier)
+    if is_encrypted(path):
+        check_encrypted(path)
+    else:
+        verify_archive(path, verifier)
     name = os.path.basename(path)
     tmp = os.path.join(os.path.dirname(path), tmp_name(name + '.sha256'))
     write_file(tmp, sidecar_text(sha256_of(path), name, os.path.getsize(path)), mode, uid, gid, replace=False)
@@ -362,20 +464,28 @@ def create_archive(plan, sleep=time.sleep):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     out = HashingFile(fd)
     check = Verifier(tmp, plan.verifier, out)
-    if plan.verify_alongside:
-        check.start()
+    tee = None
     done = False
     try:
+        if plan.encryption:
+            # gpg between the compressor and the file; the verifier reads the compressed stream from a pipe.
+            tee = EncryptTee(plan.encryption.filter(out), check)
+        if plan.verify_alongside or tee:
+            check.start()
         try:
-            compressed = open_compressor(plan.compressor, plan.native_level, plan.threads, out)
+            compressed = open_compressor(plan.compressor, plan.native_level, plan.threads, tee or out)
             try:
                 members, file_bytes = write_tar(compressed, manifest_bytes, plan.sources, plan.accounts)
                 compressed.close()
+                if tee:
+                    tee.close()
             except BaseException:
                 abort(compressed)
                 raise
         finally:
             out.finish()  # on failure too, so the verifier stops at the end of the file
+            if tee:
+                tee.abort()  # (after close, only reaps gpg) the verifier sees the end of the stream
         written_at = time.monotonic()
         if os.fstat(fd).st_size != out.size:
             raise ArchiveError('%s holds %d bytes but %d were written' % (tmp, os.fstat(fd).st_size, out.size))
@@ -387,20 +497,28 @@ def create_archive(plan, sleep=time.sleep):
         os.fchmod(fd, plan.mode)
         if plan.uid != -1 or plan.gid != -1:
             os.fchown(fd, plan.uid, plan.gid)
-        if not plan.verify_alongside:
+        if check.ident is None:
             check.start()
         os.fsync(fd)  # while the verifier reads (the rest) from the page cache
         check.join()
         verified_at = time.monotonic()
         if check.error is not None:
             raise check.error
-        if check.result != (members, file_bytes, MANIFEST_NAME) or check.bytes_read != out.size:
+        compressed_size = tee.size if tee else out.size
+        if check.result != (members, file_bytes, MANIFEST_NAME) or check.bytes_read != compressed_size:
             got = tuple(check.result)
             raise ArchiveError('verification of %s failed: read back %d bytes, %d members / %d file bytes (first '
                                '%r); wrote %d bytes, %d members / %d file bytes (first %s)'
-                               % (tmp, check.bytes_read, got[0], got[1], got[2], out.size, members, file_bytes,
-                                  MANIFEST_NAME))
+                               % (tmp, check.bytes_read, got[0], got[1], got[2], compressed_size, members,
+                                  file_bytes, MANIFEST_NAME))
         digest = out.sha256.hexdigest()
+        if tee:
+            # The file holds ciphertext only: read back, it must hash as written and be a message to our key.
+            if sha256_of(tmp) != digest:
+                raise ArchiveError('verification of %s failed: read back, it does not hash to what was written'
+                                   % tmp)
+            plan.encryption.check_file(tmp)
+            verified_at = time.monotonic()
         write_file(tmp_sha, sidecar_text(digest, plan.name, out.size), plan.mode, plan.uid, plan.gid, replace=False)
         _publish(plan, tmp, tmp_sha)
         done = True
@@ -432,7 +550,8 @@ def create_archive(plan, sleep=time.sleep):
                 phases_s=dict(write=round(written_at - started, 3), verify=round(verified_at - written_at, 3),
                               publish=round(duration - (verified_at - started), 3)),
                 throughput_mb_s=round(file_bytes / duration / 1e6, 1) if duration > 0 else None,
-                manifest=plan.manifest, removed_stale_tmp=removed, completed_sha256=completed)
+                manifest=plan.manifest, removed_stale_tmp=removed, completed_sha256=completed,
+                **plan.encryption_result())
 
 
 def _publish(plan, tmp, tmp_sha):

@@ -4,7 +4,8 @@
 """The one definition of an archive's name, its temporary names, and the regex that finds them.
 
 ``<YYYYMMDDHHMM>_<major-minor-patch-build>_<suffix>.tar.gz`` in the backup
-storage dir, as Alation's Backup V1 names them; ``.<name>.<host>.<pid>.tmp``
+storage dir, as Alation's Backup V1 names them, ``.tar.gz.gpg`` when it is
+encrypted with GnuPG (encryption at rest); ``.<name>.<host>.<pid>.tmp``
 while one is written; its first member, the manifest, is ``MANIFEST_NAME``.
 The archive module, the restore modules, the role and the freshness guard all
 find archives through here. Standard library only.
@@ -30,7 +31,10 @@ SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
 # Written after the sha256sum line of a .sha256 (sha256sum -c skips # lines): the archive's size at publish.
 SIZE_LINE_RE = re.compile(r'^# size (?P<size>[0-9]+)$')
 HASH_BLOCK = 1024 * 1024
-ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_(?P<version>%s)_(?P<suffix>[A-Za-z0-9_-]+)\.tar\.gz$' % _VERSION)
+# An encrypted archive (GnuPG, to a public key) ends in .tar.gz.gpg; it is found, kept and removed like the others.
+ENCRYPTED_EXT = '.gpg'
+ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_(?P<version>%s)_(?P<suffix>[A-Za-z0-9_-]+)\.tar\.gz(?P<gpg>\.gpg)?$'
+                        % _VERSION)
 
 
 class ArchiveError(HostError):
@@ -62,7 +66,8 @@ def free_timestamp(dest, version_tag, suffix=DEFAULT_SUFFIX, now=None):
     the writer refuses to overwrite it, saying so.
     """
     minute = (now or utcnow()).replace(second=0, microsecond=0)
-    if os.path.lexists(os.path.join(dest, archive_name(default_timestamp(minute), version_tag, suffix))):
+    if any(os.path.lexists(os.path.join(dest, archive_name(default_timestamp(minute), version_tag, suffix, enc)))
+           for enc in (False, True)):
         minute += datetime.timedelta(minutes=1)
     return default_timestamp(minute)
 
@@ -92,8 +97,13 @@ def validate_suffix(value):
     return value
 
 
-def archive_name(timestamp, version_tag, suffix=DEFAULT_SUFFIX):
-    return '%s_%s_%s.tar.gz' % (timestamp, version_tag, suffix)
+def archive_name(timestamp, version_tag, suffix=DEFAULT_SUFFIX, encrypted=False):
+    return '%s_%s_%s.tar.gz%s' % (timestamp, version_tag, suffix, ENCRYPTED_EXT if encrypted else '')
+
+
+def is_encrypted(path):
+    """Whether ``path`` is an encrypted archive (.tar.gz.gpg): without the key only its .sha256 can be checked."""
+    return os.path.basename(path).endswith('.tar.gz' + ENCRYPTED_EXT)
 
 
 def host_label():
@@ -108,7 +118,7 @@ def tmp_name(final_name, pid=None, host=None):
 
 def tmp_pattern(suffix=DEFAULT_SUFFIX):
     """Matches exactly our temporary files (archive and .sha256) for this suffix."""
-    return re.compile(r'^\.(?P<name>\d{12}_\d+-\d+-\d+-\d+_%s\.tar\.gz(?:\.sha256)?)'
+    return re.compile(r'^\.(?P<name>\d{12}_\d+-\d+-\d+-\d+_%s\.tar\.gz(?:\.gpg)?(?:\.sha256)?)'
                       r'\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$' % re.escape(suffix))
 
 

@@ -15,7 +15,8 @@ import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, scan_sources
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
-    list_archives, newest_good, read_sidecar, sha256_of)
+    is_encrypted, list_archives, newest_good, read_sidecar, sha256_of)
+from ansible_collections.alation.backup.plugins.module_utils._gpg import Decryption
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
     RestoreError, prepare_target, remove_made)
@@ -31,14 +32,35 @@ TAR_GAVE_UP = ('Error is not recoverable', 'Exiting with failure status', 'Child
 
 # -- the archive's head and checksum -------------------------------------------
 
-def read_head(path, count=2):
+def read_head(path, count=2, decryption=None):
     """The manifest (a dict) and the TarInfo of the first ``count`` members after it.
 
     Reads only the start of the gzip stream: the manifest is the first member.
+    An encrypted archive is decrypted as it is read (``decryption``, a
+    _gpg.Decryption), and gpg stopped once the manifest is read.
     """
+    if not is_encrypted(path):
+        with open(path, 'rb') as f:
+            return _read_head(f, path, count)
+    if decryption is None:
+        raise RestoreError('%s is encrypted: its manifest can be read only with the secret key its public key '
+                           'matches: give decrypt_key (the restore role: alation_restore_decrypt_key)' % path)
+    stream = decryption.open(path)
+    try:
+        return _read_head(stream.stdout, path, count)
+    except RestoreError:
+        why = stream.failure()  # gpg's own failure is the cause of an unreadable stream
+        if why:
+            raise RestoreError(why)
+        raise
+    finally:
+        stream.abort()
+
+
+def _read_head(fileobj, path, count):
     members = []
     try:
-        with tarfile.open(path, 'r|gz') as tar:
+        with tarfile.open(fileobj=fileobj, mode='r|gz') as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST_NAME or not first.isreg():
                 raise RestoreError('%s is not an alation.backup archive: its first member is %s, not %s'
@@ -65,6 +87,13 @@ def read_sha256_file(path, archive_name):
             raise RestoreError('%s is missing: the archive module writes it beside every archive; without it the '
                                'archive cannot be checked' % path)
         raise RestoreError(str(e))
+
+
+def open_decryption(params):
+    """The secret key of ``params['decrypt_key']`` in a private keyring, or None without one (close it after)."""
+    if not params.get('decrypt_key'):
+        return None
+    return Decryption(params['decrypt_key'], params.get('decrypt_passphrase'))
 
 
 class ArchiveInfo(object):
@@ -102,12 +131,13 @@ class ArchiveInfo(object):
             archives = list_archives(p['dir'], p['suffix'])
             result['archives'] = len(archives)
             if not archives:
-                raise RestoreError('no archive in %s (looked for <YYYYMMDDHHMM>_<version>_%s.tar.gz): back up first, '
-                                   'or name one' % (p['dir'], p['suffix']))
+                raise RestoreError('no archive in %s (looked for <YYYYMMDDHHMM>_<version>_%s.tar.gz[.gpg]): back up '
+                                   'first, or name one' % (p['dir'], p['suffix']))
             path = archives[-1]
         if not os.path.isfile(path):
             raise RestoreError('the archive %s does not exist or is not a file' % path)
-        result.update(path=path, size=os.path.getsize(path), sha256_path=path + '.sha256')
+        result.update(path=path, size=os.path.getsize(path), sha256_path=path + '.sha256',
+                      encrypted=is_encrypted(path))
         if p['checksum']:
             recorded = read_sha256_file(path + '.sha256', os.path.basename(path))
             started = time.monotonic()
@@ -118,7 +148,12 @@ class ArchiveInfo(object):
                                    'archive is damaged (or was changed after it was written): restore from another '
                                    'archive' % (path, recorded, actual))
         if p['manifest']:
-            result['manifest'], dummy = read_head(path, count=0)
+            decryption = open_decryption(p) if result['encrypted'] else None
+            try:
+                result['manifest'], dummy = read_head(path, count=0, decryption=decryption)
+            finally:
+                if decryption:
+                    decryption.close()
         return result
 
 
@@ -188,17 +223,24 @@ class Extract(object):
         self.set_mode = set_mode
         self.dest = os.path.normpath(params['dest'])
         self.work = None  # with strip: the hidden dir beside dest it is unpacked into
-        self.result = dict(changed=False, dest=self.dest, executed_commands=runner.executed_commands)
+        self.encrypted = is_encrypted(params['path'])
+        self.decryption = None  # an encrypted archive: the secret key, in a private keyring until the end
+        self.result = dict(changed=False, dest=self.dest, executed_commands=runner.executed_commands,
+                           encrypted=self.encrypted)
 
     def run(self):
         """The result; raises RestoreError (what was done so far is in ``self.result``)."""
         try:
+            if self.encrypted:
+                self.decryption = open_decryption(self.p)
             return self._run()
         except OSError as e:
             raise RestoreError('unpacking into %s failed: %s' % (self.dest, e))
         finally:
             if self.work:
                 remove_made(self.work, self.warn)
+            if self.decryption:
+                self.decryption.close()
 
     def _plan(self):
         """Check everything that can be checked before writing; return the tar argv without its target."""
@@ -206,7 +248,7 @@ class Extract(object):
         if p['strip'] and len(p['members']) != 1:
             raise RestoreError('strip needs exactly one source in members (got %s): name the one source that '
                                'becomes dest' % (p['members'] or 'none'))
-        manifest, dummy = read_head(p['path'], count=0)
+        manifest, dummy = read_head(p['path'], count=0, decryption=self.decryption)
         sources = members_to_extract(manifest, p['members'])
         needed = space_needed(sources, p['extra_space'])
         name, program = decompressor()
@@ -217,7 +259,9 @@ class Extract(object):
                         'free space there or choose another place', error=RestoreError)
         result['moved_aside'] = prepare_target(self.dest, p['force'], 'dest', dry_run=self.check_mode)
         result['changed'] = True
-        argv = ['tar', '--extract', '--file', p['path'], '--use-compress-program=%s' % program]
+        # An encrypted archive reaches tar on its stdin, from gpg --decrypt: no plaintext copy on disk.
+        argv = ['tar', '--extract', '--file', '-' if self.encrypted else p['path'],
+                '--use-compress-program=%s' % program]
         if p.get('chroot'):
             # The archive's numeric ids are the shell's; its names would be looked up on the host.
             argv.append('--numeric-owner')
@@ -245,11 +289,20 @@ class Extract(object):
         p, result = self.p, self.result
         argv = self._plan()
         if self.check_mode:
-            result['executed_commands'] = [self.runner.preview(argv + ['--directory', self.dest, '--'] + p['members'])]
+            preview = self.runner.preview(argv + ['--directory', self.dest, '--'] + p['members'])
+            if self.encrypted:
+                preview = '%s | %s' % (self.decryption.preview(p['path']), preview)
+            result['executed_commands'] = [preview]
             return result
         target = self._target()
         started = time.monotonic()
-        run = self.runner.run(argv + ['--directory', target, '--'] + p['members'])
+        if self.encrypted:
+            run = self.decryption.pipe_into(p['path'], argv + ['--directory', target, '--'] + p['members'])
+            self.runner.executed_commands.append(run['cmd'])
+            if run['decrypt_error']:
+                raise RestoreError(run['decrypt_error'])
+        else:
+            run = self.runner.run(argv + ['--directory', target, '--'] + p['members'])
         result['duration_s'] = round(time.monotonic() - started, 2)
         if run['rc'] != 0:
             raise RestoreError(tar_failure('tar unpacking %s' % p['path'], run))

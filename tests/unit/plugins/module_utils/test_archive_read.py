@@ -162,7 +162,7 @@ def test_archive_info_fails_on_a_sha256_mismatch_keeping_what_it_found(tmp_path)
 
 @pytest.mark.parametrize('where, match', [
     ('missing-dir', 'the backup storage dir .* does not exist'),
-    ('empty-dir', r'no archive in .* \(looked for <YYYYMMDDHHMM>_<version>_alation_backup.tar.gz\)'),
+    ('empty-dir', r'no archive in .* \(looked for <YYYYMMDDHHMM>_<version>_alation_backup.tar.gz\[.gpg\]\)'),
     ('missing-file', 'does not exist or is not a file'),
 ])
 def test_archive_info_refusals(tmp_path, where, match):
