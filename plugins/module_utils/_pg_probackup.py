@@ -819,6 +819,8 @@ def _prune(cat, keep_id, backups):
     """
     running = cat.running(backups)
     plan = prune_plan(backups, keep_id, running)
+    if not plan:
+        return [], backups, ''
     wanted = pruned_ids(plan)
     _drop_reused_pid_files(running, wanted)
     error = ''

@@ -149,7 +149,8 @@ def test_full_then_delta_check_mode_validate_restore_absent(pg_cluster, catalog,
     r = run_module('pg_probackup', args)
     assert_ok(r)
     assert r['mode_taken'] == 'DELTA'
-    assert r['reason'] == 'newest backup %s is a FULL with status OK' % full_id
+    assert r['reason'].startswith('DELTA on %s: 2 of 7 in this chain, whose FULL %s is 0.0 days old' % (full_id, full_id))
+    assert r['pruned'] == [] and r['prune_error'] == ''
     assert 'init' not in verbs(r)
     assert r['backup']['mode'] == 'DELTA' and r['backup']['parent'] == full_id and r['backup']['status'] == 'OK'
     assert [b['id'] for b in r['backups']] == [r['backup']['id'], full_id]

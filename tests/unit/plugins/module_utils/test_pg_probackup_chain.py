@@ -338,6 +338,9 @@ def test_full_every_plus_two_runs_wrap_once_and_leave_one_chain(catalog):
         reasons.append(res['reason'])
         pruned.append(res['pruned'])
         assert res['prune_error'] == ''
+        if run == 0:
+            # Nothing older to delete: no delete, no second look at the catalog.
+            assert [c[1] for c in cat.runner.module.calls] == ['show', 'backup', 'validate', 'show']
     assert modes == ['FULL', 'DELTA', 'DELTA', 'FULL', 'DELTA']
     first, second = base36(T0), base36(T0 + 3 * 3600)
     assert reasons[2].startswith('DELTA on %s: 3 of 3 in this chain' % base36(T0 + 3600))
