@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The off-host copy against a real OpenSSH server on loopback.
+
+The test starts its own sshd (as root, on a free port, ``-f <config> -D``)
+with a throwaway host key, and a throwaway user (useradd, removed afterwards)
+that logs in with a throwaway key pair. The backup role runs in a real
+Alation shell and copies from the host (the module runs outside the shell)
+to that user's backup dir; the module alone is run for the stream method.
+"""
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from modrun import run_module
+from playbook import HOST, run_playbook
+
+SSHD = shutil.which('sshd') or '/usr/sbin/sshd'
+TAG = '5-17-0-116556'
+
+pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 0,
+                                reason='needs root and the OpenSSH server (make deps installs openssh-server)')
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def keygen(path):
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'alation-backup-test', '-f', path], check=True)
+    with open(path + '.pub') as f:
+        return f.read().strip()
+
+
+class Sshd(object):
+    def __init__(self, workdir):
+        self.dir = workdir
+        self.port = free_port()
+        self.user = 'abk%s' % uuid.uuid4().hex[:8]
+        self.home = os.path.join(workdir, 'home')
+        self.backups = os.path.join(self.home, 'alation-backups')
+        self.host_pub = keygen(os.path.join(workdir, 'host_key'))
+        self.user_key = os.path.join(workdir, 'user_key')
+        user_pub = keygen(self.user_key)
+        # The host key of another server: a known_hosts that must be refused.
+        other_pub = keygen(os.path.join(workdir, 'other_host_key'))
+        self.known_hosts = self._known_hosts('known_hosts', self.host_pub)
+        self.wrong_known_hosts = self._known_hosts('wrong_known_hosts', other_pub)
+        # A password nobody can type ('*', not locked '!', which sshd without PAM refuses).
+        subprocess.run(['useradd', '--home-dir', self.home, '--create-home', '--shell', '/bin/sh', '-p', '*',
+                        self.user], check=True)
+        pw = pwd.getpwnam(self.user)
+        self.uid = pw.pw_uid
+        os.makedirs(self.backups)
+        os.chown(self.backups, pw.pw_uid, pw.pw_gid)
+        keys = os.path.join(workdir, 'authorized_keys')
+        os.makedirs(keys)
+        with open(os.path.join(keys, self.user), 'w') as f:
+            f.write(user_pub + '\n')
+        os.chmod(workdir, 0o755)
+        self.config = os.path.join(workdir, 'sshd_config')
+        with open(self.config, 'w') as f:
+            f.write('\n'.join([
+                'Port %d' % self.port, 'ListenAddress 127.0.0.1',
+                'HostKey %s' % os.path.join(workdir, 'host_key'),
+                'PidFile %s' % os.path.join(workdir, 'sshd.pid'),
+                'AuthorizedKeysFile %s/%%u' % keys,
+                # The temp dir's parents (/tmp) are world-writable: sshd's ownership checks would refuse them.
+                'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+                'PubkeyAuthentication yes', 'AllowUsers %s' % self.user, 'PermitRootLogin no',
+                'LogLevel VERBOSE', '']))
+        os.makedirs('/run/sshd', mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        self.log = open(os.path.join(workdir, 'sshd.log'), 'w')
+        self.proc = subprocess.Popen([SSHD, '-f', self.config, '-D', '-e'], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 20
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError('sshd did not start: %s' % self.sshd_log())
+                time.sleep(0.1)
+
+    def _known_hosts(self, name, pub):
+        path = os.path.join(self.dir, name)
+        with open(path, 'w') as f:
+            f.write('[127.0.0.1]:%d %s\n' % (self.port, ' '.join(pub.split()[:2])))
+        return path
+
+    def sshd_log(self):
+        with open(os.path.join(self.dir, 'sshd.log')) as f:
+            return f.read()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        # The user's processes are gone with sshd's sessions; then the user and its home.
+        subprocess.run(['userdel', '--remove', self.user], check=False, stderr=subprocess.DEVNULL)
+
+    def dest(self):
+        return dict(host='127.0.0.1', port=self.port, user=self.user, path=self.backups)
+
+    def host_dir(self, name=HOST):
+        return os.path.join(self.backups, name)
+
+
+@pytest.fixture(scope='module')
+def sshd():
+    workdir = tempfile.mkdtemp(prefix='alation-backup-sshd-')
+    server = Sshd(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def publish(directory, ts, uid=None, data=None):
+    """An archive and its .sha256 as the archive module publishes them (owned by ``uid``)."""
+    name = '%s_%s_alation_backup.tar.gz' % (ts, TAG)
+    data = data or ('archive %s' % ts).encode() * 100
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), 'wb') as f:
+        f.write(data)
+    with open(os.path.join(directory, name + '.sha256'), 'w') as f:
+        f.write('%s  %s\n# size %d\n' % (hashlib.sha256(data).hexdigest(), name, len(data)))
+    if uid is not None:
+        for p in (directory, os.path.join(directory, name), os.path.join(directory, name + '.sha256')):
+            os.chown(p, uid, uid)
+    return os.path.join(directory, name)
+
+
+def listing(directory):
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def copy_vars(host, sshd, **extra):
+    found = dict(host.role_vars, alation_backup_engine='pg_basebackup', alation_backup_copy_to=sshd.dest(),
+                 alation_backup_copy_ssh_key=sshd.user_key, alation_backup_copy_known_hosts=sshd.known_hosts)
+    found.update(extra)
+    return found
+
+
+def local_archives(host):
+    return sorted(glob.glob(host.path('/data2/backup/*_alation_backup.tar.gz')))
+
+
+def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation_host, sshd):
+    host = alation_host
+    far = sshd.host_dir()
+    # Four older copies there from earlier runs, a foreign file, another host's dir: keep_count 3 lets two go.
+    older = [os.path.basename(publish(far, '2026110%d0102' % day, sshd.uid)) for day in range(1, 5)]
+    with open(os.path.join(far, 'notes.txt'), 'w') as f:
+        f.write('the backup admin keeps notes here')
+    publish(sshd.host_dir('alation-other-host'), '202611010102', sshd.uid)
+
+    run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_keep_count=3))
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    copy = record['copy']
+    assert record['result'] == 'ok' and copy['result'] == 'ok', copy
+    [archive] = local_archives(host)
+    name = os.path.basename(archive)
+    assert copy['dest'] == '%s@127.0.0.1:%s/%s' % (sshd.user, far, name)
+    assert copy['bytes'] == os.path.getsize(archive) and copy['error'] == '' and copy['duration_s'] > 0
+    assert copy['method'] == ('rsync' if shutil.which('rsync') else 'stream')
+
+    # The archive and its .sha256 landed under their final names, identical, the throwaway user's, 0600.
+    for n in (name, name + '.sha256'):
+        with open(os.path.join(far, n), 'rb') as f, open(os.path.join(os.path.dirname(archive), n), 'rb') as g:
+            assert f.read() == g.read(), n
+        st = os.stat(os.path.join(far, n))
+        assert st.st_uid == sshd.uid and oct(st.st_mode & 0o777) == '0o600'
+    subprocess.run(['sha256sum', '-c', name + '.sha256'], cwd=far, check=True, stdout=subprocess.DEVNULL)
+
+    # Retention there removed exactly the two oldest copies (and their .sha256); nothing foreign, no temp file.
+    gone = [n for o in older[:2] for n in (o, o + '.sha256')]
+    assert copy['retention']['removed'] == [os.path.join(far, n) for n in gone]
+    assert listing(far) == sorted([name, name + '.sha256', 'notes.txt']
+                                  + [n for o in older[2:] for n in (o, o + '.sha256')])
+    assert len(listing(sshd.host_dir('alation-other-host'))) == 2, "another host's dir is not touched"
+    # Nothing of the key stays on the host.
+    assert glob.glob('/tmp/alation-backup-ssh-*') == []
+    assert 'PRIVATE KEY' not in run.output
+
+
+def test_a_wrong_host_key_fails_the_copy_not_the_backup_unless_required(alation_host, sshd):
+    host = alation_host
+    far = sshd.host_dir()
+    before = listing(far)
+    run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_copy_known_hosts=sshd.wrong_known_hosts))
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert record['result'] == 'ok', 'the backup stands'
+    assert record['copy']['result'] == 'failed' and 'Host key verification failed' in record['copy']['error']
+    assert 'alation_backup_copy_known_hosts' in record['copy']['error']
+    [archive] = local_archives(host)
+    assert os.path.exists(archive + '.sha256'), 'the local archive is kept'
+    assert listing(far) == before, 'nothing written on the far side, no temp file'
+
+    run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_copy_known_hosts=sshd.wrong_known_hosts,
+                                               alation_backup_copy_required=True))
+    assert run.rc != 0
+    record = run.records[HOST]
+    assert record['result'] == 'failed' and 'off-host copy of' in record['error'], record['error']
+    assert record['copy']['result'] == 'failed'
+    assert len(local_archives(host)) == 2, 'the archive of the failed run is still there'
+    assert listing(far) == before
+
+
+def test_the_module_streams_without_rsync_and_leaves_no_temp_file(sshd, scratch):
+    local = os.path.join(scratch, 'local')
+    archive = publish(local, '202611300102', data=os.urandom(3 * 1024 * 1024))
+    args = dict(src=archive, dest='ssh://%s@127.0.0.1:%d%s' % (sshd.user, sshd.port, sshd.backups),
+                host_dir='alation-stream', identity_file=sshd.user_key, known_hosts=sshd.known_hosts,
+                method='stream', keep_count=1)
+    result = run_module('offsite_copy', args)
+    assert not result['failed'] and result['changed'], result
+    assert result['copy']['result'] == 'ok' and result['copy']['method'] == 'stream'
+    far = sshd.host_dir('alation-stream')
+    name = os.path.basename(archive)
+    assert listing(far) == [name, name + '.sha256']
+    subprocess.run(['sha256sum', '-c', name + '.sha256'], cwd=far, check=True, stdout=subprocess.DEVNULL)
+    # No secret on any command line it ran.
+    assert not any('PRIVATE' in c for c in result['executed_commands'])
+    assert any(c.endswith("< %s" % archive) for c in result['executed_commands'])
+
+    # Again: the copy there is verified, not sent again.
+    again = run_module('offsite_copy', args)
+    assert again['copy']['result'] == 'ok' and not again['changed'] and again['copy']['method'] == ''
+
+    # A wrong host key: refused before anything is written.
+    newer = publish(local, '202612010102')
+    result = run_module('offsite_copy', dict(args, src=newer, known_hosts=sshd.wrong_known_hosts))
+    assert not result['failed'] and result['copy']['result'] == 'failed'
+    assert listing(far) == [name, name + '.sha256']
+    result = run_module('offsite_copy', dict(args, src=newer, known_hosts=sshd.wrong_known_hosts, required=True))
+    assert result['failed'] and 'Host key verification failed' in result['msg']
+
+    # keep_count 1 there: the newer copy replaces the older.
+    result = run_module('offsite_copy', dict(args, src=newer))
+    assert result['copy']['result'] == 'ok', result
+    assert listing(far) == [os.path.basename(newer), os.path.basename(newer) + '.sha256']
