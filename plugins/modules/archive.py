@@ -39,6 +39,12 @@ description:
     1-3 -> 1, 4-6 -> 2, 7-9 -> 3. So the default 6 is ISA-L level 2, whose output is about 8% larger than
     gzip -6 and many times faster.'
   - Memory use does not grow with the size of the data (about 50 MB at most with the defaults).
+  - With O(encrypt_recipient) the archive is encrypted with GnuPG to that public key while it is written
+    (tar, gzip, then C(gpg --encrypt) into the temporary file; no plaintext copy on disk) and named
+    C(<timestamp>_<version_tag>_<suffix>.tar.gz.gpg), its C(.sha256) that of the encrypted file. The gzip stream
+    is still read back and checked on its way into gpg (through a pipe, in memory); the file is read back, hashed,
+    and its packets checked (C(gpg --list-packets)) to be a message encrypted to that key. Only the secret key
+    decrypts it (M(alation.backup.archive_extract) with its C(decrypt_key)); the host never needs it.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
@@ -124,6 +130,26 @@ options:
     type: str
     choices: [auto, isal, igzip, pigz, zlib]
     default: auto
+  encrypt_recipient:
+    description:
+      - The full fingerprint (40 hex digits, spaces allowed) of the GnuPG public key to encrypt the archive to.
+        Empty or omitted writes a plain C(.tar.gz).
+      - A name, an e-mail or a short key id is refused, since it could pick another key.
+      - The key is taken from O(encrypt_public_key), else exported from the keyring O(gpg_homedir), and
+        imported alone into a private keyring made for this run (in C(/dev/shm) where there is one) and removed
+        afterwards. C(gpg) must be installed on the host.
+    type: str
+  encrypt_public_key:
+    description:
+      - The ASCII-armored public key of O(encrypt_recipient) (C(gpg --armor --export <fingerprint>)). A secret key
+        is refused; the host that writes archives must not be able to read them.
+    type: str
+  gpg_homedir:
+    description:
+      - Without O(encrypt_public_key), the keyring on the host (a GnuPG home directory) holding the public key of
+        O(encrypt_recipient); default C(~/.gnupg) of the user running the module. It is only read. A keyring that
+        also holds the secret key is refused.
+    type: path
   manifest_extra:
     description:
       - Extra top-level keys for the manifest (the backup role adds the pg_probackup backup id and mode).
@@ -254,6 +280,14 @@ manifest:
   description: The manifest stored as the archive's first member.
   returned: always
   type: dict
+encrypted:
+  description: Whether the archive is encrypted with GnuPG (O(encrypt_recipient)).
+  returned: always
+  type: bool
+recipient:
+  description: The fingerprint of the primary key the archive is encrypted to, or null.
+  returned: always
+  type: str
 removed_stale_tmp:
   description: Temporary files of interrupted earlier runs that were removed (in check mode, would be).
   returned: always
@@ -292,6 +326,9 @@ def main():
             space_check=dict(type='bool', default=True),
             compressor=dict(type='str', default='auto', choices=['auto'] + list(COMPRESSORS)),
             manifest_extra=dict(type='dict', default={}),
+            encrypt_recipient=dict(type='str'),
+            encrypt_public_key=dict(type='str'),
+            gpg_homedir=dict(type='path'),
             **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
@@ -299,7 +336,9 @@ def main():
     try:
         plan = Plan(module.params)
         if module.check_mode:
-            module.exit_json(**plan.preview())
+            preview = plan.preview()
+            plan.close()
+            module.exit_json(**preview)
         previous = signal.signal(signal.SIGTERM, _terminated)
         beat = _locks.heartbeat(module)
         try:
@@ -307,6 +346,7 @@ def main():
         finally:
             signal.signal(signal.SIGTERM, previous)
             lost = beat.stop()
+            plan.close()  # the private keyring of the encryption
     except ArchiveError as e:
         module.fail_json(msg=str(e))
     except OSError as e:

@@ -62,6 +62,19 @@ options:
   owner:
     description: Owner of O(dest) when the module makes it (not with O(strip)). Default the user running the module.
     type: str
+  decrypt_key:
+    description:
+      - The ASCII-armored secret key that decrypts an encrypted archive (C(.tar.gz.gpg)), needed to read its
+        manifest and unpack it. It is imported into a private keyring made for this run (in C(/dev/shm) where
+        there is one) and removed afterwards, with the gpg-agent that held it; it never appears on a command line.
+      - The archive is decrypted while it is unpacked (C(gpg --decrypt | tar)); no plaintext copy is written.
+      - Not needed for a plain C(.tar.gz).
+    type: str
+  decrypt_passphrase:
+    description:
+      - The passphrase of O(decrypt_key), when it has one. It reaches gpg through a pipe (C(--passphrase-fd)),
+        never its command line or environment.
+    type: str
   chroot:
     description:
       - The host path of the Alation shell the archive came from. O(owner) is then looked up in the shell's own
@@ -119,6 +132,10 @@ duration_s:
   description: Seconds the unpacking took.
   returned: success, not in check mode
   type: float
+encrypted:
+  description: Whether the archive is encrypted (C(.tar.gz.gpg)), so decrypted while it was unpacked.
+  returned: always
+  type: bool
 decompressor:
   description: The program that decompressed (pigz or gzip).
   returned: success
@@ -151,6 +168,8 @@ def main():
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
             chroot=dict(type='path'),
+            decrypt_key=dict(type='str', no_log=True),
+            decrypt_passphrase=dict(type='str', no_log=True),
             **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,

@@ -38,6 +38,8 @@ options:
     description:
       - Read the manifest. A file whose first member is not the manifest fails the task (it is not an archive of
         this collection). Read after the checksum, so a damaged archive is reported as damaged.
+      - An encrypted archive (C(.tar.gz.gpg)) is decrypted as far as its manifest, with O(decrypt_key); without it
+        the task fails, saying so.
     type: bool
     default: true
   newest_good:
@@ -49,6 +51,18 @@ options:
         O(checksum); O(manifest) is not read.
     type: bool
     default: false
+  decrypt_key:
+    description:
+      - The ASCII-armored secret key that decrypts an encrypted archive (C(.tar.gz.gpg)), needed to read its
+        manifest. It is imported into a private keyring made for this run (in C(/dev/shm) where there is one) and
+        removed afterwards, with the gpg-agent that held it; it never appears on a command line.
+      - Not needed for a plain C(.tar.gz), nor for O(checksum) or O(newest_good), which read no content.
+    type: str
+  decrypt_passphrase:
+    description:
+      - The passphrase of O(decrypt_key), when it has one. It reaches gpg through a pipe (C(--passphrase-fd)),
+        never its command line or environment.
+    type: str
 '''
 
 EXAMPLES = r'''
@@ -96,6 +110,10 @@ archives:
   description: How many archives O(dir) holds.
   returned: with O(dir)
   type: int
+encrypted:
+  description: Whether the archive is encrypted (C(.tar.gz.gpg)); its manifest is then read only with O(decrypt_key).
+  returned: success, without O(newest_good)
+  type: bool
 sha256_path:
   description: The C(.sha256) file beside the archive.
   returned: success
@@ -129,6 +147,8 @@ def main():
             checksum=dict(type='bool', default=False),
             manifest=dict(type='bool', default=True),
             newest_good=dict(type='bool', default=False),
+            decrypt_key=dict(type='str', no_log=True),
+            decrypt_passphrase=dict(type='str', no_log=True),
         ),
         required_one_of=[('path', 'dir')],
         mutually_exclusive=[('path', 'dir')],
