@@ -17,7 +17,7 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/alation/backup
 # that is its own git repo (it lists files through git).
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/alation/backup
 # Debian packages the tests, the demo and the benchmark use.
-APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap openssh-server rsync
+APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap gnupg openssh-server rsync
 # The pip versions ansible-test bootstraps: 24.2 (ansible-core 2.19), 23.1.2
 # and 21.3.1 (2.16, for Python 3.7 and 3.6).
 PIP_VERSIONS_FOR_ANSIBLE_TEST := 24.2 23.1.2 21.3.1
