@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: alation_info
 short_description: Read the facts a backup needs from an Alation host
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Reads, and never changes, what the backup of an Alation host depends on.

@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: archive
 short_description: Pack the staging dir and the pg staging dir into one verified Alation backup archive
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Writes C(<timestamp>_<version_tag>_<suffix>.tar.gz) into the backup storage dir O(dest), the file name

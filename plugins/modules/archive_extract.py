@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: archive_extract
 short_description: Unpack an Alation backup archive, or some of its sources, and check what came out against its manifest
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Unpacks an archive written by M(alation.backup.archive) with GNU C(tar) (C(pigz) decompresses when present,

@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: archive_info
 short_description: Find an Alation backup archive, read its manifest and check its sha256 (read-only)
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Finds the newest archive in the backup storage dir (O(dir)), or takes the one named by O(path), and reads

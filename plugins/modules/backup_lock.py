@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: backup_lock
 short_description: Take or release the per-host lock of an Alation backup run
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - A backup run is many tasks; this lock spans them, so that a second run on the same host is refused at once and told who holds it.

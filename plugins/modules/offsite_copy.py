@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: offsite_copy
 short_description: Copy an Alation backup archive and its .sha256 to a backup host over SSH, and keep retention there
-version_added: 0.4.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Copies the archive O(src) and its C(.sha256) into C(<path>/<host_dir>/) on the backup host O(dest), over SSH.

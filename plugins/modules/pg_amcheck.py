@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: pg_amcheck
 short_description: Check every database of a PostgreSQL cluster for corruption with pg_amcheck
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Runs C(pg_amcheck --all) (PostgreSQL 14 and later) over every database that allows connections. Heap

@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: pg_basebackup
 short_description: Stage a PostgreSQL base backup with pg_basebackup (tar format, streamed WAL)
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - The database step of the backup role for hosts without pg_probackup. PostgreSQL's own C(pg_basebackup)

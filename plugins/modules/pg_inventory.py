@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: pg_inventory
 short_description: List a PostgreSQL cluster's databases and count their tables (read-only)
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Runs C(psql) and returns every database that allows connections and is not a template, with its number of

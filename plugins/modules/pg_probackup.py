@@ -7,7 +7,7 @@ DOCUMENTATION = r'''
 ---
 module: pg_probackup
 short_description: Stage a PostgreSQL backup with pg_probackup in the pg staging dir, keeping the catalog usable
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Takes a backup of Alation's PostgreSQL with C(pg_probackup) 2.5 into a catalog (the pg staging dir),

@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: pgdata_restore
 short_description: Rebuild a PostgreSQL data directory from the pg staging dir of an unpacked Alation backup
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Rebuilds PGDATA the way the backup was taken, as the database OS user (O(run_as)).

@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: retention
 short_description: Remove old Alation backup archives from the backup storage dir, keeping a verified one
-version_added: 0.3.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Removes the archives that both rules let go, each with its C(.sha256) - it is not among the O(keep_count)

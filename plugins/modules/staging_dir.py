@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: staging_dir
 short_description: Make a backup staging dir exist and be empty (the staging clear of Alation's backup)
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Makes the staging dir (or the pg staging dir) of an Alation backup exist and be in the wanted state.

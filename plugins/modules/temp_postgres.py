@@ -6,7 +6,7 @@
 DOCUMENTATION = r'''
 module: temp_postgres
 short_description: Start or stop a temporary PostgreSQL server on a restored data directory, apart from the live one
-version_added: 0.1.0
+version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Starts PostgreSQL with C(pg_ctl) on a restored data directory, as the database OS user, so that the restore
