@@ -838,8 +838,8 @@ def _prune(cat, keep_id, backups):
             ', '.join(bid for bid in wanted if bid in left), cat.catalog)
     if error:
         error = ('the older chain was not all deleted (%s); the new FULL %s is fine, the next FULL that validates '
-                 'tries again. Look with pg_probackup show -B %s --instance %s' % (error, keep_id, cat.catalog,
-                                                                                  cat.instance))
+                 'tries again. Look with pg_probackup show -B %s --instance %s'
+                 % (error, keep_id, cat.catalog, cat.instance))
     return deleted, after, error
 
 

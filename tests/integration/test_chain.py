@@ -72,8 +72,8 @@ def test_full_every_plus_two_runs_wrap_the_chain_once_and_the_new_chain_restores
     assert archived_ids(archives[4]) == sorted(ids[3:])
 
     sizes = [int(r['size']) for r in records]
-    print('archive sizes (bytes): %s' % ', '.join('%s %s %d' % (os.path.basename(a)[:12], r['mode'], s)
-                                                 for a, r, s in zip(archives, records, sizes)))
+    print('archive sizes (bytes): %s' % ', '.join(
+        '%s %s %d' % (os.path.basename(a)[:12], r['mode'], s) for a, r, s in zip(archives, records, sizes)))
     print('archive sizes (MB): %s' % ', '.join('%.2f' % (s / 1e6) for s in sizes))
     # Bounded: the 3rd holds FULL + 2 DELTAs, the 5th FULL + 1 DELTA; without the bound it would hold FULL + 4.
     assert sizes[4] <= sizes[2] * 1.05, sizes

@@ -136,7 +136,6 @@ def test_full_then_delta_check_mode_validate_restore_absent(pg_cluster, catalog,
     full_id = r['backup']['id']
     assert not os.path.exists(os.path.join(os.path.dirname(catalog), '.pgbackup.lock')), 'the lock leaves nothing'
 
-
     pg_cluster.psql('CREATE TABLE after_full AS SELECT g FROM generate_series(1, 1234) g')
 
     # Check mode with a good chain: DELTA predicted, catalog untouched.

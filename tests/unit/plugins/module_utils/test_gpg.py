@@ -36,15 +36,13 @@ class KeyPair(object):
     """A throwaway key pair: ed25519 to sign, cv25519 to encrypt (fast to make), protected or not."""
 
     def __init__(self, home, name, passphrase=None):
-        pw = ['--passphrase', passphrase] if passphrase else ['--passphrase', '']
-        _gpg(home, '--pinentry-mode', 'loopback', *(pw + ['--quick-gen-key', name, 'future-default', 'default',
-                                                           'never']))
+        pw = ['--pinentry-mode', 'loopback', '--passphrase', passphrase or '']
+        _gpg(home, *(pw + ['--quick-gen-key', name, 'future-default', 'default', 'never']))
         listing = _gpg(home, '--with-colons', '--list-keys', name).decode()
         fprs = [line.split(':')[9] for line in listing.splitlines() if line.startswith('fpr:')]
         self.fingerprint, self.keyids = fprs[0], [f[-16:] for f in fprs]
         self.public = _gpg(home, '--armor', '--export', self.fingerprint).decode()
-        self.secret = _gpg(home, '--pinentry-mode', 'loopback', *(pw + ['--armor', '--export-secret-keys',
-                                                                         self.fingerprint])).decode()
+        self.secret = _gpg(home, *(pw + ['--armor', '--export-secret-keys', self.fingerprint])).decode()
         self.passphrase = passphrase
 
 
