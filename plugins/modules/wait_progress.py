@@ -1,0 +1,124 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) alation.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: wait_progress
+short_description: Wait for a background step, printing its progress, and return its result
+version_added: 0.2.0
+author: alation.backup maintainers (@alation-backup)
+description:
+  - Waits for a task started with C(async) and C(poll: 0) (its C(ansible_job_id)), polling
+    M(ansible.builtin.async_status) every O(interval) seconds, and returns the job's own result, so C(register)
+    gets the module's result and the task fails as the module failed. The job's status file is removed at the end.
+  - At each poll it measures on the host how far the step has come (M(alation.backup.step_progress)) and prints
+    one line at verbosity 0, for example C(alation-prod-1: archive 3.2 GiB of ~12.7 GiB (25%), 85.1 MiB/s, ~1m52s
+    left). The controller's output shows it (AWX's job output too), and the traffic keeps an idle SSH session alive.
+  - A step shorter than O(interval) prints nothing.
+  - This is an action plugin; it runs on the controller and reaches the host through the task's connection.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.conn
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  become:
+    support: full
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: The background job ran in check mode itself; waiting for it changes nothing.
+  connection:
+    support: full
+  delegation:
+    support: none
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  jid:
+    description: The job id, C(ansible_job_id) of the task started with C(async) and C(poll: 0).
+    type: str
+    required: true
+  label:
+    description: The step's name in the progress lines (C(database), C(archive)).
+    type: str
+    required: true
+  interval:
+    description: Seconds between two polls (and two progress lines).
+    type: int
+    default: 30
+  timeout:
+    description:
+      - Seconds to wait at most, 0 for no limit. Give at least the task's C(async) value, after which the job is
+        stopped by Ansible's async wrapper and reports its own failure.
+    type: int
+    default: 0
+  watch:
+    description: Host paths whose growth since the first poll is the step's progress (the pg staging dir).
+    type: list
+    elements: path
+    default: []
+  archive_dest:
+    description:
+      - For the archive step, the dir it writes to; progress is then the source bytes the archive writer has read.
+        See M(alation.backup.step_progress).
+    type: path
+  archive_sources:
+    description: The archive's source paths on the host, in order.
+    type: list
+    elements: path
+    default: []
+  estimate:
+    description: The bytes the step is expected to reach, 0 when unknown (then measured under O(estimate_paths), if given).
+    type: int
+    default: 0
+  estimate_paths:
+    description: Host paths whose file bytes are the estimate, measured once, when O(estimate) is 0.
+    type: list
+    elements: path
+    default: []
+seealso:
+  - module: alation.backup.step_progress
+  - module: ansible.builtin.async_status
+'''
+
+EXAMPLES = r'''
+- name: Archive | Pack both staging dirs (in the background)
+  alation.backup.archive:
+    sources:
+      - {path: /opt/alation/alation/data2/tmp, arcname: tmp}
+      - {path: /opt/alation/alation/data2/backup/pgbackup, arcname: pgbackup}
+    dest: /opt/alation/alation/data2/backup
+    version_tag: 5-17-0-116556
+  async: 86400
+  poll: 0
+  register: archive_job
+
+- name: Archive | Wait for it, a progress line every 30 s
+  alation.backup.wait_progress:
+    jid: "{{ archive_job.ansible_job_id }}"
+    label: archive
+    archive_dest: /opt/alation/alation/data2/backup
+    archive_sources:
+      - /opt/alation/alation/data2/tmp
+      - /opt/alation/alation/data2/backup/pgbackup
+  register: archive
+'''
+
+RETURN = r'''
+ansible_job_id:
+  description: The job waited for. Every other key is the job's module's own result.
+  returned: always
+  type: str
+progress:
+  description: The last progress measured, C(bytes) (done since the first poll) and C(estimate_bytes), and C(polls).
+  returned: always
+  type: dict
+'''

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""wait_progress: polls the job, prints a progress line a poll, returns the job's own result."""
+
+from unittest import mock
+
+import pytest
+
+from ansible.playbook.task import Task
+
+from ansible_collections.alation.backup.plugins.action import wait_progress
+
+MIB = 1024 ** 2
+
+
+class Clock(object):
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def action(args, statuses, probes, clock):
+    """The action with a host that answers async_status with ``statuses`` and step_progress with ``probes``."""
+    task = Task()
+    task.args = args
+    task.action = 'alation.backup.wait_progress'
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = None
+    plugin = wait_progress.ActionModule(task, connection, mock.MagicMock(), loader=None, templar=None,
+                                        shared_loader_obj=None)
+    calls = []
+
+    def execute_module(module_name=None, module_args=None, task_vars=None, **kw):
+        calls.append((module_name, dict(module_args)))
+        if module_name == 'ansible.legacy.async_status':
+            return {'erased': 'x'} if module_args.get('mode') == 'cleanup' else statuses.pop(0)
+        return probes.pop(0)
+
+    plugin._execute_module = execute_module
+    plugin._remote_expand_user = lambda path, **kw: '/root/.ansible_async'
+    plugin.get_shell_option = lambda name, default=None: default
+    plugin._remove_tmp_path = lambda path, **kw: None
+    plugin.clock = clock
+    plugin.sleep = clock.sleep
+    return plugin, calls
+
+
+RUNNING = {'started': 1, 'finished': 0, 'ansible_job_id': 'j1'}
+
+
+def test_a_line_a_poll_then_the_modules_own_result(monkeypatch):
+    shown = []
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
+    clock = Clock()
+    done = {'started': 1, 'finished': 1, 'ansible_job_id': 'j1', 'results_file': '/root/.ansible_async/j1',
+            'changed': True, 'mode_taken': 'delta', 'duration_s': 61.0}
+    plugin, calls = action(
+        dict(jid='j1', label='database', interval=30, watch=['/x/pgbackup'], estimate=100 * MIB),
+        [dict(RUNNING), dict(RUNNING), dict(RUNNING), done],
+        # Baseline 20 MiB (the older chain), then +30 MiB and +60 MiB 30 s apart.
+        [{'bytes': 20 * MIB, 'estimate_bytes': 0}, {'bytes': 50 * MIB}, {'bytes': 80 * MIB}],
+        clock)
+    result = plugin.run(task_vars=dict(inventory_hostname='alation-prod-1'))
+    # The first poll comes right after the job started: no line yet.
+    assert shown == ['alation-prod-1: database 30.0 MiB of ~100.0 MiB (30%), 1.0 MiB/s, ~1m10s left',
+                     'alation-prod-1: database 60.0 MiB of ~100.0 MiB (60%), 1.0 MiB/s, ~40s left']
+    assert result['mode_taken'] == 'delta' and result['changed'] is True and not result.get('failed')
+    assert 'results_file' not in result and 'finished' not in result
+    assert result['progress'] == dict(bytes=60 * MIB, estimate_bytes=100 * MIB, polls=4)
+    assert calls[-1] == ('ansible.legacy.async_status', dict(jid='j1', mode='cleanup', _async_dir='/root/.ansible_async'))
+    # The estimate was given: PGDATA is not measured again.
+    assert 'estimate_paths' not in calls[0][1]
+
+
+def test_the_job_failing_fails_the_task_with_its_message(monkeypatch):
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
+    failed = {'started': 1, 'finished': 1, 'ansible_job_id': 'j1', 'failed': True, 'msg': 'cannot connect to PostgreSQL'}
+    plugin, dummy = action(dict(jid='j1', label='database', watch=['/x']), [failed], [{'bytes': 0}], Clock())
+    result = plugin.run(task_vars={})
+    assert result['failed'] is True and result['msg'] == 'cannot connect to PostgreSQL'
+
+
+def test_archive_progress_counts_from_zero_and_takes_the_sources_total(monkeypatch):
+    shown = []
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
+    done = {'finished': 1, 'ansible_job_id': 'j2', 'changed': True, 'path': '/d/a.tar.gz'}
+    plugin, calls = action(
+        dict(jid='j2', label='archive', interval=2, archive_dest='/d', archive_sources=['/s1', '/s2']),
+        [dict(RUNNING), dict(RUNNING), done],
+        [{'bytes': 4 * MIB, 'estimate_bytes': 40 * MIB, 'writer_pid': 7}, {'bytes': 8 * MIB, 'estimate_bytes': 40 * MIB}],
+        Clock())
+    result = plugin.run(task_vars=dict(inventory_hostname='h'))
+    assert shown == ['h: archive 8.0 MiB of ~40.0 MiB (20%), 2.0 MiB/s, ~16s left']
+    assert calls[0][1]['archive_sources'] == ['/s1', '/s2'] and result['path'] == '/d/a.tar.gz'
+
+
+def test_a_probe_that_fails_costs_only_the_numbers(monkeypatch):
+    shown = []
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
+    done = {'finished': 1, 'ansible_job_id': 'j3', 'changed': False}
+    plugin, dummy = action(dict(jid='j3', label='database', interval=5, watch=['/x']),
+                           [dict(RUNNING), dict(RUNNING), done], [{'failed': True, 'msg': 'no'}, {'bytes': 10}],
+                           Clock())
+    assert plugin.run(task_vars=dict(inventory_hostname='h'))['changed'] is False
+    assert shown == ['h: database 0 B']
+
+
+def test_timeout_gives_up_and_says_the_job_runs_on(monkeypatch):
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
+    plugin, dummy = action(dict(jid='j4', label='archive', interval=10, timeout=15, watch=['/x']),
+                           [dict(RUNNING) for dummy in range(5)], [{'bytes': 0} for dummy in range(5)], Clock())
+    result = plugin.run(task_vars={})
+    assert result['failed'] is True and 'still running after 15s' in result['msg']
+
+
+@pytest.mark.parametrize('args', [dict(label='x'), dict(jid='j', label='x', interval='soon')])
+def test_bad_arguments_are_refused(args):
+    plugin, dummy = action(args, [], [], Clock())
+    with pytest.raises(Exception):
+        plugin.run(task_vars={})

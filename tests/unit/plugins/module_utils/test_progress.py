@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""_progress: the progress arithmetic and its words, and what it reads on the host."""
+
+import os
+
+import pytest
+
+from ansible_collections.alation.backup.plugins.module_utils import _progress
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import host_label
+
+
+@pytest.mark.parametrize('seconds, text', [
+    (0, '0s'), (None, '0s'), (-3, '0s'), (0.4, '0s'), (45, '45s'), (59.6, '1m00s'), (60, '1m00s'),
+    (842, '14m02s'), (3599, '59m59s'), (3600, '1h00m'), (7380, '2h03m'), (90061, '25h01m'),
+])
+def test_human_duration(seconds, text):
+    assert _progress.human_duration(seconds) == text
+
+
+def test_progress_line_as_the_issue_shows_it():
+    gib, mib = 1024 ** 3, 1024 ** 2
+    line = _progress.progress_line('alation-prod-1', 'archive', int(3.2 * gib), int(12.7 * gib), 85.1 * mib, 112)
+    assert line == 'alation-prod-1: archive 3.2 GiB of ~12.7 GiB (25%), 85.1 MiB/s, ~1m52s left'
+
+
+def test_progress_line_without_estimate_rate_or_time_left():
+    assert _progress.progress_line('h', 'database', 2048) == 'h: database 2.0 KiB'
+    assert _progress.progress_line('h', 'database', 2048, rate=1024) == 'h: database 2.0 KiB, 1.0 KiB/s'
+
+
+def test_progress_line_past_the_estimate_stays_below_100_and_says_finishing():
+    assert _progress.progress_line('h', 'database', 300, 200, 10, 0) == 'h: database 300 B of ~200 B (99%), 10 B/s, finishing'
+
+
+def test_tracker_counts_growth_from_the_first_sample_and_averages_the_rate():
+    t = _progress.Tracker(estimate=1000)
+    assert t.add(10.0, 5000) == 0  # what the pg staging dir held before (an incremental chain)
+    assert t.rate() is None and t.left() is None
+    assert t.add(20.0, 5100) == 100
+    assert t.add(30.0, 5300) == 300
+    assert t.rate() == 15.0  # 300 bytes in 20 s
+    assert t.left() == pytest.approx(700 / 15.0)
+    assert t.line('h', 'database') == 'h: database 300 B of ~1000 B (30%), 15 B/s, ~47s left'
+
+
+def test_tracker_with_a_baseline_of_zero_and_never_backwards():
+    t = _progress.Tracker(estimate=0, baseline=0)
+    assert t.add(0.0, 400) == 400  # the archive writer had read 400 bytes at the first poll
+    assert t.add(2.0, 300) == 400  # a gap in /proc: not backwards
+    assert t.add(4.0, 800) == 800
+    assert t.rate() == 100.0 and t.left() is None
+    assert t.line('h', 'archive') == 'h: archive 800 B, 100 B/s'
+
+
+def test_a_nothing_yet_rate_leaves_the_time_left_unknown():
+    t = _progress.Tracker(estimate=100)
+    t.add(0.0, 0)
+    t.add(5.0, 0)
+    assert t.rate() == 0 and t.left() is None
+
+
+def tree(root, files):
+    for rel, size in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(b'x' * size)
+
+
+def test_watched_bytes_sums_the_paths_and_a_missing_one_is_zero(tmp_path):
+    tree(str(tmp_path), {'a/1': 10, 'a/b/2': 20, 'c/3': 5})
+    assert _progress.watched_bytes([str(tmp_path / 'a'), str(tmp_path / 'c'), str(tmp_path / 'gone')]) == 35
+
+
+def test_read_positions_of_our_own_open_file(tmp_path):
+    path = str(tmp_path / 'f')
+    tree(str(tmp_path), {'f': 100})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.read(fd, 37)
+        assert _progress.read_positions(os.getpid())[os.path.realpath(path)] == 37
+    finally:
+        os.close(fd)
+    assert _progress.read_positions(999999999) == {}
+
+
+def test_archive_read_bytes_follows_the_writers_order(tmp_path):
+    staging, pg = str(tmp_path / 'tmp'), str(tmp_path / 'pgbackup')
+    tree(staging, {'x': 10, 'sub/y': 20})
+    tree(pg, {'base/1': 100, 'base/2': 50, 'wal/3': 7})
+    total = 10 + 20 + 100 + 50 + 7
+    # iter_entries goes sorted: tmp/sub/y, tmp/x, then pgbackup/base/1, base/2, wal/3.
+    assert _progress.archive_read_bytes([staging, pg], {}) == (None, total)
+    assert _progress.archive_read_bytes([staging, pg], {os.path.join(staging, 'x'): 4}) == (24, total)
+    assert _progress.archive_read_bytes([staging, pg], {os.path.join(pg, 'base', '2'): 30}) == (160, total)
+    # An offset past the file's size (it grew) counts the size; a file of another tree is no position.
+    assert _progress.archive_read_bytes([staging, pg], {os.path.join(pg, 'wal', '3'): 99}) == (total, total)
+    assert _progress.archive_read_bytes([staging, pg], {'/etc/passwd': 5}) == (None, total)
+    assert _progress.archive_read_bytes([str(tmp_path / 'gone')], {}) == (None, 0)
+
+
+def test_archive_writer_is_the_live_pid_its_temporary_file_names(tmp_path):
+    dest = str(tmp_path)
+    name = '202611301402_5-17-0-116556_alation_backup.tar.gz'
+    assert _progress.archive_writer(dest) is None
+    for n in ('.%s.%s.%d.tmp' % (name, host_label(), 999999999),  # dead writer
+              '.%s.sha256.%s.%d.tmp' % (name, host_label(), os.getpid()),  # the .sha256, not the archive
+              '.%s.otherhost.%d.tmp' % (name, os.getpid())):  # another host's, on a shared dest
+        open(os.path.join(dest, n), 'w').close()
+    assert _progress.archive_writer(dest) is None
+    open(os.path.join(dest, '.%s.%s.%d.tmp' % (name, host_label(), os.getpid())), 'w').close()
+    assert _progress.archive_writer(dest) == os.getpid()
+    assert _progress.archive_writer(str(tmp_path / 'gone')) is None
