@@ -13,7 +13,7 @@ description:
   - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id,
     when it was last renewed and O(stale_after).
   - The run renews the lease while it works, at each step (taking it again with the same O(run_id)) and from a heartbeat
-    in the long-running modules (their O(lease) option), every min(30, O(stale_after)/4) seconds.
+    in the long-running modules (their C(lease) option), every min(30, O(stale_after)/4) seconds.
   - A run that was killed or cancelled (an AWX job cancelled, a controller rebooted, an SSH link dropped) stops renewing.
     Once its lease has not been renewed for O(stale_after) seconds, or the host has rebooted, the next run takes it over
     with a warning naming the dead run. A live run is never taken over.
