@@ -9,12 +9,14 @@ short_description: Wait for a background step, printing its progress, and return
 version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
-  - Waits for a task started with C(async) and C(poll: 0) (its C(ansible_job_id)), polling
-    M(ansible.builtin.async_status) every O(interval) seconds, and returns the job's own result, so C(register)
-    gets the module's result and the task fails as the module failed. The job's status file is removed at the end.
-  - At each poll it measures on the host how far the step has come (M(alation.backup.step_progress)) and prints
-    one line at verbosity 0, for example C(alation-prod-1: archive 3.2 GiB of ~12.7 GiB (25%), 85.1 MiB/s, ~1m52s
-    left). The controller's output shows it (AWX's job output too), and the traffic keeps an idle SSH session alive.
+  - >-
+      Waits for a task started with C(async) and C(poll: 0) (its C(ansible_job_id)), polling
+      M(ansible.builtin.async_status) every O(interval) seconds, and returns the job's own result, so C(register)
+      gets the module's result and the task fails as the module failed. The job's status file is removed at the end.
+  - >-
+      At each poll it measures on the host how far the step has come (M(alation.backup.step_progress)) and prints
+      one line at verbosity 0, for example C(alation-prod-1: archive 3.2 GiB of ~12.7 GiB (25%), 85.1 MiB/s, ~1m52s
+      left). The controller's output shows it (AWX's job output too), and the traffic keeps an idle SSH session alive.
   - A step shorter than O(interval) prints nothing.
   - This is an action plugin; it runs on the controller and reaches the host through the task's connection.
 extends_documentation_fragment:
@@ -43,7 +45,7 @@ attributes:
     platforms: posix
 options:
   jid:
-    description: The job id, C(ansible_job_id) of the task started with C(async) and C(poll: 0).
+    description: "The job id, C(ansible_job_id) of the task started with C(async) and C(poll: 0)."
     type: str
     required: true
   label:
