@@ -17,17 +17,22 @@ COLLECTIONS = os.path.join(REPO, '.build', 'collections')
 HOST = 'alation-test-host'
 
 
-def _inventory(workdir, interpreter=None):
+def local_host(interpreter=None, **hostvars):
+    """Inventory vars of a host reached over a local connection."""
+    # Set, never discovered: discovery can pick a pyenv shim with no Python behind it.
+    return dict({'ansible_connection': 'local', 'ansible_python_interpreter': interpreter or sys.executable},
+                **hostvars)
+
+
+def _inventory(workdir, interpreter=None, hosts=None):
     path = os.path.join(workdir, 'inventory.yml')
     with open(path, 'w') as f:
-        json.dump({'alation': {'hosts': {HOST: {
-            'ansible_connection': 'local',
-            # Set, never discovered: discovery can pick a pyenv shim with no Python behind it.
-            'ansible_python_interpreter': interpreter or sys.executable}}}}, f)
+        json.dump({'alation': {'hosts': hosts or {HOST: local_host(interpreter)}}}, f)
     return path
 
 
-def _argv_env(playbook, extra_vars, check=False, workdir=None, ansible_playbook=None, interpreter=None):
+def _argv_env(playbook, extra_vars, check=False, workdir=None, ansible_playbook=None, interpreter=None,
+              hosts=None, env=None):
     workdir = workdir or tempfile.mkdtemp(prefix='alation-backup-play-')
     vars_file = os.path.join(workdir, 'vars.json')
     report = os.path.join(workdir, 'report.json')
@@ -36,13 +41,13 @@ def _argv_env(playbook, extra_vars, check=False, workdir=None, ansible_playbook=
         json.dump(dict({'alation_backup_become': False, 'alation_backup_report_path': report,
                         'alation_restore_become': False, 'alation_restore_report_path': report}, **extra_vars), f)
     argv = [ansible_playbook or os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
-            '-i', _inventory(workdir, interpreter),
-            os.path.join(REPO, 'playbooks', playbook), '-e', '@' + vars_file]
+            '-i', _inventory(workdir, interpreter, hosts),
+            playbook if os.path.isabs(playbook) else os.path.join(REPO, 'playbooks', playbook), '-e', '@' + vars_file]
     if check:
         argv.append('--check')
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1',
                ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default', ANSIBLE_RETRY_FILES_ENABLED='0',
-               ANSIBLE_LOCALHOST_WARNING='0')
+               ANSIBLE_LOCALHOST_WARNING='0', **(env or {}))
     return argv, env, report
 
 
@@ -66,13 +71,18 @@ class PlaybookRun:
             return {r['host']: r for r in json.load(f)}
 
 
-def start_playbook(playbook, extra_vars, check=False, workdir=None, ansible_playbook=None, interpreter=None):
-    """Start ``playbook``; ``ansible_playbook`` another ansible-core's, ``interpreter`` the host's Python."""
-    argv, env, report = _argv_env(playbook, extra_vars, check, workdir, ansible_playbook, interpreter)
+def start_playbook(playbook, extra_vars, check=False, workdir=None, ansible_playbook=None, interpreter=None,
+                   hosts=None, env=None):
+    """Start ``playbook``; ``ansible_playbook`` another ansible-core's, ``interpreter`` the host's Python.
+
+    ``hosts`` (name: inventory vars) replaces the one local host; ``env`` adds to the environment.
+    """
+    argv, env, report = _argv_env(playbook, extra_vars, check, workdir, ansible_playbook, interpreter, hosts, env)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return PlaybookRun(proc, report)
 
 
 def run_playbook(playbook, extra_vars, check=False, workdir=None, timeout=900, ansible_playbook=None,
-                 interpreter=None):
-    return start_playbook(playbook, extra_vars, check, workdir, ansible_playbook, interpreter).wait(timeout)
+                 interpreter=None, hosts=None, env=None):
+    return start_playbook(playbook, extra_vars, check, workdir, ansible_playbook, interpreter, hosts,
+                          env).wait(timeout)
