@@ -552,9 +552,10 @@ def run_playbook(host, cases, conf_commands, workdir, timeout=900):
         with open(report) as f:
             for r in json.load(f):
                 outcome[r['host']] = (r['result'], r.get('error') or '', r)
-    # A host refused before the role's tasks (the argument spec) has no record: its fatal line says why.
+    # A host refused before the role's tasks (the argument spec) has no record of its own (none, or one saying
+    # it did not run): its fatal line says why.
     for m in FATAL_RE.finditer(output):
-        if m.group('host') not in outcome:
+        if outcome.get(m.group('host'), ('not run',))[0] not in ('ok', 'failed', 'skipped'):
             try:
                 msg = json.loads(m.group('result')).get('msg', m.group('result'))
             except ValueError:
