@@ -16,7 +16,7 @@ from ansible_collections.alation.backup.plugins.module_utils._progress import Tr
 display = Display()
 
 ARGUMENT_SPEC = dict(
-    jid=dict(type='str', required=True),
+    job=dict(type='dict', required=True),
     label=dict(type='str', required=True),
     interval=dict(type='int', default=30),
     timeout=dict(type='int', default=0),
@@ -42,6 +42,12 @@ class ActionModule(ActionBase):
         del tmp  # tmp no longer has any effect
         task_vars = task_vars or {}
         dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        job = args['job']
+        if not job.get('ansible_job_id') or job.get('finished'):
+            # The task ran in the foreground (check mode, where ansible-core 2.16 refuses async): its result it is.
+            result.update(job)
+            return result
+        jid = job['ansible_job_id']
         host = task_vars.get('inventory_hostname', '?')
         async_dir = self._remote_expand_user(self.get_shell_option('async_dir', default='~/.ansible_async'))
         interval = max(1, args['interval'])
@@ -53,14 +59,14 @@ class ActionModule(ActionBase):
             polls = 0
             while True:
                 status = self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
-                                              module_args=dict(jid=args['jid'], _async_dir=async_dir))
+                                              module_args=dict(jid=jid, _async_dir=async_dir))
                 polls += 1
                 if status.get('finished') or status.get('failed'):
                     break
                 if args['timeout'] and self.clock() - started > args['timeout']:
-                    result.update(failed=True, ansible_job_id=args['jid'],
+                    result.update(failed=True, ansible_job_id=jid,
                                   msg='%s: job %s still running after %ds (timeout): it runs on; look on the host'
-                                      % (args['label'], args['jid'], args['timeout']))
+                                      % (args['label'], jid, args['timeout']))
                     return result
                 if polls > 1:
                     self._measure(tracker, args, task_vars)
@@ -68,7 +74,7 @@ class ActionModule(ActionBase):
                 self.sleep(interval)
             # The job's status file holds the module's result (and the database password's absence): remove it.
             self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
-                                 module_args=dict(jid=args['jid'], mode='cleanup', _async_dir=async_dir))
+                                 module_args=dict(jid=jid, mode='cleanup', _async_dir=async_dir))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         for key in ('started', 'finished', 'results_file'):

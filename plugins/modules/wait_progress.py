@@ -10,7 +10,7 @@ version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - >-
-      Waits for a task started with C(async) and C(poll: 0) (its C(ansible_job_id)), polling
+      Waits for a task started with C(async) and C(poll: 0) (its registered result, O(job)), polling
       M(ansible.builtin.async_status) every O(interval) seconds, and returns the job's own result, so C(register)
       gets the module's result and the task fails as the module failed. The job's status file is removed at the end.
   - >-
@@ -18,6 +18,8 @@ description:
       one line at verbosity 0, for example C(alation-prod-1: archive 3.2 GiB of ~12.7 GiB (25%), 85.1 MiB/s, ~1m52s
       left). The controller's output shows it (AWX's job output too), and the traffic keeps an idle SSH session alive.
   - A step shorter than O(interval) prints nothing.
+  - When O(job) is not a running job but a module's own result (the task ran in the foreground, as in check mode,
+    where ansible-core 2.16 refuses C(async)), it returns that result as it is.
   - This is an action plugin; it runs on the controller and reaches the host through the task's connection.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -44,9 +46,10 @@ attributes:
   platform:
     platforms: posix
 options:
-  jid:
-    description: "The job id, C(ansible_job_id) of the task started with C(async) and C(poll: 0)."
-    type: str
+  job:
+    description:
+      - "The registered result of the task started with C(async) and C(poll: 0) (it holds C(ansible_job_id))."
+    type: dict
     required: true
   label:
     description: The step's name in the progress lines (C(database), C(archive)).
@@ -105,7 +108,7 @@ EXAMPLES = r'''
 
 - name: Archive | Wait for it, a progress line every 30 s
   alation.backup.wait_progress:
-    jid: "{{ archive_job.ansible_job_id }}"
+    job: "{{ archive_job }}"
     label: archive
     archive_dest: /opt/alation/alation/data2/backup
     archive_sources:

@@ -53,6 +53,13 @@ def action(args, statuses, probes, clock):
 RUNNING = {'started': 1, 'finished': 0, 'ansible_job_id': 'j1'}
 
 
+def test_a_foreground_result_is_returned_as_it_is():
+    foreground = {'changed': True, 'mode_taken': 'full', 'duration_s': 0.2}
+    plugin, calls = action(dict(job=foreground, label='database', watch=['/x']), [], [], Clock())
+    result = plugin.run(task_vars={})
+    assert result['mode_taken'] == 'full' and result['changed'] is True and calls == []
+
+
 def test_a_line_a_poll_then_the_modules_own_result(monkeypatch):
     shown = []
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
@@ -60,7 +67,7 @@ def test_a_line_a_poll_then_the_modules_own_result(monkeypatch):
     done = {'started': 1, 'finished': 1, 'ansible_job_id': 'j1', 'results_file': '/root/.ansible_async/j1',
             'changed': True, 'mode_taken': 'delta', 'duration_s': 61.0}
     plugin, calls = action(
-        dict(jid='j1', label='database', interval=30, watch=['/x/pgbackup'], estimate=100 * MIB),
+        dict(job=dict(RUNNING), label='database', interval=30, watch=['/x/pgbackup'], estimate=100 * MIB),
         [dict(RUNNING), dict(RUNNING), dict(RUNNING), done],
         # Baseline 20 MiB (the older chain), then +30 MiB and +60 MiB 30 s apart.
         [{'bytes': 20 * MIB, 'estimate_bytes': 0}, {'bytes': 50 * MIB}, {'bytes': 80 * MIB}],
@@ -80,7 +87,7 @@ def test_a_line_a_poll_then_the_modules_own_result(monkeypatch):
 def test_the_job_failing_fails_the_task_with_its_message(monkeypatch):
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
     failed = {'started': 1, 'finished': 1, 'ansible_job_id': 'j1', 'failed': True, 'msg': 'cannot connect to PostgreSQL'}
-    plugin, dummy = action(dict(jid='j1', label='database', watch=['/x']), [failed], [{'bytes': 0}], Clock())
+    plugin, dummy = action(dict(job=dict(RUNNING), label='database', watch=['/x']), [failed], [{'bytes': 0}], Clock())
     result = plugin.run(task_vars={})
     assert result['failed'] is True and result['msg'] == 'cannot connect to PostgreSQL'
 
@@ -90,7 +97,7 @@ def test_archive_progress_counts_from_zero_and_takes_the_sources_total(monkeypat
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
     done = {'finished': 1, 'ansible_job_id': 'j2', 'changed': True, 'path': '/d/a.tar.gz'}
     plugin, calls = action(
-        dict(jid='j2', label='archive', interval=2, archive_dest='/d', archive_sources=['/s1', '/s2']),
+        dict(job=dict(RUNNING, ansible_job_id='j2'), label='archive', interval=2, archive_dest='/d', archive_sources=['/s1', '/s2']),
         [dict(RUNNING), dict(RUNNING), done],
         [{'bytes': 4 * MIB, 'estimate_bytes': 40 * MIB, 'writer_pid': 7}, {'bytes': 8 * MIB, 'estimate_bytes': 40 * MIB}],
         Clock())
@@ -103,7 +110,7 @@ def test_a_probe_that_fails_costs_only_the_numbers(monkeypatch):
     shown = []
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
     done = {'finished': 1, 'ansible_job_id': 'j3', 'changed': False}
-    plugin, dummy = action(dict(jid='j3', label='database', interval=5, watch=['/x']),
+    plugin, dummy = action(dict(job=dict(RUNNING, ansible_job_id='j3'), label='database', interval=5, watch=['/x']),
                            [dict(RUNNING), dict(RUNNING), done], [{'failed': True, 'msg': 'no'}, {'bytes': 10}],
                            Clock())
     assert plugin.run(task_vars=dict(inventory_hostname='h'))['changed'] is False
@@ -112,13 +119,13 @@ def test_a_probe_that_fails_costs_only_the_numbers(monkeypatch):
 
 def test_timeout_gives_up_and_says_the_job_runs_on(monkeypatch):
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
-    plugin, dummy = action(dict(jid='j4', label='archive', interval=10, timeout=15, watch=['/x']),
+    plugin, dummy = action(dict(job=dict(RUNNING, ansible_job_id='j4'), label='archive', interval=10, timeout=15, watch=['/x']),
                            [dict(RUNNING) for dummy in range(5)], [{'bytes': 0} for dummy in range(5)], Clock())
     result = plugin.run(task_vars={})
     assert result['failed'] is True and 'still running after 15s' in result['msg']
 
 
-@pytest.mark.parametrize('args', [dict(label='x'), dict(jid='j', label='x', interval='soon')])
+@pytest.mark.parametrize('args', [dict(label='x'), dict(job=dict(RUNNING), label='x', interval='soon')])
 def test_bad_arguments_are_refused(args):
     plugin, dummy = action(args, [], [], Clock())
     with pytest.raises(Exception):
