@@ -362,6 +362,14 @@ def storage_problems(storage, unsealed_ok=False):
     return problems
 
 
+TMP_RE = re.compile(r'^\..*\.tmp$')
+
+
+def temp_files(storage):
+    """Hidden temporary files in ``storage`` (an archive's or a lease's), which a finished run must not leave."""
+    return sorted(n for n in os.listdir(storage) if TMP_RE.match(n))
+
+
 def archives(storage):
     return sorted(n for n in os.listdir(storage) if ARCHIVE_RE.match(n))
 
@@ -465,3 +473,47 @@ def fill(path, chunk=1 << 20):
     except OSError:
         pass
     return written
+
+
+class LeaseWatcher(object):
+    """Reads the lease every 50 ms while a run works: the longest a live run left it unrenewed.
+
+    A live run must renew its lease well within stale_after, or a run started
+    then would take it over while the first still works.
+    """
+
+    def __init__(self, storage, interval=0.05):
+        self.path = os.path.join(storage, LEASE)
+        self.interval = interval
+        self.max_silence = 0.0
+        self.during = ''
+        self.holders = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name='lease-watcher')
+        self._thread.daemon = True
+        self.task_of = None
+
+    def _watch(self):
+        while not self._stop.is_set():
+            try:
+                with open(self.path) as f:
+                    holder = json.loads(f.read())
+            except (OSError, ValueError):
+                holder = None
+            if isinstance(holder, dict):
+                self.holders.add(holder.get('run_id'))
+                silence = time.time() - float(holder.get('renewed', holder.get('started', 0)))
+                if silence > self.max_silence:
+                    self.max_silence = silence
+                    self.during = self.task_of() if self.task_of else ''
+            self._stop.wait(self.interval)
+
+    def start(self, task_of=None):
+        self.task_of = task_of
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self
