@@ -315,8 +315,17 @@ def test_a_failure_before_the_database_step_keeps_the_incremental_chain(alation_
     host = alation_host
     engine_vars(host, 'pg_probackup')
     assert role_run(host, alation_backup_incremental=True).rc == 0
-    # A failure of the stage step (an extra path that is not there), after the host lock is taken.
-    failed = role_run(host, alation_backup_incremental=True, alation_backup_extra_paths=['/etc/not-there.conf'])
+    # A failure of the stage step, after the host lock is taken: a file in the staging dir that cannot be removed
+    # (a missing extra path, which failed there once, is now refused in preflight).
+    stuck = host.path('/data2/tmp/stuck')
+    with open(stuck, 'w') as f:
+        f.write('immutable\n')
+    subprocess.run(['chattr', '+i', stuck], check=True)
+    try:
+        failed = role_run(host, alation_backup_incremental=True)
+    finally:
+        subprocess.run(['chattr', '-i', stuck], check=True)
+        os.unlink(stuck)
     assert failed.rc != 0 and failed.records[HOST]['error'].startswith('Stage'), failed.records[HOST]
     assert failed.records[HOST]['recovered'] == {}
     after = role_run(host, alation_backup_incremental=True)
