@@ -26,8 +26,11 @@ from ansible_collections.alation.backup.plugins.module_utils._tar import iter_en
 # -- words ---------------------------------------------------------------------
 
 def human_duration(seconds):
-    """``45`` -> ``'45s'``, ``842`` -> ``'14m02s'``, ``7380`` -> ``'2h03m'``."""
-    s = int(round(max(0, float(seconds or 0))))
+    """``0.42`` -> ``'0.4s'``, ``45`` -> ``'45s'``, ``842`` -> ``'14m02s'``, ``7380`` -> ``'2h03m'``."""
+    exact = max(0.0, float(seconds or 0))
+    if exact < 9.95:
+        return '%.1fs' % exact  # a small run's steps take seconds: "0s" would say nothing
+    s = int(round(exact))
     if s < 60:
         return '%ds' % s
     if s < 3600:

@@ -54,7 +54,7 @@ def test_every_host_is_in_the_summary_the_stats_and_the_report(alation_host):
     assert records[NO_PYTHON]['result'] == 'failed' and '/nonexistent/bin/python3' in records[NO_PYTHON]['error']
     lines = summary_lines(run.output)
     assert len(lines) == 3, lines
-    assert re.match(r'^%s: OK FULL [\d.]+ (KiB|MiB) in \d+s -> %s$' % (HOST, ARCHIVE), lines[0]), lines
+    assert re.match(r'^%s: OK FULL [\d.]+ (KiB|MiB) in [\d.]+s -> %s$' % (HOST, ARCHIVE), lines[0]), lines
     assert re.match(r'^%s: UNREACHABLE .*(port 1|refused)' % UNREACHABLE, lines[1]), lines
     assert re.match(r"^%s: FAILED (connect|preflight): The module interpreter '/nonexistent" % NO_PYTHON, lines[2]), lines
     assert custom_stats(run.output) == sorted(hosts)
@@ -73,7 +73,7 @@ def test_a_host_dropped_before_the_role_is_not_run_and_check_mode_says_check(ala
     assert records[NO_PYTHON]['result'] == 'not run' and 'never ran' in records[NO_PYTHON]['error']
     assert records[HOST]['result'] == 'ok' and records[HOST]['check_mode'] is True
     lines = summary_lines(run.output)
-    assert re.match(r'^%s: CHECK FULL in \d+s -> %s$' % (HOST, ARCHIVE), lines[0]), lines
+    assert re.match(r'^%s: CHECK FULL in [\d.]+s -> %s$' % (HOST, ARCHIVE), lines[0]), lines
     assert lines[1].startswith(NO_PYTHON + ': NOT RUN the role never ran here'), lines
     assert custom_stats(run.output) == sorted(hosts)
 
@@ -102,7 +102,7 @@ def test_progress_lines_and_each_hosts_own_durations(big_and_small):
     print(run.output)
     assert run.rc == 0, run.output
     progress = re.findall(r'^alation-big: (database|archive) [\d.]+ (?:B|KiB|MiB|GiB) of ~[\d.]+ (?:KiB|MiB|GiB) '
-                          r'\(\d+%\), [\d.]+ (?:B|KiB|MiB|GiB)/s(?:, ~\w+ left|, finishing)?$', run.output, re.M)
+                          r'\(\d+%\), [\d.]+ (?:B|KiB|MiB|GiB)/s(?:, ~[\w.]+ left|, finishing)?$', run.output, re.M)
     # The database step takes a few seconds here: its lines come when the machine is slow enough.
     assert progress.count('archive') >= 2, run.output
     records = run.records
@@ -121,6 +121,6 @@ def test_the_default_output_is_short_and_warns_of_nothing(alation_host):
     assert '[WARNING]' not in run.output
     assert '"alation_backup_result"' not in run.output, 'the record is shown at -v only'
     [line] = summary_lines(run.output)
-    assert re.match(r'^%s: OK FULL [\d.]+ (KiB|MiB) in \d+s -> %s$' % (HOST, ARCHIVE), line), line
+    assert re.match(r'^%s: OK FULL [\d.]+ (KiB|MiB) in [\d.]+s -> %s$' % (HOST, ARCHIVE), line), line
     # 206 lines before (a 25-line JSON record twice); each task is 3 lines, and that is most of what is left.
     assert len(run.output.splitlines()) < 170

@@ -24,7 +24,7 @@ def test_ok_line_as_the_issue_shows_it():
 
 def test_check_mode_says_check_and_leaves_out_what_it_did_not_write():
     line = report.summary_line(ok_record(check_mode=True, size=0, mode='FULL', durations_s=dict(total=1.2)))
-    assert line == 'alation-prod-1: CHECK FULL in 1s -> /data2/backup/' + ARCHIVE
+    assert line == 'alation-prod-1: CHECK FULL in 1.2s -> /data2/backup/' + ARCHIVE
 
 
 def test_the_host_path_when_there_is_no_shell_path():

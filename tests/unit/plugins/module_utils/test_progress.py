@@ -11,7 +11,8 @@ from ansible_collections.alation.backup.plugins.module_utils._archive_names impo
 
 
 @pytest.mark.parametrize('seconds, text', [
-    (0, '0s'), (None, '0s'), (-3, '0s'), (0.4, '0s'), (45, '45s'), (59.6, '1m00s'), (60, '1m00s'),
+    (0, '0.0s'), (None, '0.0s'), (-3, '0.0s'), (0.42, '0.4s'), (9.94, '9.9s'), (9.96, '10s'), (45, '45s'),
+    (59.6, '1m00s'), (60, '1m00s'),
     (842, '14m02s'), (3599, '59m59s'), (3600, '1h00m'), (7380, '2h03m'), (90061, '25h01m'),
 ])
 def test_human_duration(seconds, text):
