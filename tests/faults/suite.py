@@ -52,6 +52,9 @@ import restoring  # noqa: E402  pylint: disable=wrong-import-position,wrong-impo
 KINDS = ('kill', 'diskfull', 'concurrency', 'secrets', 'badinputs')
 STALE_AFTER = 8
 SITE_FILE = '/etc/alation-site.bin'
+# The database and archive steps run in the background and are polled every progress_interval seconds
+# (default 30): a step of a few seconds here would cost a whole interval.
+FAST = dict(alation_backup_progress_interval=1)
 REFUSED_RE = r'another run holds the host lock .*run \S+ of .*\(pid \d+\)'
 SPACE_RE = r'(?i)(no space|not enough|short of space|too small|free space|ENOSPC|is full|room)'
 
@@ -87,6 +90,8 @@ class Suite(object):
         self.host = None
         self.engines = []
         self.only = args.only
+        # A good archive kept from an earlier kind (outside any shell), so a later kind needs no baseline run.
+        self.spare = None
 
     def wanted(self, case):
         """Whether --only lets ``case`` run."""
@@ -121,6 +126,7 @@ class Suite(object):
         engine = engine or self.engines[0]
         out = dict(self.host.role_vars, alation_backup_engine=engine,
                    alation_backup_incremental=engine == 'pg_probackup')
+        out.update(FAST)
         out.update(harness.lease_vars(STALE_AFTER))
         out.update(extra)
         return out
@@ -168,18 +174,25 @@ class Suite(object):
         self.shell_up()
         try:
             site = self.site_file(24 if self.sample else 64)
-            first = self.baseline('kill-measure', alation_backup_extra_paths=[site])
-            duration = first.duration
-            log('kill: one whole run takes %.1f s' % duration)
+            # A whole run's duration (for the random delays): measured by a first run, or in the sample by the
+            # first kill's next run (the first kill is keyed to a step).
+            duration = None
+            if not self.sample:
+                duration = self.baseline('kill-measure', alation_backup_extra_paths=[site]).duration
+                log('kill: one whole run takes %.1f s' % duration)
             steps = ['Preflight | Take the host lock', 'Stage |', 'Database |', 'Archive |', 'Cleanup |']
-            for i in range(n):
+            kills = i = 0
+            while kills < n and i < n + 6:  # a run that ends before its moment is not a kill: draw again
                 engine = self.engines[i % len(self.engines)] if i < len(self.engines) else self.rng.choice(self.engines)
                 compressor = self.rng.choice(['zlib', 'pigz', 'auto'])
-                if self.rng.random() < 0.5:
-                    how, moment = 'delay', round(self.rng.uniform(0.5, duration), 2)
+                if duration and self.rng.random() < 0.5:
+                    how, moment = 'delay', round(self.rng.uniform(0.5, duration * 0.9), 2)
                 else:
                     how, moment = 'step', (self.rng.choice(steps), round(self.rng.uniform(0, 1.5), 2))
-                self.one_kill(i, engine, compressor, how, moment, site, drill=not self.sample)
+                took, killed = self.one_kill(i, engine, compressor, how, moment, site, drill=not self.sample)
+                duration = duration or took
+                kills += killed
+                i += 1
             if self.sample:
                 problem = self.drill()
                 self.record('kill', 'drill-after-kills', not problem, problem or 'the newest archive restores')
@@ -190,7 +203,7 @@ class Suite(object):
         storage = self.storage()
         case = 'kill-%02d-%s-%s-%s' % (i, engine, how, moment if how == 'delay' else moment[0].split(' ')[0])
         if not self.wanted(case):
-            return
+            return None, True
         variables = self.vars(engine, alation_backup_extra_paths=[site], alation_backup_compressor=compressor)
         before = harness.archive_hashes(storage)
         run = Run(case, variables)
@@ -205,8 +218,11 @@ class Suite(object):
         if run.proc.poll() is not None:
             run.wait()
             harness.age_archives(storage)
-            self.record('kill', case, run.ok(), 'the run ended before the kill moment (rc %s); not a kill' % run.rc)
-            return
+            if not run.ok():
+                self.record('kill', case, False, 'the run failed before the kill moment: %s' % run.error())
+            else:
+                log('kill/%s: the run ended (ok) before the kill moment; not a kill, drawn again' % case)
+            return (run.duration if run.ok() else None), False
         killed_at = run.duration
         killed = harness.kill_tree(run)
         programs = sorted(set(os.path.basename(c.split(' ')[0]) + (
@@ -242,6 +258,10 @@ class Suite(object):
             nxt.record.get('mode_reason', ''),
             ('; took over: ' + nxt.record['lock_taken_over']) if nxt.record.get('lock_taken_over') else '')
         self.record('kill', case, not problems, '; '.join(problems) + ' | ' + detail if problems else detail)
+        if self.spare is None and nxt.ok():
+            self.spare = restoring.copy_archive(os.path.join(storage, harness.archives(storage)[-1]),
+                                                tempfile.mkdtemp(prefix='faults-spare-'))
+        return (nxt.duration if nxt.ok() else None), True
 
     # -- disk full -----------------------------------------------------------------------
 
@@ -249,21 +269,23 @@ class Suite(object):
         self.shell_up()
         try:
             engine = self.engines[0]
-            base = self.baseline('diskfull-baseline', engine)
-            # A copy outside the storage dir, which the tmpfs of a case hides.
-            keep = tempfile.mkdtemp(prefix='faults-earlier-')
-            earlier = restoring.copy_archive(self.storage() + '/' + harness.archives(self.storage())[-1], keep)
+            if self.spare is None:
+                self.baseline('diskfull-baseline', engine)
+                # A copy outside the storage dir, which the tmpfs of a case hides.
+                self.spare = restoring.copy_archive(self.storage() + '/' + harness.archives(self.storage())[-1],
+                                                    tempfile.mkdtemp(prefix='faults-spare-'))
+            earlier = self.spare
             earlier_size = os.path.getsize(earlier)
-            pg_size = int(subprocess.run(['du', '-sb', self.host.path(harness.PG_STAGING)], stdout=subprocess.PIPE,
+            # The pg staging dir holds at least PGDATA's files.
+            pg_size = int(subprocess.run(['du', '-sb', self.host.path(alation_shell.PGDATA)], stdout=subprocess.PIPE,
                                          universal_newlines=True, check=True).stdout.split()[0])
-            log('diskfull: earlier archive %d bytes, pg staging dir %d bytes (%s)'
-                % (earlier_size, pg_size, base.record.get('mode')))
+            log('diskfull: earlier archive %d bytes, PGDATA %d bytes' % (earlier_size, pg_size))
             admin = alation_shell.shell_ids(self.root, 'alationadmin')
             small = '%dk' % ((earlier_size * 2 + pg_size // 3) // 1024)
             for space_check in ([self.rng.choice((True, False))] if self.sample else (True, False)):
                 self.diskfull_case('storage-too-small-for-pg-staging-space_check-%s' % space_check, 'storage',
                                    small, admin, earlier, dict(alation_backup_space_check=space_check))
-            site = self.site_file(48)
+            site = self.site_file(24 if self.sample else 48)
             self.diskfull_case('storage-filled-during-archive', 'storage', '%dk' % ((earlier_size * 2 + 300 * 2 ** 20) // 1024),
                                admin, earlier, dict(alation_backup_pg_staging_dir='/data2/pgstage',
                                                     alation_backup_extra_paths=[site],
@@ -607,6 +629,8 @@ class Suite(object):
                 single = [c for c in cases if c not in batch]
                 chosen = set(c['id'] for c in self.rng.sample(single, min(3, len(single))))
                 cases = [c for c in cases if c in batch or c['id'] in chosen]
+            # The cases' runs take the shell's role vars, with the suite's lease and polling.
+            self.host.role_vars = dict(self.host.role_vars, **dict(FAST, **harness.lease_vars(STALE_AFTER)))
             check = sentinels(self.host)
             for case_id, held, detail in bad_inputs.run_cases(self.host, cases, check):
                 self.record('badinputs', case_id, held, detail)
