@@ -371,7 +371,9 @@ class Suite(object):
             for i, step in enumerate(steps):
                 self.mid_step('%s-%d' % (step, i), step, variables)
             if not self.sample:
-                self.mid_step('archive-waiting-for-its-minute', 'archive', variables, wait_minute=True)
+                for dummy in range(3):  # inconclusive when A's minute came before B could try
+                    if self.mid_step('archive-waiting-for-its-minute', 'archive', variables, wait_minute=True):
+                        break
         finally:
             self.shell_down()
 
@@ -431,10 +433,11 @@ class Suite(object):
 
         B is started first and frozen at its lock task's banner, so it reaches
         the lock within a second of being thawed; A is frozen meanwhile in the
-        short steps (stage, cleanup), so that it is still in them.
+        short steps (stage, cleanup), so that it is still in them. False when
+        the case was inconclusive (A no longer in the step when B could try).
         """
         if not self.wanted('mid-' + case):
-            return
+            return True
         storage = self.storage()
         before = harness.archives(storage)
         # A frozen run does not renew its lease: where A is frozen (stage, cleanup), a longer stale_after keeps
@@ -445,13 +448,13 @@ class Suite(object):
         if not b.wait_for_task(re.escape('Preflight | Take the host lock'), timeout=120):
             b.wait()
             self.record('concurrency', 'mid-' + case, False, 'run B never reached the lock: %s' % b.error())
-            return
+            return True
         frozen_b = harness.freeze(b)
         if self.lease_left():
             harness.thaw(frozen_b)
             b.wait()
             self.record('concurrency', 'mid-' + case, False, 'B took the lock before it could be frozen (harness)')
-            return
+            return True
         a = Run('mid-%s-A' % case, self.vars(**extra))
         first_task = {'stage': 'Stage |', 'database': 'Database | Back up', 'archive': 'Archive |',
                       'cleanup': 'Cleanup | Empty'}[step]
@@ -475,6 +478,13 @@ class Suite(object):
         in_task = a.current_task()
         if wait_minute:
             time.sleep(STALE_AFTER * 2)  # well past stale_after: only the heartbeat keeps A's lease
+            if not harness.module_running(a, module):
+                harness.thaw(frozen_b)
+                b.wait()
+                a.wait()
+                harness.age_archives(storage)
+                log('concurrency/mid-%s: A was done waiting before B could try; inconclusive, again' % case)
+                return False
         harness.thaw(frozen_b)
         b.wait_for(r'^(fatal|ok|changed): \[', timeout=120)
         b.wait()
@@ -483,9 +493,10 @@ class Suite(object):
         detail_case = 'mid-%s' % case
         if not reached:
             self.record('concurrency', detail_case, False, 'A never reached %s: %s' % (step, a.error()))
-            return
+            return True
         log('concurrency/%s: B tried while A was in %r' % (detail_case, in_task))
         self.judge_race(detail_case, [a, b], before)
+        return True
 
     # -- secrets -------------------------------------------------------------------------
 
