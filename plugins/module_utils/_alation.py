@@ -293,6 +293,10 @@ def conf_runs_in_chroot(command):
     return not command.startswith('/')
 
 
+# How read_conf's errors begin when the command itself could not be run (every key fails alike).
+CONF_UNUSABLE = 'cannot run alation_conf command'
+
+
 def read_conf(runner, command, keys, timeout=None):
     """Read ``keys`` with ``command`` through ``runner``; return (conf, errors).
 
@@ -310,7 +314,7 @@ def read_conf(runner, command, keys, timeout=None):
     if direct:
         found = find_program(None, command)[0]
         if not found:
-            missing = 'alation_conf command %r not found (not on PATH, or not executable): ' \
+            missing = CONF_UNUSABLE + ' %r: not found (not on PATH, or not executable): ' \
                       'set alation_conf_command to its path' % command
             return conf, dict((key, missing) for key in keys)
         command = found
@@ -324,7 +328,7 @@ def read_conf(runner, command, keys, timeout=None):
                 '(a login script waiting for input, a hung mount), or raise the timeout' % (timeout, res['cmd']))
         if res['rc'] in (126, 127):
             # The shell could not run it: every other key would fail the same way.
-            missing = 'cannot run alation_conf command %r (exit code %d: %s): check root, run_as ' \
+            missing = CONF_UNUSABLE + ' %r (exit code %d: %s): check root, run_as ' \
                       'and alation_conf_command' % (command, res['rc'], err or 'no message')
             return conf, dict((k, missing) for k in keys)
         if res['rc'] != 0:

@@ -77,6 +77,8 @@ options:
         symlink, overlaps a dir of the run, or does not fit the staging dir; a O(pgdata) that is not a PostgreSQL data
         directory (no C(PG_VERSION)); a staging dir, pg staging dir or backup storage dir that cannot be written (a
         read-only file system, C(chattr +i) or C(+a)).
+      - Also refuse when the staging dir is to come from C(alation.backup.data_temp_dir) and O(alation_conf_command)
+        cannot be run at all (not found, not executable), rather than quietly take C(/data2/tmp).
       - The message names the two paths and the rule, or the value and what to do.
     type: bool
     default: false
@@ -289,6 +291,13 @@ def main():
                              'in the Alation shell, or drop them from required.' % ', '.join(unset), **result)
 
     data_temp_dir = conf.get(_alation.DATA_TEMP_DIR_KEY)
+    unusable = errors.get(_alation.DATA_TEMP_DIR_KEY, '')
+    if p['check_paths'] and not p['staging_dir'] and unusable.startswith(_alation.CONF_UNUSABLE):
+        # A typo in the command must not quietly stage in /data2/tmp when the admin moved the staging dir.
+        module.fail_json(msg='refusing the run, nothing was touched: the staging dir comes from alation_conf key %s, '
+                             'and %s. Fix alation_conf_command (role variable alation_backup_alation_conf_command), '
+                             'or give the staging dir itself (alation_backup_staging_dir).'
+                             % (_alation.DATA_TEMP_DIR_KEY, unusable), **result)
     try:
         paths = _alation.shell_paths(
             root, data_temp_dir, use_chroot=p['use_chroot'], staging_dir=p['staging_dir'],

@@ -433,6 +433,14 @@ CASES = [
          refused(NOT_INT % ('min_interval', 'min_interval')), {'alation_backup_min_interval': 'daily'}),
     case('conf-timeout-negative', 'alation_conf timeout -5',
          refused(RANGE_RE % 'alation_conf_timeout -5'), {'alation_backup_alation_conf_timeout': -5}),
+    case('keep-count-negative', 'keep_count -1', refused(RANGE_RE % 'keep_count -1'), {'alation_backup_keep_count': -1}),
+    case('keep-days-negative', 'keep_days -7', refused(RANGE_RE % 'keep_days -7'), {'alation_backup_keep_days': -7}),
+    case('full-every-negative', 'full_every -1',
+         refused(RANGE_RE % 'full_every -1'), {'alation_backup_full_every': -1}),
+    case('full-every-days-negative', 'full_every_days -0.5',
+         refused(RANGE_RE % 'full_every_days -0.5'), {'alation_backup_full_every_days': -0.5}),
+    case('stale-after-tiny', 'lock_stale_after 1 (a live run would be taken over)',
+         refused(RANGE_RE % 'lock_stale_after 1'), {'alation_backup_lock_stale_after': 1}),
 
     # The database connection.
     case('port-wrong', 'a port no server listens on', refused(CANNOT_CONNECT), {'alation_backup_pg_port': 1}),
@@ -463,8 +471,10 @@ CASES = [
     case('root-is-data2', "shell root typed as the shell's /data2",
          refused(r'PGDATA /data1/pgsql/data does not exist \(host path .*/data2/data1/pgsql/data\)'),
          {'alation_backup_root': '{root}/data2'}),
-    case('conf-command-missing', 'alation_conf command that does not exist: Alation\'s default staging dir, '
-         'with a warning', OK, {'alation_backup_alation_conf_command': 'alation_cnof'}),
+    case('conf-command-missing', 'alation_conf command that does not exist: refused rather than quietly staging in '
+         '/data2/tmp', refused(r"the staging dir comes from alation_conf key alation.backup.data_temp_dir, and cannot "
+                               r"run alation_conf command 'alation_cnof'.*alation_backup_alation_conf_command"),
+         {'alation_backup_alation_conf_command': 'alation_cnof'}),
 ]
 
 

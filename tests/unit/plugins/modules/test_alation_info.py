@@ -235,7 +235,7 @@ def test_missing_host_command_reported_not_fatal(shell):
     assert set(result['conf'].values()) == {None}
     assert set(result['conf_errors']) == set(result['conf'])
     assert result['conf_errors']['alation.backup.data_temp_dir'].startswith(
-        "alation_conf command '%s' not found" % missing)
+        "cannot run alation_conf command '%s': not found" % missing)
     assert result['executed_commands'] == []  # looked for, not run
     assert result['version_tag'] == '5-17-0-116556'
 
@@ -244,7 +244,7 @@ def test_missing_command_on_plain_host(shell):
     failed, result = run_module(alation_info.main, dict(shell.args(), root='/', alation_conf_command='no_such_alation_conf'))
     assert failed  # by the absent version file, after reading what it could
     assert result['conf_errors']['alation.backup.data_temp_dir'].startswith(
-        "alation_conf command 'no_such_alation_conf' not found")
+        "cannot run alation_conf command 'no_such_alation_conf': not found")
 
 
 def test_command_inside_chroot_argv(shell):
@@ -363,3 +363,14 @@ def test_users_resolve_in_the_shell_and_a_missing_one_is_named(shell):
     assert failed
     assert result['msg'] == ("user 'alation' is not a user in %s/etc/passwd (the Alation shell's users): create the "
                              "user first or give a numeric uid" % shell.root)
+
+
+def test_a_command_that_cannot_run_refuses_the_backup_when_the_staging_dir_depends_on_it(shell):
+    args = shell.args(alation_conf_command='/nonexistent/alation_cnof', check_paths=True)
+    failed, result = run_module(alation_info.main, args)
+    assert failed and result['msg'].startswith('refusing the run, nothing was touched: the staging dir comes from '
+                                               'alation_conf key alation.backup.data_temp_dir, and cannot run')
+    assert 'alation_backup_alation_conf_command' in result['msg'] and 'alation_backup_staging_dir' in result['msg']
+    # Given the staging dir itself, the command is not needed for it: a warning at most.
+    failed, result = run_module(alation_info.main, dict(args, staging_dir='/data2/tmp'))
+    assert 'the staging dir comes from' not in result.get('msg', '')
