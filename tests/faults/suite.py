@@ -743,6 +743,10 @@ def main(argv=None):
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         p.error('unknown kinds %s (known: %s)' % (', '.join(unknown), ', '.join(KINDS)))
+    # Every run's workdir, the spare archive and the bad inputs' dirs go under one scratch dir, removed at the end.
+    scratch = tempfile.mkdtemp(prefix='faults-suite-')
+    os.chmod(scratch, 0o755)
+    tempfile.tempdir = scratch
     suite = Suite(args)
     started = time.monotonic()
     log('fault suite: seed %d%s, kinds %s (reproduce: python tests/faults/suite.py --seed %d%s --kinds %s)'
@@ -769,6 +773,8 @@ def main(argv=None):
         print('%s: tried %d / held %d' % (kind, len(res), held))
     if failed:
         print('fault suite: %d did not hold (seed %d)' % (failed, args.seed))
+    tempfile.tempdir = None
+    shutil.rmtree(scratch, ignore_errors=True)
     return 1 if failed else 0
 
 
