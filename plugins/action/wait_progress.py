@@ -57,6 +57,9 @@ class ActionModule(ActionBase):
             started = self.clock()
             self._measure(tracker, args, task_vars, first=True)
             polls = 0
+            # A short step must not cost a whole interval: look at the job after 1 s, 2 s, 4 s ... up to
+            # the interval, and print a progress line once an interval has passed since the last one.
+            check, printed = 1.0, started
             while True:
                 status = self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
                                               module_args=dict(jid=jid, _async_dir=async_dir))
@@ -68,10 +71,12 @@ class ActionModule(ActionBase):
                                   msg='%s: job %s still running after %ds (timeout): it runs on; look on the host'
                                       % (args['label'], jid, args['timeout']))
                     return result
-                if polls > 1:
+                if self.clock() - printed >= interval:
                     self._measure(tracker, args, task_vars)
                     display.display(tracker.line(host, args['label']))
-                self.sleep(interval)
+                    printed = self.clock()
+                self.sleep(min(check, interval))
+                check = min(check * 2, interval)
             # The job's status file holds the module's result (and the database password's absence): remove it.
             self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
                                  module_args=dict(jid=jid, mode='cleanup', _async_dir=async_dir))

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""wait_progress: polls the job, prints a progress line a poll, returns the job's own result."""
+"""wait_progress: polls the job, prints a progress line an interval, returns the job's own result."""
 
 from unittest import mock
 
@@ -38,8 +38,10 @@ def action(args, statuses, probes, clock):
     def execute_module(module_name=None, module_args=None, task_vars=None, **kw):
         calls.append((module_name, dict(module_args)))
         if module_name == 'ansible.legacy.async_status':
-            return {'erased': 'x'} if module_args.get('mode') == 'cleanup' else statuses.pop(0)
-        return probes.pop(0)
+            if module_args.get('mode') == 'cleanup':
+                return {'erased': 'x'}
+            return statuses(clock.now) if callable(statuses) else statuses.pop(0)
+        return probes(clock.now) if callable(probes) else probes.pop(0)
 
     plugin._execute_module = execute_module
     plugin._remote_expand_user = lambda path, **kw: '/root/.ansible_async'
@@ -60,28 +62,41 @@ def test_a_foreground_result_is_returned_as_it_is():
     assert result['mode_taken'] == 'full' and result['changed'] is True and calls == []
 
 
-def test_a_line_a_poll_then_the_modules_own_result(monkeypatch):
+def until(t, done):
+    """The job runs until ``t`` seconds after the clock's start, then answers ``done``."""
+    return lambda now: dict(RUNNING) if now < 1000 + t else done
+
+
+def test_a_line_an_interval_then_the_modules_own_result(monkeypatch):
     shown = []
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
     clock = Clock()
     done = {'started': 1, 'finished': 1, 'ansible_job_id': 'j1', 'results_file': '/root/.ansible_async/j1',
-            'changed': True, 'mode_taken': 'delta', 'duration_s': 61.0}
+            'changed': True, 'mode_taken': 'delta', 'duration_s': 70.0}
+    # Baseline 20 MiB (the older chain), then 1 MiB/s.
     plugin, calls = action(
         dict(job=dict(RUNNING), label='database', interval=30, watch=['/x/pgbackup'], estimate=100 * MIB),
-        [dict(RUNNING), dict(RUNNING), dict(RUNNING), done],
-        # Baseline 20 MiB (the older chain), then +30 MiB and +60 MiB 30 s apart.
-        [{'bytes': 20 * MIB, 'estimate_bytes': 0}, {'bytes': 50 * MIB}, {'bytes': 80 * MIB}],
-        clock)
+        until(70, done), lambda now: {'bytes': int(20 * MIB + (now - 1000) * MIB), 'estimate_bytes': 0}, clock)
     result = plugin.run(task_vars=dict(inventory_hostname='alation-prod-1'))
-    # The first poll comes right after the job started: no line yet.
-    assert shown == ['alation-prod-1: database 30.0 MiB of ~100.0 MiB (30%), 1.0 MiB/s, ~1m10s left',
-                     'alation-prod-1: database 60.0 MiB of ~100.0 MiB (60%), 1.0 MiB/s, ~40s left']
+    # The job is looked at after 1, 3, 7, 15, 31 s, then every 30 s; a line once 30 s have passed since the last.
+    assert shown == ['alation-prod-1: database 31.0 MiB of ~100.0 MiB (31%), 1.0 MiB/s, ~1m09s left',
+                     'alation-prod-1: database 61.0 MiB of ~100.0 MiB (61%), 1.0 MiB/s, ~39s left']
     assert result['mode_taken'] == 'delta' and result['changed'] is True and not result.get('failed')
     assert 'results_file' not in result and 'finished' not in result
-    assert result['progress'] == dict(bytes=60 * MIB, estimate_bytes=100 * MIB, polls=4)
+    assert result['progress'] == dict(bytes=61 * MIB, estimate_bytes=100 * MIB, polls=8)
     assert calls[-1] == ('ansible.legacy.async_status', dict(jid='j1', mode='cleanup', _async_dir='/root/.ansible_async'))
     # The estimate was given: PGDATA is not measured again.
     assert 'estimate_paths' not in calls[0][1]
+
+
+def test_a_short_step_costs_seconds_not_an_interval(monkeypatch):
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
+    clock = Clock()
+    done = {'finished': 1, 'ansible_job_id': 'j1', 'changed': True}
+    plugin, dummy = action(dict(job=dict(RUNNING), label='archive', interval=30, watch=['/x']),
+                           until(2, done), lambda now: {'bytes': 0}, clock)
+    plugin.run(task_vars={})
+    assert clock.now - 1000 == 3, 'done after 2 s, seen at 3 s'
 
 
 def test_the_job_failing_fails_the_task_with_its_message(monkeypatch):
@@ -98,8 +113,7 @@ def test_archive_progress_counts_from_zero_and_takes_the_sources_total(monkeypat
     done = {'finished': 1, 'ansible_job_id': 'j2', 'changed': True, 'path': '/d/a.tar.gz'}
     plugin, calls = action(
         dict(job=dict(RUNNING, ansible_job_id='j2'), label='archive', interval=2, archive_dest='/d', archive_sources=['/s1', '/s2']),
-        [dict(RUNNING), dict(RUNNING), done],
-        [{'bytes': 4 * MIB, 'estimate_bytes': 40 * MIB, 'writer_pid': 7}, {'bytes': 8 * MIB, 'estimate_bytes': 40 * MIB}],
+        until(5, done), lambda now: {'bytes': int((now - 1000 + 1) * 2 * MIB), 'estimate_bytes': 40 * MIB, 'writer_pid': 7},
         Clock())
     result = plugin.run(task_vars=dict(inventory_hostname='h'))
     assert shown == ['h: archive 8.0 MiB of ~40.0 MiB (20%), 2.0 MiB/s, ~16s left']
@@ -111,8 +125,7 @@ def test_a_probe_that_fails_costs_only_the_numbers(monkeypatch):
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: shown.append(msg))
     done = {'finished': 1, 'ansible_job_id': 'j3', 'changed': False}
     plugin, dummy = action(dict(job=dict(RUNNING, ansible_job_id='j3'), label='database', interval=5, watch=['/x']),
-                           [dict(RUNNING), dict(RUNNING), done], [{'failed': True, 'msg': 'no'}, {'bytes': 10}],
-                           Clock())
+                           until(8, done), [{'failed': True, 'msg': 'no'}, {'bytes': 10}], Clock())
     assert plugin.run(task_vars=dict(inventory_hostname='h'))['changed'] is False
     assert shown == ['h: database 0 B']
 
@@ -120,7 +133,7 @@ def test_a_probe_that_fails_costs_only_the_numbers(monkeypatch):
 def test_timeout_gives_up_and_says_the_job_runs_on(monkeypatch):
     monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
     plugin, dummy = action(dict(job=dict(RUNNING, ansible_job_id='j4'), label='archive', interval=10, timeout=15, watch=['/x']),
-                           [dict(RUNNING) for dummy in range(5)], [{'bytes': 0} for dummy in range(5)], Clock())
+                           until(1000, None), lambda now: {'bytes': 0}, Clock())
     result = plugin.run(task_vars={})
     assert result['failed'] is True and 'still running after 15s' in result['msg']
 
