@@ -24,6 +24,7 @@ description:
     C(mv) and C(rm) on the backup host.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.lease
 options:
   src:
     description: The archive (a host path). Its C(.sha256) must be beside it.
@@ -141,7 +142,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _offsite
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 
@@ -161,11 +162,14 @@ def main():
             keep_days=dict(type='int', default=0),
             suffix=dict(type='str', default='alation_backup'),
             required=dict(type='bool', default=False),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
     p = module.params
     runner = Runner(module)
+    # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive.
+    beat = _locks.heartbeat(module)
     try:
         copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'], p['identity_file'],
                                  p['known_hosts'], p['ssh_auth_sock'], p['method'], p['connect_timeout'])
@@ -175,6 +179,9 @@ def main():
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
                       retention=dict(removed=[], freed_bytes=0, refused=''))
+    lost = beat.stop()
+    if lost:
+        module.fail_json(msg=lost, copy=record, executed_commands=runner.executed_commands)
     if record['result'] == 'failed':
         if p['required']:
             module.fail_json(msg='off-host copy of %s: %s' % (p['src'], record['error']), copy=record,

@@ -18,6 +18,7 @@ description:
   - A C(.sha256) whose archive is gone is removed.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.lease
 options:
   dir:
     description: The backup storage dir (a host path).
@@ -94,7 +95,7 @@ refused:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _retention
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _retention
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 
 
@@ -106,15 +107,21 @@ def main():
             keep_days=dict(type='int', default=0),
             make_room_for=dict(type='int', default=0),
             suffix=dict(type='str', default='alation_backup'),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
     p = module.params
+    # Hashing the newest archive in full takes minutes on a big one: keep the host's lock alive meanwhile.
+    beat = _locks.heartbeat(module)
     try:
         planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'])
         removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned)
     except (HostError, OSError) as e:
         module.fail_json(msg='retention in %s: %s' % (p['dir'], e))
+    lost = beat.stop()
+    if lost:
+        module.fail_json(msg=lost)
     if planned['refused']:
         module.warn(planned['refused'])
     module.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),

@@ -469,7 +469,9 @@ CASES = [
          refused(r'root /opt/alation/alaton is not a directory: give the host path of the Alation shell'),
          {'alation_backup_root': '/opt/alation/alaton'}),
     case('root-is-data2', "shell root typed as the shell's /data2",
-         refused(r'PGDATA /data1/pgsql/data does not exist \(host path .*/data2/data1/pgsql/data\)'),
+         # No shell there: alation_conf cannot run in it (the message says to check root), or no PGDATA.
+         refused(r'PGDATA /data1/pgsql/data does not exist \(host path .*/data2/data1/pgsql/data\)'
+                 r"|cannot run alation_conf command 'alation_conf' .*check root"),
          {'alation_backup_root': '{root}/data2'}),
     case('conf-command-missing', 'alation_conf command that does not exist: refused rather than quietly staging in '
          '/data2/tmp', refused(r"the staging dir comes from alation_conf key alation.backup.data_temp_dir, and cannot "

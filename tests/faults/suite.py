@@ -50,7 +50,7 @@ import alation_shell  # noqa: E402  pylint: disable=wrong-import-position,wrong-
 import restoring  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 KINDS = ('kill', 'diskfull', 'concurrency', 'secrets', 'badinputs')
-STALE_AFTER = 8
+STALE_AFTER = 30
 SITE_FILE = '/etc/alation-site.bin'
 # The database and archive steps run in the background and are polled every progress_interval seconds
 # (default 30): a step of a few seconds here would cost a whole interval.
