@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The off-host copy against a real OpenSSH server on loopback.
 
-The test starts its own sshd (as root, on a free port, ``-f <config> -D``)
+The test starts its own sshd (tests/support/backup_host.py: as root, on a free port, ``-f <config> -D``)
 with a throwaway host key, and a throwaway user (useradd, removed afterwards)
 that logs in with a throwaway key pair. The backup role runs in a real
 Alation shell and copies from the host (the module runs outside the shell)
@@ -12,120 +12,26 @@ to that user's backup dir; the module alone is run for the stream method.
 import glob
 import hashlib
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import uuid
 
 import pytest
 
+from backup_host import SSHD, BackupHost
 from modrun import run_module
 from playbook import HOST, run_playbook
 
-SSHD = shutil.which('sshd') or '/usr/sbin/sshd'
 TAG = '5-17-0-116556'
 
 pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 0,
                                 reason='needs root and the OpenSSH server (make deps installs openssh-server)')
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def keygen(path):
-    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'alation-backup-test', '-f', path], check=True)
-    with open(path + '.pub') as f:
-        return f.read().strip()
-
-
-class Sshd(object):
-    def __init__(self, workdir):
-        self.dir = workdir
-        self.port = free_port()
-        self.user = 'abk%s' % uuid.uuid4().hex[:8]
-        self.home = os.path.join(workdir, 'home')
-        self.backups = os.path.join(self.home, 'alation-backups')
-        self.host_pub = keygen(os.path.join(workdir, 'host_key'))
-        self.user_key = os.path.join(workdir, 'user_key')
-        user_pub = keygen(self.user_key)
-        # The host key of another server: a known_hosts that must be refused.
-        other_pub = keygen(os.path.join(workdir, 'other_host_key'))
-        self.known_hosts = self._known_hosts('known_hosts', self.host_pub)
-        self.wrong_known_hosts = self._known_hosts('wrong_known_hosts', other_pub)
-        # A password nobody can type ('*', not locked '!', which sshd without PAM refuses).
-        subprocess.run(['useradd', '--home-dir', self.home, '--create-home', '--shell', '/bin/sh', '-p', '*',
-                        self.user], check=True)
-        pw = pwd.getpwnam(self.user)
-        self.uid = pw.pw_uid
-        os.makedirs(self.backups)
-        os.chown(self.backups, pw.pw_uid, pw.pw_gid)
-        keys = os.path.join(workdir, 'authorized_keys')
-        os.makedirs(keys)
-        with open(os.path.join(keys, self.user), 'w') as f:
-            f.write(user_pub + '\n')
-        os.chmod(workdir, 0o755)
-        self.config = os.path.join(workdir, 'sshd_config')
-        with open(self.config, 'w') as f:
-            f.write('\n'.join([
-                'Port %d' % self.port, 'ListenAddress 127.0.0.1',
-                'HostKey %s' % os.path.join(workdir, 'host_key'),
-                'PidFile %s' % os.path.join(workdir, 'sshd.pid'),
-                'AuthorizedKeysFile %s/%%u' % keys,
-                # The temp dir's parents (/tmp) are world-writable: sshd's ownership checks would refuse them.
-                'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
-                'PubkeyAuthentication yes', 'AllowUsers %s' % self.user, 'PermitRootLogin no',
-                'LogLevel VERBOSE', '']))
-        os.makedirs('/run/sshd', mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-        self.log = open(os.path.join(workdir, 'sshd.log'), 'w')
-        self.proc = subprocess.Popen([SSHD, '-f', self.config, '-D', '-e'], stdout=self.log, stderr=self.log)
-        deadline = time.time() + 20
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    raise AssertionError('sshd did not start: %s' % self.sshd_log())
-                time.sleep(0.1)
-
-    def _known_hosts(self, name, pub):
-        path = os.path.join(self.dir, name)
-        with open(path, 'w') as f:
-            f.write('[127.0.0.1]:%d %s\n' % (self.port, ' '.join(pub.split()[:2])))
-        return path
-
-    def sshd_log(self):
-        with open(os.path.join(self.dir, 'sshd.log')) as f:
-            return f.read()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        # The user's processes are gone with sshd's sessions; then the user and its home.
-        subprocess.run(['userdel', '--remove', self.user], check=False, stderr=subprocess.DEVNULL)
-
-    def dest(self):
-        return dict(host='127.0.0.1', port=self.port, user=self.user, path=self.backups)
-
-    def host_dir(self, name=HOST):
-        return os.path.join(self.backups, name)
-
-
 @pytest.fixture(scope='module')
 def sshd():
     workdir = tempfile.mkdtemp(prefix='alation-backup-sshd-')
-    server = Sshd(workdir)
+    server = BackupHost(workdir)
     try:
         yield server
     finally:
@@ -165,7 +71,7 @@ def local_archives(host):
 
 def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation_host, sshd):
     host = alation_host
-    far = sshd.host_dir()
+    far = sshd.host_dir(HOST)
     # Four older copies there from earlier runs, a foreign file, another host's dir: keep_count 3 lets two go.
     older = [os.path.basename(publish(far, '2026110%d0102' % day, sshd.uid)) for day in range(1, 5)]
     with open(os.path.join(far, 'notes.txt'), 'w') as f:
@@ -204,7 +110,7 @@ def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation
 
 def test_a_wrong_host_key_fails_the_copy_not_the_backup_unless_required(alation_host, sshd):
     host = alation_host
-    far = sshd.host_dir()
+    far = sshd.host_dir(HOST)
     before = listing(far)
     run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_copy_known_hosts=sshd.wrong_known_hosts))
     assert run.rc == 0, run.output
