@@ -4,10 +4,12 @@
 # named, with the restore role's defaults (only the shell's path set). Prints
 # the verdict; exits non-zero when the drill fails. The drill starts its own
 # temporary PostgreSQL from the archive, inside the shell.
+# make demo-offsite runs it on its own setup: DEMO_DIR (default .demo) and
+# DRILL_VARS, a file of more variables for the drill (the decryption key).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-demo=$repo/.demo
+demo=${DEMO_DIR:-$repo/.demo}
 py=$repo/.venv/bin/python
 
 if [ ! -f "$demo/role_vars.json" ] || [ ! -f "$demo/inventory.yml" ]; then
@@ -30,7 +32,7 @@ echo "== ansible-playbook playbooks/verify_backup.yml (${archive:-the newest arc
 rc=0
 start=$(date +%s%N)
 "$repo/.venv/bin/ansible-playbook" -i "$demo/inventory.yml" playbooks/verify_backup.yml \
-  -e @"$demo/restore_vars.json" -e alation_restore_report_path="$report" \
+  -e @"$demo/restore_vars.json" ${DRILL_VARS:+-e @"$DRILL_VARS"} -e alation_restore_report_path="$report" \
   ${archive:+-e alation_restore_archive="$archive"} || rc=$?
 end=$(date +%s%N)
 
