@@ -1,5 +1,6 @@
 # alation.backup — developer entry points. Run as root on Debian 12:
 #   make demo    a real backup of a throwaway PostgreSQL cluster
+#   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
 #   make test    every test (sanity, units, lint, integration, molecule, e2e)
 #   make bench   archive speed and memory against GNU tar and pigz
 #   make faults  the whole fault suite (kill -9, disk full, concurrency, secrets, bad inputs); SEED=<n> to replay
@@ -40,7 +41,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify bench clean
+.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -189,6 +190,9 @@ demo: deps collection shell
 
 demo-verify: deps collection shell
 	demo/verify.sh $(ARCHIVE)
+
+demo-offsite: deps collection shell
+	demo/offsite.sh
 
 bench: deps collection
 	$(BIN)/python bench/archive_bench.py
