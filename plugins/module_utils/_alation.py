@@ -314,8 +314,8 @@ def read_conf(runner, command, keys, timeout=None):
     if direct:
         found = find_program(None, command)[0]
         if not found:
-            missing = CONF_UNUSABLE + ' %r: not found (not on PATH, or not executable): ' \
-                      'set alation_conf_command to its path' % command
+            missing = '%s %r: not found (not on PATH, or not executable): set alation_conf_command to its path' % (
+                CONF_UNUSABLE, command)
             return conf, dict((key, missing) for key in keys)
         command = found
     for key in keys:
@@ -328,8 +328,8 @@ def read_conf(runner, command, keys, timeout=None):
                 '(a login script waiting for input, a hung mount), or raise the timeout' % (timeout, res['cmd']))
         if res['rc'] in (126, 127):
             # The shell could not run it: every other key would fail the same way.
-            missing = CONF_UNUSABLE + ' %r (exit code %d: %s): check root, run_as ' \
-                      'and alation_conf_command' % (command, res['rc'], err or 'no message')
+            missing = '%s %r (exit code %d: %s): check root, run_as and alation_conf_command' % (
+                CONF_UNUSABLE, command, res['rc'], err or 'no message')
             return conf, dict((k, missing) for k in keys)
         if res['rc'] != 0:
             errors[key] = 'not read: %s exited with code %d: %s' % (res['cmd'], res['rc'], err or out.strip() or 'no message')
