@@ -122,11 +122,15 @@ lint: collection
 	$(BIN)/ansible-lint --profile production --offline
 
 # Module targets through ansible-test (the real Ansible path), then the
-# pytest suites that start their own PostgreSQL cluster.
+# pytest suites that start their own PostgreSQL cluster: a file a worker,
+# INTEGRATION_JOBS at once (they wait on PostgreSQL, minute names and ssh
+# more than on the CPU), then the few that change the host for everyone.
+INTEGRATION_JOBS ?= 3
 integration: deps collection shell venvs sanity-tree
 	cd $(SANITY_TREE) && $(BIN)/ansible-test integration --local --python 3.11 \
 	  --allow-destructive --allow-root --color no $(TARGETS)
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n $(INTEGRATION_JOBS) --dist loadfile -m 'not serial' tests/integration
+	$(BIN)/pytest -q -m serial tests/integration
 
 # Molecule runs from extensions/. The incremental scenario needs the real
 # pg_probackup; without it that scenario is skipped, and says so.

@@ -151,6 +151,7 @@ def same_named_host_users():
             subprocess.run(['userdel', name], check=False)
 
 
+@pytest.mark.serial  # alation and alationadmin on the host would refuse every other test's run meanwhile
 def test_host_users_with_the_same_names_but_other_uids_are_refused(alation_host, same_named_host_users):
     host = alation_host
     before = shell_stat(host)
