@@ -106,9 +106,23 @@ def is_encrypted(path):
     return os.path.basename(path).endswith('.tar.gz' + ENCRYPTED_EXT)
 
 
+MACHINE_ID_FILE = '/etc/machine-id'
+
+
 def host_label():
-    """This host's name as one safe word, for temporary file names."""
-    return re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname().split('.')[0]) or 'host'
+    """This host, as one safe word for temporary file names: its full name and the start of its machine id.
+
+    Hosts on a shared backup storage dir may share a short name (alation-1 in
+    two domains): a temporary file is only ever removed by the host that
+    wrote it, so the label must tell them apart.
+    """
+    label = re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'
+    try:
+        with open(MACHINE_ID_FILE) as f:
+            machine = re.sub(r'[^0-9a-f]', '', f.read().strip().lower())[:8]
+    except OSError:
+        machine = ''
+    return '%s-%s' % (label, machine) if machine else label
 
 
 def tmp_name(final_name, pid=None, host=None):

@@ -196,3 +196,22 @@ def test_a_sidecar_without_a_size_line_still_counts(tmp_path):
         f.write('%s  %s\n' % (hashlib.sha256(b'archive bytes').hexdigest(), os.path.basename(path)))
     assert N.read_sidecar(path + '.sha256', os.path.basename(path))[1] is None
     assert N.newest_good(str(tmp_path))[0] == path
+
+
+def test_hosts_of_one_short_name_in_two_domains_have_their_own_temp_files(tmp_path, monkeypatch):
+    """On a shared storage dir, alation-1.dc1 must never remove a file alation-1.dc2 is writing."""
+    machine_id = tmp_path / 'machine-id'
+    machine_id.write_text('0123456789abcdef0123456789abcdef\n')
+    monkeypatch.setattr(N, 'MACHINE_ID_FILE', str(machine_id))
+    monkeypatch.setattr(N.socket, 'gethostname', lambda: 'alation-1.dc2.example.com')
+    theirs = N.tmp_name(N.archive_name('202405011230', '5-17-0-116556'), dead_pid())
+    monkeypatch.setattr(N.socket, 'gethostname', lambda: 'alation-1.dc1.example.com')
+    machine_id.write_text('fedcba9876543210fedcba9876543210\n')
+    assert N.host_label() == 'alation-1-dc1-example-com-fedcba98'
+    dest = tmp_path / 'backup'
+    dest.mkdir()
+    (dest / theirs).write_bytes(b'another host at work')
+    assert N.find_stale_tmp(str(dest)) == [], 'a dead pid here says nothing about a writer on another host'
+    # Without a machine id the full name still tells the two domains apart.
+    monkeypatch.setattr(N, 'MACHINE_ID_FILE', str(tmp_path / 'none'))
+    assert N.host_label() == 'alation-1-dc1-example-com'
