@@ -268,6 +268,8 @@ def test_retention_removes_exactly_the_old_archives_and_check_mode_lists_them(al
     run = role_run(host, alation_backup_engine='pg_basebackup', alation_backup_keep_count=3)
     assert run.rc == 0, run.output
     record = run.records[HOST]
+    print('retention removed %s (%s bytes freed)' % (
+        [os.path.basename(p) for p in record['retention']['removed']], record['retention']['freed_bytes']))
     assert sorted(record['retention']['removed']) == expected, 'check mode listed exactly what went'
     assert int(record['retention']['freed_bytes']) == freed
     assert not any(os.path.exists(p) for p in expected)
