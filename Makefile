@@ -2,7 +2,8 @@
 #   make demo    a real backup of a throwaway PostgreSQL cluster
 #   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
 #   make test    every test (sanity, units, lint, integration, molecule, e2e)
-#   make bench   archive speed and memory against GNU tar and pigz
+#   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
+#   make fleet   only the 20-host fleet run (one ansible-playbook -f 10 over 20 shells)
 #   make faults  the whole fault suite (kill -9, disk full, concurrency, secrets, bad inputs); SEED=<n> to replay
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -41,7 +42,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite bench clean
+.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite bench fleet clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -198,8 +199,16 @@ demo-verify: deps collection shell
 demo-offsite: deps collection shell
 	demo/offsite.sh
 
-bench: deps collection
+# The archive step against GNU tar and pigz; one whole backup through the role
+# against the same steps as a bare script; then the 20-host fleet.
+bench: deps collection shell
 	$(BIN)/python bench/archive_bench.py
+	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/fleet_bench.py
+
+# 20 shells, each with its own PostgreSQL, backed up by one ansible-playbook -f 10.
+fleet: deps collection shell
+	$(BIN)/python bench/fleet_bench.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache tests/output
