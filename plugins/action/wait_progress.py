@@ -28,6 +28,10 @@ ARGUMENT_SPEC = dict(
 )
 
 
+# The longest wait between two looks at the job: a finished step is noticed within this.
+CHECK_MAX = 10
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -57,8 +61,8 @@ class ActionModule(ActionBase):
             started = self.clock()
             self._measure(tracker, args, task_vars, first=True)
             polls = 0
-            # A short step must not cost a whole interval: look at the job after 1 s, 2 s, 4 s ... up to
-            # the interval, and print a progress line once an interval has passed since the last one.
+            # A short step must not cost a whole interval: look at the job after 1 s, 2 s, 4 s ... then every
+            # CHECK_MAX s at most, and print a progress line once an interval has passed since the last one.
             check, printed = 1.0, started
             while True:
                 status = self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
@@ -76,7 +80,7 @@ class ActionModule(ActionBase):
                     display.display(tracker.line(host, args['label']))
                     printed = self.clock()
                 self.sleep(min(check, interval))
-                check = min(check * 2, interval)
+                check = min(check * 2, CHECK_MAX)
             # The job's status file holds the module's result (and the database password's absence): remove it.
             self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
                                  module_args=dict(jid=jid, mode='cleanup', _async_dir=async_dir))

@@ -78,12 +78,12 @@ def test_a_line_an_interval_then_the_modules_own_result(monkeypatch):
         dict(job=dict(RUNNING), label='database', interval=30, watch=['/x/pgbackup'], estimate=100 * MIB),
         until(70, done), lambda now: {'bytes': int(20 * MIB + (now - 1000) * MIB), 'estimate_bytes': 0}, clock)
     result = plugin.run(task_vars=dict(inventory_hostname='alation-prod-1'))
-    # The job is looked at after 1, 3, 7, 15, 31 s, then every 30 s; a line once 30 s have passed since the last.
-    assert shown == ['alation-prod-1: database 31.0 MiB of ~100.0 MiB (31%), 1.0 MiB/s, ~1m09s left',
-                     'alation-prod-1: database 61.0 MiB of ~100.0 MiB (61%), 1.0 MiB/s, ~39s left']
+    # The job is looked at after 1, 3, 7, 15 s, then every 10 s; a line once 30 s have passed since the last.
+    assert shown == ['alation-prod-1: database 35.0 MiB of ~100.0 MiB (35%), 1.0 MiB/s, ~1m05s left',
+                     'alation-prod-1: database 65.0 MiB of ~100.0 MiB (65%), 1.0 MiB/s, ~35s left']
     assert result['mode_taken'] == 'delta' and result['changed'] is True and not result.get('failed')
     assert 'results_file' not in result and 'finished' not in result
-    assert result['progress'] == dict(bytes=61 * MIB, estimate_bytes=100 * MIB, polls=8)
+    assert result['progress'] == dict(bytes=65 * MIB, estimate_bytes=100 * MIB, polls=11)
     assert calls[-1] == ('ansible.legacy.async_status', dict(jid='j1', mode='cleanup', _async_dir='/root/.ansible_async'))
     # The estimate was given: PGDATA is not measured again.
     assert 'estimate_paths' not in calls[0][1]
