@@ -279,9 +279,14 @@ class Suite(object):
             # The pg staging dir holds at least PGDATA's files.
             pg_size = int(subprocess.run(['du', '-sb', self.host.path(alation_shell.PGDATA)], stdout=subprocess.PIPE,
                                          universal_newlines=True, check=True).stdout.split()[0])
-            log('diskfull: earlier archive %d bytes, PGDATA %d bytes' % (earlier_size, pg_size))
+            # What pg_probackup must copy at least: the relation files (PGDATA's pg_wal it does not copy).
+            base_size = int(subprocess.run(['du', '-sb', self.host.path(alation_shell.PGDATA + '/base')],
+                                           stdout=subprocess.PIPE, universal_newlines=True,
+                                           check=True).stdout.split()[0])
+            log('diskfull: earlier archive %d bytes, PGDATA %d bytes (base %d)' % (earlier_size, pg_size, base_size))
             admin = alation_shell.shell_ids(self.root, 'alationadmin')
-            small = '%dk' % ((earlier_size * 2 + pg_size // 3) // 1024)
+            # Room for the earlier archive and its .sha256, and a third of the relation files.
+            small = '%dk' % ((earlier_size + 2 ** 20 + base_size // 3) // 1024)
             for space_check in ([self.rng.choice((True, False))] if self.sample else (True, False)):
                 self.diskfull_case('storage-too-small-for-pg-staging-space_check-%s' % space_check, 'storage',
                                    small, admin, earlier, dict(alation_backup_space_check=space_check))

@@ -231,7 +231,8 @@ def test_a_killed_runs_lock_frees_itself_and_the_next_run_names_it(alation_host)
     assert run.rc == 0, run.output
     taken = run.records[HOST]['lock_taken_over']
     assert 'from run 41-1700000000.0 of admin via ansible-playbook (AWX job 41)' in taken, taken
-    assert re.search(r'not renewed for 66\ds \(stale after 600s\): that run is gone$', taken), taken
+    silent = re.search(r'not renewed for (\d+)s \(stale after 600s\): that run is gone$', taken)
+    assert silent and 660 <= int(silent.group(1)) < 900, taken
     assert '[WARNING]: took over the host lock' in run.output
     assert len(archives(host)) == 1 and not os.path.exists(lock), 'the lease is released, nothing left'
 
