@@ -1,7 +1,7 @@
 # alation.backup — developer entry points. Run as root on Debian 12:
 #   make demo    a real backup of a throwaway PostgreSQL cluster
 #   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
-#   make test    every test (sanity, units, lint, integration, molecule, e2e)
+#   make test    every test (sanity, units, lint, integration, a fault-suite sample, molecule, galaxy)
 #   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
 #   make fleet   only the 20-host fleet run (one ansible-playbook -f 10 over 20 shells)
 #   make faults  the whole fault suite (kill -9, disk full, concurrency, secrets, bad inputs); SEED=<n> to replay
