@@ -130,15 +130,6 @@ def test_verify_detects_corruption(tmp_path, verifier):
 
 # -- the whole operation ----------------------------------------------------------------
 
-@pytest.fixture
-def tree(tmp_path):
-    """(src, dest): make_tree's sources, and an empty backup storage dir."""
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
-    return src, dest
-
-
 def params(src, dest, **kw):
     p = dict(sources=[dict(path=src, arcname='tmp')], dest=dest, version_tag='5.17.0.116556',
              timestamp='202405011230', compressor='zlib', manifest_extra=dict(pg_backup_id='S1'))

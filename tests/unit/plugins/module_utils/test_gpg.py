@@ -20,7 +20,7 @@ from ansible_collections.alation.backup.plugins.module_utils import _gpg as G
 from ansible_collections.alation.backup.plugins.module_utils import _retention
 
 from .test_archive import params
-from .test_tar import TREE_MEMBERS, make_tree
+from .test_tar import TREE_MEMBERS
 
 GPG = shutil.which('gpg')
 pytestmark = pytest.mark.skipif(GPG is None, reason='gpg not installed (Debian package gnupg)')
@@ -56,14 +56,6 @@ def keys():
     finally:
         subprocess.call(['gpgconf', '--homedir', home, '--kill', 'gpg-agent'])
         shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture
-def tree(tmp_path):
-    src, dest = str(tmp_path / 'src'), str(tmp_path / 'dest')
-    make_tree(src)
-    os.mkdir(dest)
-    return src, dest
 
 
 def encrypted_archive(tree, key, verifier=None, **kw):
