@@ -20,7 +20,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from pgcluster import PgCluster  # noqa: E402  pylint: disable=wrong-import-position
+from pgcluster import PgCluster, ensure_os_user  # noqa: E402  pylint: disable=wrong-import-position
 from playbook import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 MANIFEST = 'alation_backup_manifest.json'
@@ -32,6 +32,7 @@ def restore_and_count(archive, workdir, engine, os_user, pg_probackup=None, db_u
     Done by hand with tar and pg_probackup, not with the collection's modules,
     so that it checks them independently.
     """
+    ensure_os_user(os_user)  # the first test of a fresh machine may be the first to need it
     extracted = os.path.join(workdir, 'extracted')
     os.makedirs(extracted)
     subprocess.run(['tar', '-xzf', archive, '-C', extracted], check=True)
