@@ -389,7 +389,7 @@ def test_a_copy_that_cannot_fit_fails_naming_free_and_needed_bytes(tmp_path, kee
     changed, record, dummy = O.run_copy(copier(tmp_path, far), str(src), keep_count=keep_count)
     assert record['result'] == 'failed'
     needed = O.blocks(400000) + 4096
-    free = record['free_bytes']
+    free = int(record['free_bytes'])
     assert 'not enough free space on the backup host' in record['error']
     assert '%d bytes (%s) free, %d bytes (%s) needed' % (free, O.human(free), needed, O.human(needed)) in record['error']
     assert tried in record['error'] and record['needed_bytes'] == needed
