@@ -497,6 +497,9 @@ class Copier(object):
     def preview(self, src):
         """What a copy would run (check mode): nothing is."""
         return [join_argv(self.remote_argv('mkdir -p -- %s' % shlex.quote(self.dir))) + NOT_RUN,
+                'check that %s/%s names this machine (claim the dir when it has none), remove the temporary files '
+                "there of this host's copies that are gone, make room with retention there when df shows too little%s"
+                % (self.where, OWNER_MARKER, NOT_RUN),
                 'copy %s and its .sha256 to %s under temporary names, verify them there, rename%s'
                 % (src, self.where, NOT_RUN)]
 
