@@ -117,12 +117,17 @@ def host_label():
     wrote it, so the label must tell them apart.
     """
     label = re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'
+    machine = machine_id()[:8]
+    return '%s-%s' % (label, machine) if machine else label
+
+
+def machine_id():
+    """This machine's id (``/etc/machine-id``, lower-case hex), or '' where there is none."""
     try:
         with open(MACHINE_ID_FILE) as f:
-            machine = re.sub(r'[^0-9a-f]', '', f.read().strip().lower())[:8]
+            return re.sub(r'[^0-9a-f]', '', f.read().strip().lower())
     except OSError:
-        machine = ''
-    return '%s-%s' % (label, machine) if machine else label
+        return ''
 
 
 def tmp_name(final_name, pid=None, host=None):
@@ -136,15 +141,24 @@ def tmp_pattern(suffix=DEFAULT_SUFFIX):
                       r'\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$' % re.escape(suffix))
 
 
-def find_stale_tmp(dest, suffix=DEFAULT_SUFFIX, host=None):
-    """Our temporary files in dest left by writers of this host that are gone."""
+def dead_tmp_names(names, suffix=DEFAULT_SUFFIX, host=None):
+    """Of ``names``, our temporary files written by this host (its label) whose writer (its pid, here) is gone.
+
+    The pid is one of this host's: only files with this host's label are judged, never another host's."""
     pattern = tmp_pattern(suffix)
     host = host or host_label()
-    stale = []
-    for name in sorted(os.listdir(dest)):
+    dead = []
+    for name in sorted(names):
         m = pattern.match(name)
-        if not m or m.group('host') != host or pid_alive(int(m.group('pid'))):
-            continue
+        if m and m.group('host') == host and not pid_alive(int(m.group('pid'))):
+            dead.append(name)
+    return dead
+
+
+def find_stale_tmp(dest, suffix=DEFAULT_SUFFIX, host=None):
+    """Our temporary files in dest left by writers of this host that are gone."""
+    stale = []
+    for name in dead_tmp_names(os.listdir(dest), suffix, host):
         path = os.path.join(dest, name)
         if stat.S_ISREG(os.lstat(path).st_mode):
             stale.append(path)

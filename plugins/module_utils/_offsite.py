@@ -13,11 +13,20 @@ the archive first (as the archive module publishes them). A failure removes
 the temporary files it made and leaves the local archive as it was.
 
 The host key is checked (``StrictHostKeyChecking=yes``) against the
-known_hosts file given, or ssh's own; the key is a file given by path, or the
-SSH agent at ``SSH_AUTH_SOCK``, which goes in the environment. No secret is
-ever on a command line. Retention on the far side takes the same decision as
-on this host (``_retention.plan_listing``) over a listing taken over ssh; the
-newest archive there must hash to its .sha256 before anything older goes.
+known_hosts file given, or ssh's own; the key is a file given by path (or its
+content, written by ``KeyDir`` to a private dir on tmpfs removed in a
+``finally``), or the SSH agent at ``SSH_AUTH_SOCK``, which goes in the
+environment. No secret is ever on a command line. ssh reads no ssh_config
+(``-F /dev/null``): a site's ``ForwardAgent yes`` or host-key settings never
+reach the copy. Retention on the far side takes the same decision as on this
+host (``_retention.plan_listing``) over a listing taken over ssh; the newest
+archive there must hash to its .sha256 before anything older goes.
+
+Before it sends anything, a copy checks the per-host dir's owner marker (a
+dir another machine owns is refused: two hosts with one host_dir would
+overwrite and prune each other's copies), removes this host's temporary files
+there whose writer is dead (a copy killed mid-way), and, when the far side
+lacks room for the archive, runs retention there first.
 
 Standard library only; needs ssh here, and a POSIX shell, sha256sum, mv and
 rm on the backup host.
@@ -28,12 +37,17 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
+import socket
+import stat
 import subprocess
+import tempfile
 import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
-    DEFAULT_SUFFIX, SHA256_LINE_RE, SIZE_LINE_RE, read_sidecar, sha256_of, tmp_name)
-from ansible_collections.alation.backup.plugins.module_utils._host import HostError
+    ARCHIVE_RE, DEFAULT_SUFFIX, SHA256_LINE_RE, SIZE_LINE_RE, dead_tmp_names, host_label, machine_id, read_sidecar,
+    sha256_of, tmp_name)
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError, human, pid_alive, write_file
 from ansible_collections.alation.backup.plugins.module_utils._retention import plan_listing
 from ansible_collections.alation.backup.plugins.module_utils._runner import (
     C_LOCALE, NOT_RUN, find_program, join_argv, not_found)
@@ -45,9 +59,21 @@ HOST_RE = re.compile(r'^[A-Za-z0-9_.:%-]+$')
 USER_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$')
 HOST_DIR_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
 # A far side's file names worth listing: ours never have other characters (nor a newline to forge a line with).
-LIST_SCRIPT = ('for f in *; do case $f in *[!A-Za-z0-9._-]*) continue;; esac; '
+# Hidden ones too: a copy killed mid-way leaves its temporary file, which only this listing can find.
+LIST_SCRIPT = ('for f in * .*; do case $f in .|..|*[!A-Za-z0-9._-]*) continue;; esac; '
                'if [ -f "$f" ] && [ ! -h "$f" ]; then printf "F %s %s\\n" "$(wc -c < "$f")" "$f"; '
                'elif [ -e "$f" ] || [ -h "$f" ]; then printf "O 0 %s\\n" "$f"; fi; done')
+
+# In each per-host dir: which machine owns it (a dir of another machine is refused, never written or pruned).
+OWNER_MARKER = '.alation-backup-owner'
+# A file takes whole blocks on the far side: room is planned in these.
+ALLOC_BLOCK = 4096
+DF_LINE_RE = re.compile(r'^.+?\s+(?P<blocks>\d+)\s+(?P<used>\d+)\s+(?P<avail>\d+)\s+(?:\d+%|-)\s+/.*$')
+# The private dir for the key and known_hosts: on tmpfs, so a secret never reaches a disk; <label>.<pid> says whose.
+KEY_DIR_PREFIX = 'alation-backup-ssh'
+KEY_DIR_RE = re.compile(r'^%s\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$' % KEY_DIR_PREFIX)
+KEY_DIR_PARENTS = ('/run', '/dev/shm')
+MEMORY_FS = ('tmpfs', 'ramfs')
 
 Target = collections.namedtuple('Target', 'user host port path')
 
@@ -110,8 +136,13 @@ def _config_value(path):
 
 
 def ssh_options(ssh, target, identity_file=None, known_hosts=None, connect_timeout=30):
-    """ssh's argv up to the host: batch mode, the host key checked, the key file by path only."""
-    argv = [ssh, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes']
+    """ssh's argv up to the host: batch mode, the host key checked, the key file by path only.
+
+    ``-F /dev/null``: neither root's ~/.ssh/config nor /etc/ssh/ssh_config is read, so a site's config can
+    neither forward the agent to the backup host nor change host-key checking; what the copy needs is here."""
+    argv = [ssh, '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
+            '-o', 'ForwardAgent=no', '-o', 'ForwardX11=no', '-o', 'ClearAllForwardings=yes',
+            '-o', 'PermitLocalCommand=no', '-o', 'UpdateHostKeys=no']
     if known_hosts:
         argv += ['-o', 'UserKnownHostsFile=%s' % _config_value(known_hosts), '-o', 'GlobalKnownHostsFile=/dev/null']
     if identity_file:
@@ -144,6 +175,61 @@ def parse_listing(text):
         if len(parts) == 3 and parts[0] in ('F', 'O') and parts[1].isdigit():
             files[parts[2]] = dict(size=int(parts[1])) if parts[0] == 'F' else None
     return files
+
+
+def parse_df(text):
+    """Free bytes from ``df -Pk``'s output (its last line), or None when it says nothing we can read."""
+    lines = [line for line in (text or '').splitlines() if line.strip()]
+    m = DF_LINE_RE.match(lines[-1]) if lines else None
+    return int(m.group('avail')) * 1024 if m else None
+
+
+def blocks(n):
+    """Bytes ``n`` take on the far side, in whole ALLOC_BLOCKs."""
+    return -(-n // ALLOC_BLOCK) * ALLOC_BLOCK
+
+
+# -- the owner of the per-host dir -----------------------------------------------------
+
+def this_machine():
+    """(machine id, host name) of this host: what the owner marker records."""
+    return machine_id(), socket.gethostname()
+
+
+def owner_text(machine=None):
+    mid, host = machine or this_machine()
+    return ('# alation.backup: the machine that owns this per-host dir; a copy from another machine is refused\n'
+            'machine_id %s\nhost %s\n' % (mid or '-', host or '-'))
+
+
+def parse_owner(text):
+    """``{machine_id, host}`` that an owner marker records ('' for what it does not)."""
+    found = dict(machine_id='', host='')
+    for line in (text or '').splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in found and parts[1] != '-':
+            found[parts[0]] = parts[1]
+    return found
+
+
+def check_owner(text, where, machine=None):
+    """Raise CopyError unless the marker ``text`` names this machine (by machine id; by host name where neither
+    has one)."""
+    mid, host = machine or this_machine()
+    owner = parse_owner(text)
+    if not owner['machine_id'] and not owner['host']:
+        raise CopyError('%s/%s does not say which machine owns the dir (%r): nothing copied. If the dir is this '
+                        "host's (%s), remove that file there; else set alation_backup_copy_host_dir to a name no "
+                        'other host uses.' % (where, OWNER_MARKER, (text or '').strip()[:200], host))
+    ours = owner['machine_id'] == mid if (owner['machine_id'] and mid) else (
+        not owner['machine_id'] and not mid and owner['host'] == host)
+    if not ours:
+        raise CopyError('%s belongs to another machine (%s, machine id %s; this is %s, machine id %s): nothing '
+                        'copied, nothing removed there. Two hosts share that per-host dir (the same inventory name in '
+                        'two inventories?): set alation_backup_copy_host_dir to a name unique to each host. If the '
+                        "dir is this host's own (re-installed), remove %s there."
+                        % (where, owner['host'] or '?', owner['machine_id'] or 'unknown', host, mid or 'unknown',
+                           OWNER_MARKER))
 
 
 def parse_sha256sum(text):
@@ -202,6 +288,9 @@ class Copier(object):
         self.ssh = ssh_options(ssh, target, identity_file, known_hosts, connect_timeout)
         self.env = {'SSH_AUTH_SOCK': ssh_auth_sock} if ssh_auth_sock else {}
         self.send = send or send_file
+        # What a copy did before sending: dead temp files removed, retention run for room (and what df said).
+        self.removed_tmp = []
+        self.room = dict(removed=[], refused='', free_bytes=None, needed_bytes=0)
         self.where = '%s%s:%s' % (target.user + '@' if target.user else '',
                                   '[%s]' % target.host if ':' in target.host else target.host, self.dir)
 
@@ -226,12 +315,64 @@ class Copier(object):
         return 'cd -- %s && %s' % (shlex.quote(self.dir), script)
 
     def probe(self):
-        """Make the per-host dir; (rsync there?, its listing)."""
+        """Make the per-host dir and claim it (the owner marker, created only where there is none);
+        (rsync there?, its listing, the owner marker's text)."""
+        marker = shlex.quote(OWNER_MARKER)
         out = self.remote('umask 077 && mkdir -p -- %s && cd -- %s && '
-                          '{ if command -v rsync >/dev/null 2>&1; then echo "R yes"; else echo "R no"; fi; } && %s'
-                          % (shlex.quote(self.dir), shlex.quote(self.dir), LIST_SCRIPT),
+                          # noclobber: O_EXCL, so of two machines claiming a new dir at once only one writes it.
+                          '{ [ -e %s ] || [ -h %s ] || (set -C && printf %%s %s > %s) 2>/dev/null || true; } && '
+                          '{ if command -v rsync >/dev/null 2>&1; then echo "R yes"; else echo "R no"; fi; } && '
+                          '{ { head -c 4096 -- %s 2>/dev/null; echo; } | sed "s/^/M /"; } && %s'
+                          % (shlex.quote(self.dir), shlex.quote(self.dir), marker, marker,
+                             shlex.quote(owner_text()), marker, marker, LIST_SCRIPT),
                           'making %s' % self.dir)
-        return 'R yes' in out.splitlines(), parse_listing(out)
+        lines = out.splitlines()
+        owner = '\n'.join(line[2:] for line in lines if line.startswith('M '))
+        return 'R yes' in lines, parse_listing(out), owner
+
+    def free_bytes(self):
+        """Free bytes in the per-host dir's filesystem (``df -Pk``), or None when df there says nothing readable."""
+        try:
+            return parse_df(self.remote(self.in_dir('df -Pk -- .'), 'asking df for the free space in %s' % self.dir))
+        except CopyError:
+            return None
+
+    def remove_dead_tmp(self, files, suffix=DEFAULT_SUFFIX):
+        """Remove this host's temporary files there whose writer (a pid of this host) is dead: a copy killed
+        mid-way. Another host's (another label) are never judged here."""
+        dead = dead_tmp_names([name for name, info in files.items() if info is not None], suffix)
+        if dead:
+            self.remove(dead)
+            self.removed_tmp.extend(posixpath.join(self.dir, name) for name in dead)
+        return dead
+
+    def make_room(self, name, needed, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX):
+        """Room for ``needed`` bytes there: retention first when there is too little (as the local space check,
+        counting the archive about to come), then CopyError naming the free and needed bytes if it still lacks."""
+        free = self.free_bytes()
+        self.room.update(free_bytes=free, needed_bytes=needed)
+        if free is None or free >= needed:
+            return free
+        if keep_count and keep_count > 0:
+            planned = self.plan_retention(keep_count, keep_days, suffix, make_room_for=1)
+            self.room['refused'] = planned['refused'] or ''
+            self.room['removed'] = self.apply_retention(planned)
+            if self.room['removed']:
+                free = self.free_bytes()
+                self.room['free_bytes'] = free
+                if free is None or free >= needed:
+                    return free
+        if self.room['removed']:
+            tried = 'after retention there removed %d files' % len(self.room['removed'])
+        elif keep_count and keep_count > 0:
+            tried = 'retention there could remove nothing (%s)' % (
+                self.room['refused'] or 'keep_count %d and keep_days %d keep every archive there' % (keep_count, keep_days))
+        else:
+            tried = 'retention there is off (alation_backup_keep_count 0)'
+        raise CopyError('not enough free space on the backup host for %s in %s: %d bytes (%s) free, %d bytes (%s) '
+                        'needed for the archive and its .sha256, %s. Free space there, give it a bigger disk, or '
+                        'lower alation_backup_keep_count.'
+                        % (name, self.where, free, human(free), needed, human(needed), tried))
 
     def listing(self):
         return parse_listing(self.remote(self.in_dir(LIST_SCRIPT), 'listing %s' % self.dir))
@@ -259,7 +400,8 @@ class Copier(object):
         dest = posixpath.join(self.dir, remote_name)
         if method == 'rsync':
             host = '[%s]' % self.target.host if ':' in self.target.host else self.target.host
-            argv = [self.rsync, '--protect-args', '--times', '--chmod=F600', '-e', join_argv(self.ssh), '--',
+            # --inplace: straight into our temporary name, so a killed rsync leaves no name of its own there.
+            argv = [self.rsync, '--protect-args', '--times', '--inplace', '--chmod=F600', '-e', join_argv(self.ssh), '--',
                     local, '%s:%s' % (host, dest)]
             result = self.runner.run(argv, env=self.env)
         else:
@@ -269,8 +411,10 @@ class Copier(object):
             raise CopyError('sending %s to %s:%s with %s failed (exit %d): %s'
                             % (local, self.target.host, dest, method, result['rc'], _last_lines(result['stderr'])))
 
-    def copy(self, src):
-        """Copy ``src`` and its .sha256; returns {changed, method, dest, bytes}. CopyError when it failed."""
+    def copy(self, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX):
+        """Copy ``src`` and its .sha256; returns {changed, method, dest, bytes}. CopyError when it failed.
+
+        ``keep_count``/``keep_days``: retention there, run first when the far side lacks room."""
         name = os.path.basename(src)
         sidecar = src + '.sha256'
         if not os.path.isfile(src):
@@ -284,11 +428,15 @@ class Copier(object):
             raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
         sidecar_digest = sha256_of(sidecar)
         final = {name: digest, name + '.sha256': sidecar_digest}
-        remote_rsync, files = self.probe()
+        remote_rsync, files, owner = self.probe()
+        check_owner(owner, self.where)
+        m = ARCHIVE_RE.match(name)
+        self.remove_dead_tmp(files, m.group('suffix') if m else suffix)
         done = dict(changed=False, method='', dest=posixpath.join(self.dir, name), bytes=actual)
         if (files.get(name) or {}).get('size') == actual and files.get(name + '.sha256') is not None:
             if self.hashes(sorted(final), 'checking the copy already on %s' % self.where) == final:
                 return done
+        self.make_room(name, blocks(actual) + blocks(os.path.getsize(sidecar)), keep_count, keep_days, suffix)
         method = self.choose_method(remote_rsync)
         tmps = [tmp_name(name), tmp_name(name + '.sha256')]
         sent = []
@@ -336,8 +484,8 @@ class Copier(object):
             return 'it hashes to %s there, its .sha256 records %s' % (actual, digest)
         return None
 
-    def plan_retention(self, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, trusted=(), now=None):
-        return plan_listing(self.dir, self.listing(), keep_count, keep_days, suffix, 0, now,
+    def plan_retention(self, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, trusted=(), now=None, make_room_for=0):
+        return plan_listing(self.dir, self.listing(), keep_count, keep_days, suffix, make_room_for, now,
                             lambda path: self.verify_remote(path, trusted))
 
     def apply_retention(self, planned):
@@ -349,29 +497,44 @@ class Copier(object):
     def preview(self, src):
         """What a copy would run (check mode): nothing is."""
         return [join_argv(self.remote_argv('mkdir -p -- %s' % shlex.quote(self.dir))) + NOT_RUN,
+                'check that %s/%s names this machine (claim the dir when it has none), remove the temporary files '
+                "there of this host's copies that are gone, make room with retention there when df shows too little%s"
+                % (self.where, OWNER_MARKER, NOT_RUN),
                 'copy %s and its .sha256 to %s under temporary names, verify them there, rename%s'
                 % (src, self.where, NOT_RUN)]
 
 
 def run_copy(copier, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX, check_mode=False, clock=time.time):
-    """The whole step: the copy, then retention on the far side. Never raises for a copy that failed: the
-    record says so. Returns (changed, record, warnings)."""
+    """The whole step: the copy (retention there first when it lacks room), then retention on the far side.
+    Never raises for a copy that failed: the record says so. Returns (changed, record, warnings)."""
     started = clock()
     record = dict(result='ok', dest='%s/%s' % (copier.where, os.path.basename(src)), bytes=0, duration_s=0.0,
-                  error='', method='', retention=dict(removed=[], freed_bytes=0, refused=''))
+                  error='', method='', retention=dict(removed=[], freed_bytes=0, refused=''), removed_tmp=[],
+                  free_bytes=None, needed_bytes=0)
     warnings = []
     if check_mode:
         copier.runner.executed_commands.extend(copier.preview(src))
         record.update(result='skipped', error='check mode: nothing copied')
         return True, record, warnings
-    changed = False
+    removed = []
+
+    def settle():
+        early = copier.room['removed']
+        record.update(removed_tmp=list(copier.removed_tmp), free_bytes=copier.room['free_bytes'],
+                      needed_bytes=copier.room['needed_bytes'])
+        record['retention'].update(removed=[e['path'] for e in early + removed],
+                                   freed_bytes=sum(e['bytes'] for e in early + removed))
+        record['duration_s'] = round(clock() - started, 2)
+        return bool(copier.removed_tmp or early or removed)
+
     try:
-        done = copier.copy(src)
+        done = copier.copy(src, keep_count, keep_days, suffix)
         changed = done['changed']
         record.update(bytes=done['bytes'], method=done['method'])
     except (HostError, OSError) as e:
-        record.update(result='failed', error=str(e), duration_s=round(clock() - started, 2))
-        return False, record, warnings
+        record.update(result='failed', error=str(e))
+        record['retention']['refused'] = copier.room['refused']
+        return settle(), record, warnings
     if keep_count and keep_count > 0:
         try:
             planned = copier.plan_retention(keep_count, keep_days, suffix, trusted=(os.path.basename(src),))
@@ -380,11 +543,99 @@ def run_copy(copier, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX, chec
             record['retention']['refused'] = 'retention on %s failed: %s' % (copier.where, e)
             warnings.append(record['retention']['refused'])
         else:
-            record['retention'].update(removed=[e['path'] for e in removed],
-                                       freed_bytes=sum(e['bytes'] for e in removed),
-                                       refused=planned['refused'] or '')
-            changed = changed or bool(removed)
+            record['retention']['refused'] = planned['refused'] or ''
             if planned['refused']:
                 warnings.append('retention on %s: %s' % (copier.where, planned['refused']))
-    record['duration_s'] = round(clock() - started, 2)
-    return changed, record, warnings
+    return settle() or changed, record, warnings
+
+
+# -- the key and known_hosts, on tmpfs ---------------------------------------------------------
+
+def fs_type(path, mounts='/proc/self/mounts'):
+    """The filesystem type ``path`` is on (the last, longest mount point above it), or None."""
+    real, best, kind = os.path.realpath(path), '', None
+    try:
+        with open(mounts) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), fields[1])
+        if (real == point or real.startswith(point.rstrip('/') + '/')) and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def key_dir_parent(parents=None, kind=None):
+    """The first of ``parents`` (KEY_DIR_PARENTS) on tmpfs that we may write, or None."""
+    kind = kind or fs_type
+    for parent in parents or KEY_DIR_PARENTS:
+        if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK) and kind(parent) in MEMORY_FS:
+            return parent
+    return None
+
+
+def remove_dead_key_dirs(parents=None, host=None, alive=pid_alive):
+    """Remove the key dirs that copies of this host (its label) left when they were killed (their pid is dead):
+    only our own dirs (owned by us, not a link). Returns the paths removed."""
+    host = host or host_label()
+    removed = []
+    for parent in parents or KEY_DIR_PARENTS:
+        try:
+            names = sorted(os.listdir(parent))
+        except OSError:
+            continue
+        for name in names:
+            m = KEY_DIR_RE.match(name)
+            if not m or m.group('host') != host or alive(int(m.group('pid'))):
+                continue
+            path = os.path.join(parent, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+class KeyDir(object):
+    """The SSH key and known_hosts given as text, as 0600 files in a 0700 dir on tmpfs (``<parent>/
+    alation-backup-ssh.<label>.<pid>.<random>``) for one copy; ``close()`` removes it (call it in a ``finally``;
+    what a killed copy leaves, ``remove_dead_key_dirs`` removes on the next run)."""
+
+    def __init__(self, identity=None, known_hosts=None, parents=None, kind=None):
+        self.path = self.identity_file = self.known_hosts = None
+        if not identity and not known_hosts:
+            return
+        parent = key_dir_parent(parents, kind)
+        if parent is None:
+            raise CopyError('no memory-backed dir (tmpfs) to hold the SSH key for the copy: none of %s is a tmpfs this '
+                            'user may write. Mount a tmpfs on /dev/shm (or /run), or give the key and known_hosts as '
+                            'files on the host (identity_file, known_hosts).' % ', '.join(parents or KEY_DIR_PARENTS))
+        self.path = tempfile.mkdtemp(prefix='%s.%s.%d.' % (KEY_DIR_PREFIX, host_label(), os.getpid()), dir=parent)
+        try:
+            if identity:
+                self.identity_file = os.path.join(self.path, 'id')
+                write_file(self.identity_file, identity.strip() + '\n', mode=0o600, replace=False)
+            if known_hosts:
+                self.known_hosts = os.path.join(self.path, 'known_hosts')
+                write_file(self.known_hosts, known_hosts.rstrip('\n') + '\n', mode=0o600, replace=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

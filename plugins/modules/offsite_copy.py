@@ -14,14 +14,22 @@ description:
   - Each file is written under a hidden temporary name, both are hashed on the far side with C(sha256sum) and must
     match the local C(.sha256) (and the C(.sha256) itself), then they are renamed, the archive first. A failure
     removes the temporary files it made there and leaves the local archive as it was.
-  - The host key is checked against O(known_hosts) (C(StrictHostKeyChecking=yes)); the key is O(identity_file), or
-    the SSH agent at O(ssh_auth_sock). No secret is ever on a command line.
+  - The host key is checked against O(known_hosts) (C(StrictHostKeyChecking=yes)); the key is O(identity_file) (or
+    O(identity_content)), or the SSH agent at O(ssh_auth_sock). No secret is ever on a command line.
+  - ssh reads no ssh_config (C(-F /dev/null)), so a site's C(ForwardAgent yes) or host-key settings never reach the
+    copy; the options it needs are given explicitly (C(BatchMode), C(StrictHostKeyChecking), C(ForwardAgent=no)).
+  - Before anything is sent, the per-host dir's owner marker (C(.alation-backup-owner), the machine id and host name
+    of the machine that first copied there) must name this machine - a dir of another machine is refused, nothing
+    is written or removed there; this host's temporary files there whose writer (a pid of this host) is dead - a
+    copy killed mid-way - are removed; and when C(df) there shows less room than the archive and its C(.sha256)
+    need, retention runs there first (as for the next archive). A copy that still does not fit fails naming the free
+    and the needed bytes.
   - A copy that failed is reported in RV(copy) and as a warning; the task fails only with O(required=true).
   - With O(keep_count), retention runs on the far side with the same rules as M(alation.backup.retention) - only
     this collection's archive names and their C(.sha256), never the newest, which must hash to its C(.sha256) there
     before anything older goes.
   - Runs on the Alation host, outside the Alation shell. Needs C(ssh) there, and a POSIX shell, C(sha256sum),
-    C(mv) and C(rm) on the backup host.
+    C(df), C(mv) and C(rm) on the backup host.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
@@ -43,6 +51,17 @@ options:
   identity_file:
     description: The private key file. Without it, the SSH agent at O(ssh_auth_sock) (and ssh's defaults) are used.
     type: path
+  identity_content:
+    description:
+      - The private key itself. It is written to a 0600 file in a 0700 dir on tmpfs (C(/run) or C(/dev/shm)), named
+        C(alation-backup-ssh.<host label>.<pid>.*), for this copy only, and removed when the module ends; a dir that a
+        killed copy of this host left is removed by the next run. Never logged.
+      - Mutually exclusive with O(identity_file).
+    type: str
+  known_hosts_content:
+    description: The text of a known_hosts file, written beside O(identity_content) the same way. Mutually exclusive
+      with O(known_hosts).
+    type: str
   known_hosts:
     description:
       - The known_hosts file that must hold the backup host's key; only it is read. Without it, ssh's own
@@ -131,8 +150,26 @@ copy:
       description: V(rsync) or V(stream); empty when nothing was sent.
       type: str
     retention:
-      description: Retention on the far side - the files removed, the bytes freed, and why nothing could go.
+      description:
+        - Retention on the far side - the files removed (before the copy when it needed the room, and after), the bytes
+          freed, and why nothing could go.
       type: dict
+    removed_tmp:
+      description: This host's temporary files on the far side that a killed copy left (their pid here is dead), removed.
+      type: list
+      elements: str
+    free_bytes:
+      description: Free bytes on the far side that C(df) reported before sending (after retention when it ran for room);
+        null when df there said nothing readable or nothing was to be sent.
+      type: int
+    needed_bytes:
+      description: Bytes the archive and its C(.sha256) need there (in whole 4 KiB blocks); 0 when nothing was sent.
+      type: int
+removed_key_dirs:
+  description: Key dirs that killed copies of this host left on tmpfs (their pid is dead), removed.
+  returned: always
+  type: list
+  elements: str
 executed_commands:
   description: The commands run (or, in check mode, that would run).
   returned: always
@@ -154,7 +191,9 @@ def main():
             dest=dict(type='raw', required=True),
             host_dir=dict(type='str', required=True),
             identity_file=dict(type='path'),
+            identity_content=dict(type='str', no_log=True),
             known_hosts=dict(type='path'),
+            known_hosts_content=dict(type='str'),
             ssh_auth_sock=dict(type='path'),
             method=dict(type='str', default='auto', choices=list(_offsite.METHODS)),
             connect_timeout=dict(type='int', default=30),
@@ -164,32 +203,46 @@ def main():
             required=dict(type='bool', default=False),
             **_locks.lease_argument_spec()
         ),
+        mutually_exclusive=[('identity_file', 'identity_content'), ('known_hosts', 'known_hosts_content')],
         supports_check_mode=True,
     )
     p = module.params
     runner = Runner(module)
+    # What a killed copy left: its key dir, on tmpfs, gone with its pid.
+    removed_key_dirs = [] if module.check_mode else _offsite.remove_dead_key_dirs()
     # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive.
     beat = _locks.heartbeat(module)
+    keys = None
     try:
-        copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'], p['identity_file'],
-                                 p['known_hosts'], p['ssh_auth_sock'], p['method'], p['connect_timeout'])
+        keys = _offsite.KeyDir(p['identity_content'], p['known_hosts_content']) if not module.check_mode else None
+        copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'],
+                                 keys.identity_file if keys and keys.identity_file else p['identity_file'],
+                                 keys.known_hosts if keys and keys.known_hosts else p['known_hosts'],
+                                 p['ssh_auth_sock'], p['method'], p['connect_timeout'])
         changed, record, warnings = _offsite.run_copy(copier, p['src'], p['keep_count'], p['keep_days'], p['suffix'],
                                                       module.check_mode)
     except HostError as e:
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
-                      retention=dict(removed=[], freed_bytes=0, refused=''))
+                      retention=dict(removed=[], freed_bytes=0, refused=''), removed_tmp=[], free_bytes=None,
+                      needed_bytes=0)
+    finally:
+        if keys is not None:
+            keys.close()
+    changed = changed or bool(removed_key_dirs)
     lost = beat.stop()
     if lost:
-        module.fail_json(msg=lost, copy=record, executed_commands=runner.executed_commands)
+        module.fail_json(msg=lost, copy=record, removed_key_dirs=removed_key_dirs,
+                         executed_commands=runner.executed_commands)
     if record['result'] == 'failed':
         if p['required']:
             module.fail_json(msg='off-host copy of %s: %s' % (p['src'], record['error']), copy=record,
-                             executed_commands=runner.executed_commands)
+                             removed_key_dirs=removed_key_dirs, executed_commands=runner.executed_commands)
         warnings.append('off-host copy of %s failed (the local archive is kept): %s' % (p['src'], record['error']))
     for warning in warnings:
         module.warn(warning)
-    module.exit_json(changed=changed, copy=record, executed_commands=runner.executed_commands)
+    module.exit_json(changed=changed, copy=record, removed_key_dirs=removed_key_dirs,
+                     executed_commands=runner.executed_commands)
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from ansible_collections.alation.backup.plugins.module_utils import _archive_names as N
 from ansible_collections.alation.backup.plugins.module_utils import _offsite as O
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
@@ -46,10 +47,12 @@ def sh(script, stdin=None):
 class FarSide(object):
     """Answers for ssh and rsync as a backup host whose per-host dir is a local directory."""
 
-    def __init__(self, rsync=False, host_key_ok=True, corrupt=False):
+    def __init__(self, rsync=False, host_key_ok=True, corrupt=False, capacity=None):
         self.rsync = rsync
         self.host_key_ok = host_key_ok
         self.corrupt = corrupt
+        # A far side of this many bytes (df answers with what its files leave), or the real df.
+        self.capacity = capacity
         self.scripts = []
         self.env = []
 
@@ -60,6 +63,13 @@ class FarSide(object):
         self.scripts.append(script)
         if not self.rsync:
             script = script.replace('command -v rsync', 'command -v rsync-not-here')
+        if self.capacity is not None and script.endswith('df -Pk -- .'):
+            d = shlex.split(script)[2]
+            used = sum(O.blocks(os.path.getsize(os.path.join(d, n))) for n in os.listdir(d))
+            free = max(0, self.capacity - used)
+            return 0, ('Filesystem 1024-blocks Used Available Capacity Mounted on\n'
+                       'far %d %d %d %d%% /far\n' % (self.capacity // 1024, used // 1024, free // 1024,
+                                                     100 * used // self.capacity)), ''
         return sh(script)
 
     def rsync_(self, argv):
@@ -111,8 +121,9 @@ def local(tmp_path):
 
 
 def far_files(tmp_path):
+    """The per-host dir's files but the owner marker (each copy makes it)."""
     d = tmp_path / 'far' / 'alation-1'
-    return sorted(os.listdir(str(d))) if d.exists() else []
+    return sorted(n for n in os.listdir(str(d)) if n != O.OWNER_MARKER) if d.exists() else []
 
 
 # -- the target and the argv --------------------------------------------------------------
@@ -153,7 +164,9 @@ def test_ssh_argv_checks_the_host_key_and_names_the_key_file_only(tmp_path):
     key = tmp_path / 'id'
     key.write_text(KEY + '\nsecret\n')
     argv = O.ssh_options('/usr/bin/ssh', O.parse_target('ssh://backup@h:2222/srv'), str(key), '/etc/kh', 10)
-    assert argv[:5] == ['/usr/bin/ssh', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes']
+    # No ssh_config is read: a site's ForwardAgent or host-key settings cannot reach the copy.
+    assert argv[:7] == ['/usr/bin/ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes']
+    assert '-o ForwardAgent=no' in ' '.join(argv)
     joined = ' '.join(argv)
     assert '-o UserKnownHostsFile=/etc/kh -o GlobalKnownHostsFile=/dev/null' in joined
     assert '-i %s -o IdentitiesOnly=yes' % key in joined and '-p 2222 -l backup' in joined
@@ -175,13 +188,15 @@ def test_stream_copy_writes_temp_names_verifies_then_renames(tmp_path, local):
     assert (far_dir / local.name).read_bytes() == local.read_bytes()
     assert (far_dir / (local.name + '.sha256')).read_bytes() == (local.parent / (local.name + '.sha256')).read_bytes()
     assert oct(os.stat(str(far_dir / local.name)).st_mode & 0o777) == '0o600'
-    # The sequence: make the dir, stream each file to a hidden temp name, hash both there, rename archive first.
+    # The sequence: make (and claim) the dir, ask df for room, stream each file to a hidden temp name, hash both
+    # there, rename archive first.
     steps = far.scripts
     assert steps[0].startswith('umask 077 && mkdir -p -- ')
-    assert steps[1].startswith('umask 077 && cat > ') and '/.%s.' % local.name in steps[1] and steps[1].endswith('.tmp')
-    assert '/.%s.sha256.' % local.name in steps[2]
-    assert 'sha256sum -- .%s.' % local.name in steps[3]
-    mv = steps[4]
+    assert steps[1].endswith('df -Pk -- .')
+    assert steps[2].startswith('umask 077 && cat > ') and '/.%s.' % local.name in steps[2] and steps[2].endswith('.tmp')
+    assert '/.%s.sha256.' % local.name in steps[3]
+    assert 'sha256sum -- .%s.' % local.name in steps[4]
+    mv = steps[5]
     assert mv.index('mv -f -- .%s.' % local.name) < mv.index(' %s.sha256' % local.name)
     # The agent's socket travels in the environment, never on a command line.
     assert far.env == [{'SSH_AUTH_SOCK': '/run/agent.sock'}] * 2
@@ -197,7 +212,8 @@ def test_rsync_when_both_ends_have_it(tmp_path, local):
     rsyncs = [a for a in c.runner.module.calls if os.path.basename(a[0]) == 'rsync']
     assert len(rsyncs) == 2
     argv = rsyncs[0]
-    assert argv[argv.index('-e') + 1].startswith('/usr/bin/ssh -o BatchMode=yes -o StrictHostKeyChecking=yes')
+    assert argv[argv.index('-e') + 1].startswith('/usr/bin/ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes')
+    assert '--inplace' in argv, 'a killed rsync leaves only our temp name, which the next copy knows'
     assert '--protect-args' in argv and argv[-1].startswith('backuphost:%s/alation-1/.%s.' % (tmp_path / 'far', local.name))
     assert far_files(tmp_path) == [local.name, local.name + '.sha256']
     # method=stream is honoured even where rsync is.
@@ -297,3 +313,180 @@ def test_retention_there_is_skipped_when_the_copy_failed(tmp_path, local):
 def test_parse_listing_ignores_forged_lines():
     files = O.parse_listing('R yes\nF 12 a.tar.gz\nO 0 dir\nF  7 b\nF x c\ngarbage\n')
     assert files == {'a.tar.gz': {'size': 12}, 'dir': None, 'b': {'size': 7}}
+
+
+# -- the far side: dead temp files, room, the owner ----------------------------------------
+
+def dead_pid():
+    """A pid of this host that no process has (one that just exited)."""
+    proc = subprocess.Popen(['true'])
+    proc.wait()
+    return proc.pid
+
+
+def test_dead_tmp_names_judges_only_our_label_and_our_dead_pids(monkeypatch):
+    monkeypatch.setattr(N, 'pid_alive', lambda pid: pid == 7)
+    name = archive_name('202611290102', TAG)
+    names = ['.%s.web1-abcd1234.6.tmp' % name, '.%s.sha256.web1-abcd1234.6.tmp' % name,
+             '.%s.web1-abcd1234.7.tmp' % name, '.%s.web2-ffff0000.6.tmp' % name, '.%s.web1-abcd1234.6.part' % name,
+             name, '.%s.web1-abcd1234.6.tmp' % archive_name('202611290102', TAG, suffix='other')]
+    assert N.dead_tmp_names(names, host='web1-abcd1234') == sorted(names[:2])
+
+
+def test_a_copy_first_removes_this_hosts_dead_temp_files_there(tmp_path, local):
+    d = tmp_path / 'far' / 'alation-1'
+    d.mkdir(parents=True)
+    old = archive_name('202611290102', TAG)
+    ours_dead = [N.tmp_name(old, pid=dead_pid()), N.tmp_name(old + '.sha256', pid=dead_pid())]
+    ours_alive = N.tmp_name(old, pid=os.getppid())
+    theirs = N.tmp_name(old, pid=dead_pid(), host='another-host-00000000')
+    for n in ours_dead + [ours_alive, theirs]:
+        (d / n).write_bytes(b'half a copy')
+    far = FarSide()
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(local))
+    assert record['result'] == 'ok' and changed
+    assert record['removed_tmp'] == [str(d / n) for n in sorted(ours_dead)]
+    assert far_files(tmp_path) == sorted([local.name, local.name + '.sha256', ours_alive, theirs])
+    # Removed before anything was sent.
+    assert far.scripts[1].startswith('cd -- ') and 'rm -f -- ' in far.scripts[1]
+
+
+def test_parse_df():
+    out = 'Filesystem     1024-blocks  Used Available Capacity Mounted on\ntmpfs 1024 100 924 10% /srv/my backups\n'
+    assert O.parse_df(out) == 924 * 1024
+    assert O.parse_df('df: .: No such file or directory\n') is None and O.parse_df('') is None
+
+
+def test_a_full_far_side_runs_retention_first_then_the_copy_fits(tmp_path):
+    (tmp_path / 'x').mkdir()
+    src = publish(tmp_path / 'x', '202611300102', os.urandom(40000))
+    older = far_archives(tmp_path, range(24, 30))
+    d = tmp_path / 'far' / 'alation-1'
+    used = sum(O.blocks(os.path.getsize(str(p))) for p in d.iterdir())
+    # Room for the files there and 10 KiB: the 40 KB archive fits only once retention removed the older copies.
+    far = FarSide(capacity=used + 10 * 1024 + 8192)
+    changed, record, warnings = O.run_copy(copier(tmp_path, far), str(src), keep_count=3)
+    assert record['result'] == 'ok' and changed, record
+    # keep_count 3 with the archive about to come: the 2 newest there stay, 4 go (with their .sha256), before the copy.
+    gone = [str(d / n) for day in older[:4] for n in (day, day + '.sha256')]
+    assert record['retention']['removed'] == gone
+    assert record['needed_bytes'] == O.blocks(40000) + 4096 and record['free_bytes'] >= record['needed_bytes']
+    first_send = next(i for i, sc in enumerate(far.scripts) if 'cat > ' in sc)
+    first_rm = next(i for i, sc in enumerate(far.scripts) if 'rm -f -- ' in sc)
+    assert first_rm < first_send
+    assert [n for n in far_files(tmp_path) if n.endswith('.tar.gz')] == older[4:] + [src.name]
+
+
+@pytest.mark.parametrize('keep_count, tried', [(3, 'after retention there removed 8 files'),
+                                               (0, 'retention there is off')])
+def test_a_copy_that_cannot_fit_fails_naming_free_and_needed_bytes(tmp_path, keep_count, tried):
+    (tmp_path / 'x').mkdir()
+    src = publish(tmp_path / 'x', '202611300102', os.urandom(400000))
+    older = far_archives(tmp_path, range(24, 30))
+    d = tmp_path / 'far' / 'alation-1'
+    used = sum(O.blocks(os.path.getsize(str(p))) for p in d.iterdir())
+    far = FarSide(capacity=used + 100 * 1024)
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(src), keep_count=keep_count)
+    assert record['result'] == 'failed'
+    needed = O.blocks(400000) + 4096
+    free = int(record['free_bytes'])
+    assert 'not enough free space on the backup host' in record['error']
+    assert '%d bytes (%s) free, %d bytes (%s) needed' % (free, O.human(free), needed, O.human(needed)) in record['error']
+    assert tried in record['error'] and record['needed_bytes'] == needed
+    assert not any('cat > ' in sc for sc in far.scripts), 'nothing sent'
+    left = [n for n in far_files(tmp_path) if n.endswith('.tar.gz')]
+    assert left == (older[4:] if keep_count else older)
+    assert len(record['retention']['removed']) == (8 if keep_count else 0)
+    assert not any(n.endswith('.tmp') and src.name in n for n in far_files(tmp_path))
+
+
+def test_the_first_copy_claims_the_dir_and_another_machine_is_refused(tmp_path, local, monkeypatch):
+    O.run_copy(copier(tmp_path, FarSide()), str(local))
+    marker = tmp_path / 'far' / 'alation-1' / O.OWNER_MARKER
+    mid, host = O.this_machine()
+    assert O.parse_owner(marker.read_text()) == dict(machine_id=mid or '', host=host)
+    # The same machine again: fine.
+    changed, record, dummy = O.run_copy(copier(tmp_path, FarSide()), str(local))
+    assert record['result'] == 'ok'
+    # Another machine with the same host_dir: refused, nothing written, nothing removed.
+    monkeypatch.setattr(O, 'this_machine', lambda: ('0123456789abcdef0123456789abcdef', 'alation-1'))
+    before = far_files(tmp_path)
+    newer = publish(local.parent, '202612010102')
+    far = FarSide()
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(newer), keep_count=1)
+    assert record['result'] == 'failed' and not changed
+    assert 'belongs to another machine (%s, machine id %s' % (host, mid) in record['error']
+    assert 'alation_backup_copy_host_dir' in record['error']
+    assert far_files(tmp_path) == before and len(far.scripts) == 1
+
+
+@pytest.mark.parametrize('text, ok', [
+    ('machine_id aaaa\nhost h1\n', True),
+    ('machine_id aaaa\nhost other-name\n', True),
+    ('machine_id bbbb\nhost h1\n', False),
+    ('machine_id -\nhost h1\n', False),
+    ('', False),
+    ('garbage', False),
+])
+def test_check_owner_goes_by_machine_id(text, ok):
+    if ok:
+        O.check_owner(text, 'b@h:/srv/alation-1', machine=('aaaa', 'h1'))
+    else:
+        with pytest.raises(O.CopyError, match='alation_backup_copy_host_dir'):
+            O.check_owner(text, 'b@h:/srv/alation-1', machine=('aaaa', 'h1'))
+    # Without machine ids on either side, the host name decides.
+    O.check_owner('machine_id -\nhost h1\n', 'w', machine=('', 'h1'))
+    with pytest.raises(O.CopyError, match='another machine'):
+        O.check_owner('machine_id -\nhost h2\n', 'w', machine=('', 'h1'))
+
+
+# -- the key on tmpfs -------------------------------------------------------------------------
+
+def tmpfs(path):
+    return 'tmpfs'
+
+
+def test_the_key_dir_is_private_on_tmpfs_and_removed(tmp_path):
+    with O.KeyDir(KEY + '\nsecret\n-----END OPENSSH PRIVATE KEY-----', '[h]:22 ssh-ed25519 AAAA',
+                  parents=(str(tmp_path / 'none'), str(tmp_path)), kind=tmpfs) as keys:
+        name = os.path.basename(keys.path)
+        assert name.startswith('%s.%s.%d.' % (O.KEY_DIR_PREFIX, N.host_label(), os.getpid()))
+        assert O.KEY_DIR_RE.match(name)
+        assert oct(os.stat(keys.path).st_mode & 0o777) == '0o700'
+        for f in (keys.identity_file, keys.known_hosts):
+            assert oct(os.stat(f).st_mode & 0o777) == '0o600'
+        assert open(keys.identity_file).read().endswith('-----END OPENSSH PRIVATE KEY-----\n')
+        assert open(keys.known_hosts).read() == '[h]:22 ssh-ed25519 AAAA\n'
+        path = keys.path
+    assert not os.path.exists(path) and os.listdir(str(tmp_path)) == []
+    assert O.KeyDir(None, None).path is None
+
+
+def test_no_tmpfs_for_the_key_is_refused(tmp_path):
+    with pytest.raises(O.CopyError, match='no memory-backed dir'):
+        O.KeyDir(KEY, parents=(str(tmp_path),), kind=lambda path: 'ext4')
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_killed_copys_key_dir_is_removed_by_the_next_run(tmp_path):
+    label = N.host_label()
+    dead = tmp_path / ('%s.%s.%d.abc_12' % (O.KEY_DIR_PREFIX, label, dead_pid()))
+    alive = tmp_path / ('%s.%s.%d.abc_12' % (O.KEY_DIR_PREFIX, label, os.getpid()))
+    other = tmp_path / ('%s.%s.%d.abc_12' % (O.KEY_DIR_PREFIX, 'another-host', dead_pid()))
+    for d in (dead, alive, other):
+        d.mkdir()
+        (d / 'id').write_text(KEY)
+    not_a_dir = tmp_path / ('%s.%s.%d.file' % (O.KEY_DIR_PREFIX, label, dead_pid()))
+    not_a_dir.write_text('not a dir')
+    assert O.remove_dead_key_dirs(parents=(str(tmp_path), str(tmp_path / 'missing'))) == [str(dead)]
+    assert sorted(os.listdir(str(tmp_path))) == sorted([alive.name, other.name, not_a_dir.name])
+
+
+def test_fs_type_takes_the_last_longest_mount(tmp_path):
+    mounts = tmp_path / 'mounts'
+    mounts.write_text('/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\nnone /run ext4 rw 0 0\n'
+                      'tmpfs /run tmpfs rw 0 0\ntmpfs /srv/a\\040b tmpfs rw 0 0\n')
+    assert O.fs_type('/dev/shm', str(mounts)) == 'tmpfs'
+    assert O.fs_type('/dev/shmx', str(mounts)) == 'ext4'
+    assert O.fs_type('/run', str(mounts)) == 'tmpfs'
+    assert O.fs_type('/srv/a b', str(mounts)) == 'tmpfs'

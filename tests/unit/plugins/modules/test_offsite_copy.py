@@ -2,11 +2,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """offsite_copy: a failed copy is reported and warned about, and fails the task only when required."""
 
+import os
+import subprocess
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _offsite
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import host_label
 from ansible_collections.alation.backup.plugins.modules import offsite_copy
 
 from .utils import run_module
+
+KEY = '-----BEGIN OPENSSH PRIVATE KEY-----'
 
 
 def args(tmp_path, **extra):
@@ -32,3 +39,34 @@ def test_a_missing_key_file_is_named(tmp_path):
     failed, result = run_module(offsite_copy.main, args(tmp_path, dest='b@h:/srv', identity_file=str(tmp_path / 'id'),
                                                         required=True))
     assert failed and 'identity_file %s is not a file on this host' % (tmp_path / 'id') in result['msg']
+
+
+def test_the_key_given_as_text_lives_on_tmpfs_only_while_the_module_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(_offsite, 'KEY_DIR_PARENTS', (str(tmp_path),))
+    monkeypatch.setattr(_offsite, 'fs_type', lambda path: 'tmpfs')
+    seen = []
+
+    def spy(runner, target, host_dir, identity_file=None, known_hosts=None, *rest):
+        seen.append((identity_file, open(identity_file).read(), known_hosts, open(known_hosts).read()))
+        raise _offsite.CopyError('stop here')
+    monkeypatch.setattr(_offsite, 'Copier', spy)
+    # A dir a killed copy of this host left (its pid is dead) goes first.
+    proc = subprocess.Popen(['true'])
+    proc.wait()
+    left = tmp_path / ('%s.%s.%d.x' % (_offsite.KEY_DIR_PREFIX, host_label(), proc.pid))
+    left.mkdir()
+    (left / 'id').write_text(KEY)
+    failed, result = run_module(offsite_copy.main, args(tmp_path, dest='b@h:/srv', identity_content=KEY + '\nx\n',
+                                                        known_hosts_content='[h]:22 ssh-ed25519 AAAA'))
+    assert result['removed_key_dirs'] == [str(left)]
+    [(identity_file, key, known_hosts, hosts)] = seen
+    assert os.path.dirname(identity_file).startswith(str(tmp_path)) and key == KEY + '\nx\n'
+    assert hosts == '[h]:22 ssh-ed25519 AAAA\n' and os.path.dirname(known_hosts) == os.path.dirname(identity_file)
+    assert result['copy']['error'] == 'stop here'
+    assert os.listdir(str(tmp_path)) == [], 'the key dir is gone with the module'
+    assert KEY not in repr(result)
+
+
+def test_a_key_as_file_and_as_text_are_refused_together(tmp_path):
+    failed, result = run_module(offsite_copy.main, args(tmp_path, identity_file='/id', identity_content=KEY))
+    assert failed and 'mutually exclusive' in result['msg']
