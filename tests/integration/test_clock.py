@@ -24,6 +24,7 @@ parser = pytest.importorskip('prometheus_client.parser')
 
 ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_5-17-0-116556_alation_backup\.tar\.gz$')
 FUTURE = ('203101010000', '203101020000', '203101030000')
+DAY = 86400
 
 
 def archives(host):
@@ -65,17 +66,25 @@ def test_archives_named_in_the_future_never_push_the_run_s_own_archive_out(alati
     base = dict(host.role_vars, alation_backup_engine='pg_basebackup', alation_backup_keep_count=3)
     first = run_playbook('backup.yml', base)
     assert first.rc == 0, first.output
-    [earlier] = archives(host)
-    future = named_in_the_future(earlier, scratch)
+    [first_archive] = archives(host)
+    future = named_in_the_future(first_archive, scratch)
+    # The first archive becomes two days old (name, .sha256 and mtime): older than alation_backup_min_interval.
+    [earlier] = named_in_the_future(first_archive, scratch, [time.strftime('%Y%m%d%H%M', time.gmtime(time.time() - 2 * DAY))])
+    os.utime(earlier, (time.time() - 2 * DAY,) * 2)
+    os.unlink(first_archive)
+    os.unlink(first_archive + '.sha256')
     snapshot = dict((p, (os.stat(p).st_mtime, os.path.getsize(p))) for p in future + [f + '.sha256' for f in future])
 
     textfile = os.path.join(scratch, 'textfile')
     os.mkdir(textfile)
-    run = run_playbook('backup.yml', dict(base, alation_backup_metrics_dir=textfile))
+    # The freshness guard must not take a 2031 archive (written a minute ago) for a fresh backup and skip.
+    run = run_playbook('backup.yml', dict(base, alation_backup_metrics_dir=textfile, alation_backup_min_interval=1))
     assert run.rc == 0, run.output
     record = run.records[HOST]
     own = record['archive']
-    assert record['result'] == 'ok' and own and os.path.basename(own) not in [os.path.basename(f) for f in future]
+    assert record['result'] == 'ok' and not record['skipped_reason'], record
+    assert own and os.path.basename(own) not in [os.path.basename(f) for f in future]
+    assert sorted(i['path'] for i in record['ignored_archives']) == sorted(future), 'passed over, saying why'
 
     # The run's own archive survives; so does the earlier one (the future ones do not count toward keep_count).
     assert archives(host) == sorted([earlier, own] + future)
