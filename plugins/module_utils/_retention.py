@@ -157,13 +157,14 @@ def plan_listing(directory, files, keep_count, keep_days=0, suffix=DEFAULT_SUFFI
 
 
 def future_warning(planned):
-    """What to tell about the archives ``plan`` found named in the future (each with why), or None."""
+    """What to tell about the archives ``plan`` found named in the future, or None. The same text for the same
+    archives (no clock reading in it), so Ansible shows it once however many steps plan retention."""
     if not planned['future']:
         return None
     return ('%d archive(s) named more than an hour ahead of this host\'s clock are left alone, neither the newest nor '
             'counted toward keep_count: %s. A clock ran ahead (or this one jumped back): set the clock right (NTP), '
             'then move or remove them by hand once you know what they hold' % (
-                len(planned['future']), '; '.join('%s (%s)' % (f['path'], f['why']) for f in planned['future'])))
+                len(planned['future']), ', '.join(f['path'] for f in planned['future'])))
 
 
 def apply(planned):

@@ -283,4 +283,5 @@ def test_future_warning_names_each_archive_and_what_to_do(tmp_path):
     text = R.future_warning(planned)
     assert text.startswith('3 archive(s) named more than an hour ahead of this host\'s clock are left alone')
     assert all(str(tmp_path / f) in text for f in future) and 'NTP' in text
+    assert R.future_warning(R.plan(str(tmp_path), keep_count=3, now=NOW + 600)) == text, 'no clock reading in it'
     assert R.future_warning(dict(future=[])) is None
