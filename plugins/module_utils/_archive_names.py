@@ -11,12 +11,14 @@ The archive module, the restore modules, the role and the freshness guard all
 find archives through here. Standard library only.
 """
 
+import calendar
 import datetime
 import hashlib
 import os
 import re
 import socket
 import stat
+import time
 
 from ansible_collections.alation.backup.plugins.module_utils import _alation
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError, pid_alive
@@ -167,6 +169,34 @@ def find_stale_tmp(dest, suffix=DEFAULT_SUFFIX, host=None):
 
 # -- finding archives -------------------------------------------------------------
 
+# A name is only what some clock said. One more than this many seconds ahead of this host's clock came from a
+# clock that ran ahead (or this one jumped back): it is never ranked, neither the newest nor counted, nor removed.
+FUTURE_SLACK_S = 3600
+
+
+def archive_time(path):
+    """The archive's time (epoch seconds, UTC) as its name says."""
+    return calendar.timegm(time.strptime(ARCHIVE_RE.match(os.path.basename(path)).group('ts'), '%Y%m%d%H%M'))
+
+
+def is_future(path, now=None):
+    """Whether the archive ``path`` is named more than FUTURE_SLACK_S ahead of ``now`` (this host's clock)."""
+    return archive_time(path) > (time.time() if now is None else now) + FUTURE_SLACK_S
+
+
+def future_why(path, now=None):
+    """How far in the future the archive ``path`` is named, for warnings and records."""
+    now = time.time() if now is None else now
+    return 'named %s UTC, %.1f hours ahead of this host\'s clock (%s UTC)' % (
+        time.strftime('%Y-%m-%d %H:%M', time.gmtime(archive_time(path))), (archive_time(path) - now) / 3600.0,
+        time.strftime('%Y-%m-%d %H:%M', time.gmtime(now)))
+
+
+def future_archives(directory, suffix=DEFAULT_SUFFIX, now=None):
+    """The archives in ``directory`` named in the future (``is_future``), oldest name first."""
+    return [path for path in list_archives(directory, suffix) if is_future(path, now)]
+
+
 def archive_sort_key(name, mtime=0.0):
     m = ARCHIVE_RE.match(name)
     return (m.group('ts') if m else '', mtime, name)
@@ -225,14 +255,16 @@ def sha256_of(path):
             digest.update(block)
 
 
-def newest_good(directory, suffix=DEFAULT_SUFFIX, rehash=False):
+def newest_good(directory, suffix=DEFAULT_SUFFIX, rehash=False, now=None):
     """(the newest archive that its .sha256 vouches for, or None; what was passed over, as [{path, why}]).
 
     An archive counts when its .sha256 has a line for it and the size it
     recorded at publish is the file's size (with ``rehash``, when the file also
-    hashes to the recorded digest). A lone .sha256, a temporary file or a
-    damaged archive never counts; each is named with why.
+    hashes to the recorded digest), and its name is not in the future
+    (``is_future``, by ``now``). A lone .sha256, a temporary file, a damaged
+    archive or one named in the future never counts; each is named with why.
     """
+    now = time.time() if now is None else now
     ignored = []
     names = set(os.listdir(directory))
     for name in sorted(names):
@@ -240,6 +272,9 @@ def newest_good(directory, suffix=DEFAULT_SUFFIX, rehash=False):
             ignored.append(dict(path=os.path.join(directory, name), why='a .sha256 without its archive'))
     for path in reversed(list_archives(directory, suffix)):
         name = os.path.basename(path)
+        if is_future(path, now):
+            ignored.append(dict(path=path, why=future_why(path, now) + ': a name in the future is never the newest'))
+            continue
         try:
             digest, size = read_sidecar(path + '.sha256', name)
         except ValueError as e:

@@ -15,7 +15,7 @@ import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, scan_sources
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
-    is_encrypted, list_archives, newest_good, read_sidecar, sha256_of)
+    future_archives, is_encrypted, list_archives, newest_good, read_sidecar, sha256_of)
 from ansible_collections.alation.backup.plugins.module_utils._gpg import Decryption
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
@@ -119,8 +119,10 @@ class ArchiveInfo(object):
         if p['dir'] and p.get('newest_good'):
             if not os.path.isdir(p['dir']):
                 raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
-            path, result['ignored'] = newest_good(p['dir'], p['suffix'], rehash=p['checksum'])
-            result.update(path=path, age_s=round(time.time() - os.path.getmtime(path), 1) if path else None)
+            now = time.time()
+            path, result['ignored'] = newest_good(p['dir'], p['suffix'], rehash=p['checksum'], now=now)
+            result.update(path=path, age_s=round(now - os.path.getmtime(path), 1) if path else None,
+                          future_archives=future_archives(p['dir'], p['suffix'], now))
             if not path:
                 return result
             result.update(size=os.path.getsize(path), sha256_path=path + '.sha256')

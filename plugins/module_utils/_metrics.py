@@ -8,7 +8,9 @@ on every scrape, so the file is replaced atomically (written beside it under
 a name it ignores, then renamed). The last success survives a failed run: it
 is read back from the file the previous run wrote. Alert on
 ``time() - alation_backup_last_success_timestamp_seconds`` and on
-``time() - alation_backup_newest_archive_timestamp_seconds``.
+``time() - alation_backup_newest_archive_timestamp_seconds``, and on
+``alation_backup_future_archives > 0`` (archives named by a clock that ran
+ahead, which retention leaves alone and no newest_archive_* metric counts).
 
 Standard library only.
 """
@@ -17,9 +19,9 @@ import os
 import re
 import time
 
-from ansible_collections.alation.backup.plugins.module_utils._archive_names import list_archives, newest_good
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
+    archive_time, is_future, list_archives, newest_good)
 from ansible_collections.alation.backup.plugins.module_utils._host import write_file
-from ansible_collections.alation.backup.plugins.module_utils._retention import archive_time
 
 PREFIX = 'alation_backup_'
 RESULTS = ('ok', 'failed', 'skipped')
@@ -93,8 +95,12 @@ def render(record, storage_dir=None, now=None, last_success=None):
              [(dict(result=r), 1 if r == copy_result else 0) for r in COPY_RESULTS])
     if storage_dir and os.path.isdir(storage_dir):
         archives = list_archives(storage_dir)
-        newest, dummy = newest_good(storage_dir)
+        # A name in the future (a clock that ran ahead) is never the newest: a staleness alert must still fire.
+        newest, dummy = newest_good(storage_dir, now=now)
         t.metric('archives_kept', 'gauge', 'Archives in the backup storage dir.', [(None, len(archives))])
+        t.metric('future_archives', 'gauge',
+                 'Archives named more than an hour ahead of the host\'s clock: left alone, never the newest.',
+                 [(None, sum(1 for a in archives if is_future(a, now)))])
         t.metric('newest_archive_timestamp_seconds', 'gauge',
                  'Time of the newest archive its .sha256 vouches for (Unix time, from its name; 0 if none).',
                  [(None, archive_time(newest) if newest else 0)])

@@ -485,8 +485,9 @@ class Copier(object):
         return None
 
     def plan_retention(self, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, trusted=(), now=None, make_room_for=0):
+        # What was just copied (trusted) is never removed there, whatever its name says; future names are left alone.
         return plan_listing(self.dir, self.listing(), keep_count, keep_days, suffix, make_room_for, now,
-                            lambda path: self.verify_remote(path, trusted))
+                            lambda path: self.verify_remote(path, trusted), protect=trusted)
 
     def apply_retention(self, planned):
         """Remove what plan_retention chose (each archive before its .sha256, in one rm); the entries removed."""

@@ -46,7 +46,8 @@ options:
     description:
       - With O(dir), take the newest archive that its C(.sha256) vouches for - a line for it, and the size recorded at
         publish equal to the file's (with O(checksum), its hash too) - instead of the newest name. A lone C(.sha256), a
-        temporary file or a damaged archive never counts; each is listed in RV(ignored).
+        temporary file, a damaged archive or one named more than an hour ahead of this host's clock (a clock that
+        ran ahead) never counts; each is listed in RV(ignored), those named in the future in RV(future_archives) too.
       - Finding none is then no failure, RV(path) is null. Nothing is read beyond the C(.sha256) files unless
         O(checksum); O(manifest) is not read.
     type: bool
@@ -89,6 +90,11 @@ ignored:
   returned: O(newest_good)
   type: list
   elements: dict
+future_archives:
+  description: With O(newest_good), the archives named more than an hour ahead of this host's clock, never the newest.
+  returned: O(newest_good)
+  type: list
+  elements: str
 age_s:
   description: With O(newest_good), seconds since the archive was written (null when none was found).
   returned: O(newest_good)

@@ -16,6 +16,11 @@ description:
   - The newest archive must match its C(.sha256) (the size recorded at publish and the hash, read in full) before
     anything older goes, and is itself never removed, so at least one verified archive is always left.
   - A C(.sha256) whose archive is gone is removed.
+  - A file name's time is only what some clock said. The archives in O(protect) (the one this run wrote) are never
+    removed, wherever their names rank them (a clock that jumped back names them before older archives); they
+    count toward O(keep_count) there, and the next oldest archive goes in their place.
+  - Archives named more than an hour ahead of this host's clock (a clock that ran ahead) are left alone - never
+    removed, never the newest, not counted toward O(keep_count) - and named in a warning and in RV(future_archives).
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
@@ -43,6 +48,13 @@ options:
     description: The last part of the archive names.
     type: str
     default: alation_backup
+  protect:
+    description:
+      - Archives (paths, or names in O(dir)) never removed, whatever their names say; they count toward
+        O(keep_count). The backup role passes the archive its run wrote.
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
@@ -59,6 +71,8 @@ EXAMPLES = r'''
     dir: /opt/alation/alation/data2/backup
     keep_count: 7
     keep_days: 14
+    protect:
+      - /opt/alation/alation/data2/backup/202611301200_5-17-0-116556_alation_backup.tar.gz
   register: retention
 '''
 
@@ -91,6 +105,11 @@ refused:
   description: Why no archive could go (the newest does not verify), or null.
   returned: always
   type: str
+future_archives:
+  description: The archives named more than an hour ahead of this host's clock, left alone and not counted.
+  returned: always
+  type: list
+  elements: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -107,6 +126,7 @@ def main():
             keep_days=dict(type='int', default=0),
             make_room_for=dict(type='int', default=0),
             suffix=dict(type='str', default='alation_backup'),
+            protect=dict(type='list', elements='path', default=[]),
             **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
@@ -115,7 +135,8 @@ def main():
     # Hashing the newest archive in full takes minutes on a big one: keep the host's lock alive meanwhile.
     beat = _locks.heartbeat(module)
     try:
-        planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'])
+        planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
+                                  protect=p['protect'])
         removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned)
     except (HostError, OSError) as e:
         module.fail_json(msg='retention in %s: %s' % (p['dir'], e))
@@ -124,8 +145,11 @@ def main():
         module.fail_json(msg=lost)
     if planned['refused']:
         module.warn(planned['refused'])
+    if planned['future']:
+        module.warn('retention in %s: %s' % (p['dir'], _retention.future_warning(planned)))
     module.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),
-                     kept=planned['kept'], refused=planned['refused'])
+                     kept=planned['kept'], refused=planned['refused'],
+                     future_archives=[f['path'] for f in planned['future']])
 
 
 if __name__ == '__main__':

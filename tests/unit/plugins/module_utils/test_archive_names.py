@@ -2,10 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An archive's names: version tag, timestamp, suffix, the temporary names and the stale ones."""
 
+import calendar
 import datetime
 import hashlib
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -215,3 +217,35 @@ def test_hosts_of_one_short_name_in_two_domains_have_their_own_temp_files(tmp_pa
     # Without a machine id the full name still tells the two domains apart.
     monkeypatch.setattr(N, 'MACHINE_ID_FILE', str(tmp_path / 'none'))
     assert N.host_label() == 'alation-1-dc1-example-com'
+
+
+# -- the clock: names in the future ---------------------------------------------------------
+
+def epoch(text):
+    return calendar.timegm(time.strptime(text, '%Y%m%d%H%M'))
+
+
+@pytest.mark.parametrize('ts, future', [
+    ('202611301200', False), ('202611301300', False), ('202611301301', True), ('203101010000', True),
+    ('202001010000', False)])
+def test_is_future_is_more_than_an_hour_ahead(ts, future):
+    name = '%s_5-17-0-1_alation_backup.tar.gz' % ts
+    assert N.is_future(name, now=epoch('202611301200')) is future
+    assert N.is_future('/data2/backup/' + name, now=epoch('202611301200')) is future
+
+
+def test_newest_good_never_takes_a_name_in_the_future(tmp_path):
+    """A clock that ran ahead named three archives 2031: the freshness guard must not take them for fresh."""
+    good = publish(tmp_path, '202611301100_5-17-0-1_alation_backup.tar.gz')
+    future = [publish(tmp_path, '2031010%d0000_5-17-0-1_alation_backup.tar.gz' % d) for d in (1, 2, 3)]
+    now = epoch('202611301200')
+    path, ignored = N.newest_good(str(tmp_path), now=now)
+    assert path == good
+    assert [i['path'] for i in ignored] == future[::-1]
+    assert ignored[0]['why'].startswith('named 2031-01-03 00:00 UTC, ') and 'never the newest' in ignored[0]['why']
+    assert N.future_archives(str(tmp_path), now=now) == future
+    # Only future ones: none counts.
+    os.unlink(good)
+    assert N.newest_good(str(tmp_path), now=now)[0] is None
+    # Once the clock has caught up, they count again.
+    assert N.newest_good(str(tmp_path), now=epoch('203101030000'))[0] == future[-1]

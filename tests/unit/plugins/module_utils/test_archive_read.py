@@ -337,3 +337,14 @@ def test_extract_refuses_before_writing_without_the_space(archive, tmp_path):
 def test_extract_refuses_an_unknown_owner(archive, tmp_path):
     with pytest.raises(ValueError, match="owner 'no_such_user_here' is not a user"):
         extract(archive, str(tmp_path / 'out'), owner='no_such_user_here').run()
+
+
+def test_archive_info_newest_good_passes_over_names_in_the_future(tmp_path):
+    good = make_archive(tmp_path / NAME, {'n': 1})
+    future = make_archive(tmp_path / '203101010000_5-17-0-1_alation_backup.tar.gz', {'n': 2})
+    for path in (good, future):
+        write_sha256(path)
+    result = info(dir=str(tmp_path), newest_good=True).run()
+    assert result['path'] == good and result['future_archives'] == [future]
+    assert [i['path'] for i in result['ignored']] == [future] and 'hours ahead' in result['ignored'][0]['why']
+    assert 0 <= result['age_s'] < 60

@@ -53,7 +53,8 @@ def test_every_metric_of_a_successful_run(tmp_path):
     assert m[(p + 'archives_kept', ())] == 2
     assert m[(p + 'newest_archive_timestamp_seconds', ())] == NOW - 3600
     assert m[(p + 'newest_archive_age_seconds', ())] == 3600
-    assert len(m) == 19
+    assert m[(p + 'future_archives', ())] == 0
+    assert len(m) == 20
 
 
 def test_a_failed_run_keeps_the_last_success_of_the_file_it_replaces(tmp_path):
@@ -81,3 +82,19 @@ def test_no_storage_dir_no_archive_metrics_and_labels_escaped():
     text = _metrics.render(dict(RECORD, mode='we"ird\\'), now=NOW)
     assert 'archives_kept' not in text
     assert samples(text)[('alation_backup_last_mode', (('engine', 'pg_probackup'), ('mode', 'we"ird\\')))] == 1
+
+
+def test_an_archive_named_in_the_future_is_never_the_newest_and_is_counted(tmp_path):
+    """A clock that ran ahead must not silence the staleness alert: the newest is the newest real name."""
+    archive(tmp_path, '202611200000')
+    for day in (1, 2, 3):
+        archive(tmp_path, '2031010%d0000' % day)
+    archive(tmp_path, '202611301230')  # half an hour ahead: within the hour, a real newest
+    m = samples(_metrics.render(RECORD, str(tmp_path), now=NOW))
+    p = 'alation_backup_'
+    assert m[(p + 'future_archives', ())] == 3 and m[(p + 'archives_kept', ())] == 5
+    assert m[(p + 'newest_archive_timestamp_seconds', ())] == NOW + 1800
+    os.unlink(str(tmp_path / archive_name('202611301230', '5-17-0-116556')))
+    m = samples(_metrics.render(RECORD, str(tmp_path), now=NOW))
+    assert m[(p + 'newest_archive_timestamp_seconds', ())] == NOW - 10 * 86400 - 12 * 3600
+    assert m[(p + 'newest_archive_age_seconds', ())] == 10 * 86400 + 12 * 3600

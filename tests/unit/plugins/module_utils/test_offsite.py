@@ -490,3 +490,28 @@ def test_fs_type_takes_the_last_longest_mount(tmp_path):
     assert O.fs_type('/dev/shmx', str(mounts)) == 'ext4'
     assert O.fs_type('/run', str(mounts)) == 'tmpfs'
     assert O.fs_type('/srv/a b', str(mounts)) == 'tmpfs'
+
+
+def test_far_side_retention_leaves_names_in_the_future_alone_and_keeps_the_copy(tmp_path, local):
+    """A clock that ran ahead named three copies there 2031: the copy just made must not rank below them and go."""
+    older = far_archives(tmp_path, range(27, 30))
+    future = [publish(tmp_path / 'far' / 'alation-1', '2031010%d0000' % d).name for d in (1, 2, 3)]
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=3)
+    assert record['result'] == 'ok' and not warnings
+    left = [n for n in far_files(tmp_path) if n.endswith('.tar.gz')]
+    assert left == older[1:] + [local.name] + future, 'the copy stays, the future ones are not counted nor removed'
+
+
+def test_far_side_retention_never_removes_the_copy_after_the_clock_went_back(tmp_path):
+    """The copy is named before the copies there (this host's clock went back, under the hour): it stays, and
+    counts toward keep_count."""
+    def stamp(minutes):
+        return time.strftime('%Y%m%d%H%M', time.gmtime(time.time() + minutes * 60))
+    (tmp_path / 'local').mkdir()
+    local = publish(tmp_path / 'local', stamp(-50))
+    far = tmp_path / 'far' / 'alation-1'
+    far.mkdir(parents=True)
+    there = [publish(far, stamp(m)).name for m in (-40, -30, 20)]
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=3)
+    assert record['result'] == 'ok' and not warnings
+    assert [n for n in far_files(tmp_path) if n.endswith('.tar.gz')] == [local.name] + there[1:]

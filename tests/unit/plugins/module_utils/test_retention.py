@@ -13,6 +13,7 @@ from ansible_collections.alation.backup.plugins.module_utils import _retention a
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text, tmp_name
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 
+DAY_S = 86400
 NOW = calendar.timegm(time.strptime('202611301200', '%Y%m%d%H%M'))
 TAG = '5-17-0-116556'
 
@@ -174,3 +175,113 @@ def test_plan_listing_keep_days_and_keep_count_both_hold():
     # Nov 24 and 25 are older than 4 days (now Nov 30 12:00); Nov 26 is 4.5 days old, 27.. are younger.
     assert [n for n in names(planned['remove']) if n.endswith('.tar.gz')] == [
         archive_name('202611240102', TAG), archive_name('202611250102', TAG), archive_name('202611260102', TAG)]
+
+
+# -- the clock: a name is only what some clock said -------------------------------------------------
+
+FUTURE = ['203101010000', '203101020000', '203101030000']
+
+
+def clock_ran_ahead(d, own='202611301200'):
+    """Three older archives, three named in 2031 by a clock that ran ahead, and the run's own (named ``own``)."""
+    older = [archive(d, ts) for ts in ('202611270102', '202611280102', '202611290102')]
+    future = [archive(d, ts) for ts in FUTURE]
+    return older, future, archive(d, own)
+
+
+def test_archives_named_in_the_future_are_left_alone_and_not_counted(tmp_path):
+    older, future, own = clock_ran_ahead(tmp_path)
+    planned = R.plan(str(tmp_path), keep_count=3, now=NOW, protect=[str(tmp_path / own)])
+    # The future ones count neither as the newest nor toward keep_count: the 3 newest are own and two older.
+    assert names(planned['remove']) == [older[0], older[0] + '.sha256']
+    assert [os.path.basename(p) for p in planned['kept']] == older[1:] + [own]
+    assert planned['newest'] == str(tmp_path / own) and planned['refused'] is None
+    assert names(planned['future']) == future
+    assert all('hours ahead of this host\'s clock (2026-11-30 12:00 UTC)' in f['why'] for f in planned['future'])
+    assert planned['future'][0]['why'].startswith('named 2031-01-01 00:00 UTC, ')
+    R.apply(planned)
+    assert set(future + [f + '.sha256' for f in future] + [own]) <= set(os.listdir(str(tmp_path)))
+
+
+def test_without_the_rule_the_run_s_own_archive_would_go(tmp_path):
+    """What the hole was: three 2031 archives and keep_count 3 ranked the run's own archive out. Not any more,
+    even without protect (the future ones are not ranked), and not with keep_count 1 either."""
+    older, future, own = clock_ran_ahead(tmp_path)
+    for keep in (1, 3):
+        planned = R.plan(str(tmp_path), keep_count=keep, now=NOW)
+        assert own not in names(planned['remove']) and not set(future) & set(names(planned['remove']))
+        assert planned['newest'] == str(tmp_path / own)
+
+
+@pytest.mark.parametrize('ahead, future', [(0, False), (3600, False), (3660, True), (86400, True)])
+def test_future_means_more_than_an_hour_ahead(tmp_path, ahead, future):
+    ts = time.strftime('%Y%m%d%H%M', time.gmtime(NOW + ahead))
+    archive(tmp_path, '202611290102')
+    name = archive(tmp_path, ts)
+    planned = R.plan(str(tmp_path), keep_count=1, now=NOW)
+    assert [os.path.basename(f['path']) for f in planned['future']] == ([name] if future else [])
+    assert names(planned['remove']) == ([] if future else [archive_name('202611290102', TAG),
+                                                           archive_name('202611290102', TAG) + '.sha256'])
+
+
+def test_a_damaged_archive_named_in_the_future_blocks_nothing_and_is_left_alone(tmp_path):
+    older, future, own = clock_ran_ahead(tmp_path)
+    (tmp_path / future[-1]).write_bytes(b'damaged')
+    os.unlink(str(tmp_path / (future[0] + '.sha256')))  # a future archive without its .sha256
+    planned = R.plan(str(tmp_path), keep_count=2, now=NOW)
+    assert planned['refused'] is None and names(planned['future']) == future
+    assert [n for n in names(planned['remove']) if n.endswith('.tar.gz')] == older[:2]
+
+
+def test_a_lone_sha256_named_in_the_future_is_left_alone(tmp_path):
+    name = archive(tmp_path, FUTURE[0])
+    os.unlink(str(tmp_path / name))
+    archive(tmp_path, '202611290102')
+    assert R.plan(str(tmp_path), keep_count=1, now=NOW)['orphans'] == []
+
+
+def test_a_clock_that_jumped_back_never_removes_the_run_s_own_archive(tmp_path):
+    """The run's own archive is named before three older ones (the clock went back 40 minutes, under the hour):
+    it is kept, counts toward keep_count, and the oldest other goes in its place."""
+    older = [archive(tmp_path, ts) for ts in ('202611301130', '202611301140', '202611301150')]
+    own = archive(tmp_path, '202611301120')
+    now = NOW - 40 * 60
+    planned = R.plan(str(tmp_path), keep_count=3, now=now, protect=[str(tmp_path / own)])
+    assert planned['future'] == [] and planned['refused'] is None
+    assert names(planned['remove']) == [older[0], older[0] + '.sha256']
+    assert sorted(os.path.basename(p) for p in planned['kept']) == sorted([own] + older[1:])
+    # Without protect it would rank last and go.
+    assert own in names(R.plan(str(tmp_path), keep_count=3, now=now)['remove'])
+    # keep_count 1: only the newest by name and the protected one are left.
+    planned = R.plan(str(tmp_path), keep_count=1, now=now, protect=[own])
+    assert [n for n in names(planned['remove']) if n.endswith('.tar.gz')] == older[:2]
+
+
+def test_a_clock_that_jumped_back_more_than_an_hour_leaves_every_older_archive_alone(tmp_path):
+    older = [archive(tmp_path, ts) for ts in ('202611300102', '202611300202', '202611300302')]
+    own = archive(tmp_path, '202611291200')
+    planned = R.plan(str(tmp_path), keep_count=1, now=NOW - DAY_S, protect=[own])
+    assert planned['remove'] == [] and names(planned['future']) == older
+    assert planned['newest'] == str(tmp_path / own)
+
+
+def test_protect_over_a_remote_listing_by_name_and_make_room_for():
+    files = remote_listing()
+    own = archive_name('202611240102', TAG)  # the far side's oldest name, but what was just copied
+    planned = R.plan_listing('/srv/b', files, keep_count=2, now=NOW, verify_newest=lambda path: None, protect=(own,))
+    gone = [n for n in names(planned['remove']) if n.endswith('.tar.gz')]
+    assert own not in gone and gone == [archive_name('2026112%d0102' % d, TAG) for d in range(5, 10)]
+    # Room for one more: only the newest and the protected one stay.
+    planned = R.plan_listing('/srv/b', files, keep_count=2, now=NOW, make_room_for=1,
+                             verify_newest=lambda path: None, protect=('/srv/b/' + own,))
+    assert sorted(os.path.basename(p) for p in planned['kept']) == [own, archive_name('202611300102', TAG)]
+
+
+def test_future_warning_names_each_archive_and_what_to_do(tmp_path):
+    older, future, own = clock_ran_ahead(tmp_path)
+    planned = R.plan(str(tmp_path), keep_count=3, now=NOW)
+    text = R.future_warning(planned)
+    assert text.startswith('3 archive(s) named more than an hour ahead of this host\'s clock are left alone')
+    assert all(str(tmp_path / f) in text for f in future) and 'NTP' in text
+    assert R.future_warning(R.plan(str(tmp_path), keep_count=3, now=NOW + 600)) == text, 'no clock reading in it'
+    assert R.future_warning(dict(future=[])) is None

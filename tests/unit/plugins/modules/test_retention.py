@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""retention: protect and archives named in the future, through the module's options, result and warnings."""
+
+import hashlib
+
+from ansible.module_utils import basic
+
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text
+from ansible_collections.alation.backup.plugins.modules import retention
+
+from .utils import run_module
+
+TAG = '5-17-0-116556'
+
+
+def publish(d, ts):
+    name = archive_name(ts, TAG)
+    data = ('archive %s' % ts).encode()
+    (d / name).write_bytes(data)
+    (d / (name + '.sha256')).write_text(sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data)))
+    return str(d / name)
+
+
+def test_protect_keeps_the_run_s_archive_and_names_in_the_future_are_warned_of(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, text: warned.append(text))
+    older = [publish(tmp_path, ts) for ts in ('202001010000', '202001020000')]
+    future = [publish(tmp_path, ts) for ts in ('209901010000', '209901020000')]
+    # A clock that jumped back named the run's own archive before the older ones.
+    own = publish(tmp_path, '201901010000')
+    failed, result = run_module(retention.main, dict(dir=str(tmp_path), keep_count=2, protect=[own]))
+    assert not failed and result['changed'] is True
+    assert [r['path'] for r in result['removed']] == [older[0], older[0] + '.sha256']
+    assert sorted(result['kept']) == sorted([own, older[1]])
+    assert result['future_archives'] == future
+    [warning] = warned
+    assert warning.startswith('retention in %s: 2 archive(s) named more than an hour ahead' % tmp_path)
+    assert all(f in warning for f in future)
+
+
+def test_check_mode_predicts_the_same_and_no_warning_without_future_names(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, text: warned.append(text))
+    own = publish(tmp_path, '201901010000')
+    newer = publish(tmp_path, '202001010000')
+    failed, result = run_module(retention.main, dict(dir=str(tmp_path), keep_count=1, protect=[own],
+                                                     _ansible_check_mode=True))
+    assert not failed and result['removed'] == [] and result['future_archives'] == [] and warned == []
+    assert sorted(result['kept']) == sorted([own, newer])
