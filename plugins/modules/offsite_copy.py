@@ -27,9 +27,19 @@ extends_documentation_fragment:
   - alation.backup.lease
 options:
   src:
-    description: The archive (a host path). Its C(.sha256) must be beside it.
+    description: The archive (a host path). Its C(.sha256) must be beside it. Required with O(state=present).
     type: path
-    required: true
+  state:
+    description:
+      - V(present) copies O(src).
+      - V(check) copies nothing and needs no O(src); it checks, before a run touches anything, what the copy will
+        need - that the backup host answers over ssh with its host key known and the key let in, that the per-host
+        dir is there (made when missing) and takes a file (a hidden probe file, written and removed), and that
+        O(method) can run. Any failure fails the task, whatever O(required); RV(check) says what was checked. In
+        check mode nothing runs.
+    type: str
+    choices: [present, check]
+    default: present
   dest:
     description:
       - The backup host and directory, as C([user@]host:/path), C(ssh://[user@]host[:port]/path), or a dict with
@@ -133,6 +143,11 @@ copy:
     retention:
       description: Retention on the far side - the files removed, the bytes freed, and why nothing could go.
       type: dict
+check:
+  description: With O(state=check), what was checked - C(result) (V(ok), or V(skipped) in check mode), C(dest) and
+    the C(method) a copy would take.
+  returned: state=check
+  type: dict
 executed_commands:
   description: The commands run (or, in check mode, that would run).
   returned: always
@@ -150,7 +165,8 @@ from ansible_collections.alation.backup.plugins.module_utils._runner import Runn
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            src=dict(type='path', required=True),
+            src=dict(type='path'),
+            state=dict(type='str', default='present', choices=['present', 'check']),
             dest=dict(type='raw', required=True),
             host_dir=dict(type='str', required=True),
             identity_file=dict(type='path'),
@@ -164,10 +180,19 @@ def main():
             required=dict(type='bool', default=False),
             **_locks.lease_argument_spec()
         ),
+        required_if=[('state', 'present', ('src',))],
         supports_check_mode=True,
     )
     p = module.params
     runner = Runner(module)
+    if p['state'] == 'check':
+        try:
+            copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'], p['identity_file'],
+                                     p['known_hosts'], p['ssh_auth_sock'], p['method'], p['connect_timeout'])
+            found = _offsite.check_target(copier, module.check_mode)
+        except HostError as e:
+            module.fail_json(msg='the backup host cannot take the copy: %s' % e, executed_commands=runner.executed_commands)
+        module.exit_json(changed=False, check=found, executed_commands=runner.executed_commands)
     # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive.
     beat = _locks.heartbeat(module)
     try:

@@ -32,3 +32,14 @@ def test_a_missing_key_file_is_named(tmp_path):
     failed, result = run_module(offsite_copy.main, args(tmp_path, dest='b@h:/srv', identity_file=str(tmp_path / 'id'),
                                                         required=True))
     assert failed and 'identity_file %s is not a file on this host' % (tmp_path / 'id') in result['msg']
+
+
+def test_state_check_needs_no_src_and_fails_whatever_required(tmp_path):
+    failed, result = run_module(offsite_copy.main, dict(state='check', dest='backuphost-without-a-path',
+                                                        host_dir='alation-1'))
+    assert failed and result['msg'].startswith('the backup host cannot take the copy: copy_to ')
+
+
+def test_state_present_needs_src():
+    failed, result = run_module(offsite_copy.main, dict(dest='b@h:/srv', host_dir='alation-1'))
+    assert failed and 'state is present but all of the following are missing: src' in result['msg']
