@@ -154,7 +154,7 @@ options:
   state:
     description:
       - V(present) writes the archive.
-      - V(check) writes nothing and needs neither O(sources) nor O(dest): it checks, before a run touches
+      - V(check) writes nothing and needs neither O(sources) nor O(dest). It checks, before a run touches
         anything, what would otherwise fail only at the archive step, hours later. With O(encrypt_recipient),
         the key exactly as V(present) takes it (from O(encrypt_public_key) or O(gpg_homedir)), that it is that
         fingerprint's, neither expired nor revoked, that it can encrypt (a trial message is encrypted to it in

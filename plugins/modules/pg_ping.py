@@ -14,7 +14,7 @@ description:
     C(pg_probackup --stream) and C(pg_basebackup) need. Without a C(pg_hba.conf) entry for it they fail only after
     the backup has begun; this fails first, saying which line to add.
   - With O(pg_probackup), also checks the pg_probackup binary the backup will run, found as
-    M(alation.backup.pg_probackup) finds it (inside the Alation shell with O(chroot)): that it is there, that it runs
+    M(alation.backup.pg_probackup) finds it (inside the Alation shell with O(chroot)) - that it is there, that it runs
     (C(--version)), and that it was built for the server's PostgreSQL major version, which is the only one it backs
     up. So a missing or wrong binary stops the run before anything is touched, not at the database step.
   - It only reads.

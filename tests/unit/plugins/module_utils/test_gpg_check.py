@@ -14,7 +14,8 @@ import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils import _gpg as G
 
-from .test_gpg import GPG, _gpg, keys  # noqa: F401 (the session fixture)
+# keys: test_gpg's session fixture (two throwaway key pairs), used by name.
+from .test_gpg import GPG, _gpg, keys  # noqa: F401 pylint: disable=unused-import
 
 pytestmark = pytest.mark.skipif(GPG is None, reason='gpg not installed (Debian package gnupg)')
 
