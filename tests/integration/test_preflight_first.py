@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from backup_host import free_port
+from backup_host import SSHD, BackupHost, free_port
 from playbook import HOST, run_playbook
 
 GPG = shutil.which('gpg')
@@ -147,3 +147,21 @@ def test_encryption_with_incremental_backups_warns_of_the_plain_pg_staging_dir(a
     assert run.rc == 0, run.output
     assert run.records[HOST]['warnings'] == [] and 'WARNING: the archive' not in run.output
     assert not os.path.exists(alation_host.path('/data2/backup/pgbackup'))
+
+
+@pytest.mark.skipif(not os.access(SSHD, os.X_OK), reason='needs the OpenSSH server (make deps installs openssh-server)')
+def test_a_required_copy_to_a_good_backup_host_passes_preflight_and_leaves_no_probe(alation_host):
+    workdir = tempfile.mkdtemp(prefix='alation-backup-sshd-')
+    server = BackupHost(workdir)
+    try:
+        run = role_run(alation_host, alation_backup_engine='pg_basebackup', alation_backup_copy_required=True,
+                       alation_backup_copy_to=server.dest(), alation_backup_copy_ssh_key=server.user_key,
+                       alation_backup_copy_known_hosts=server.known_hosts)
+        assert run.rc == 0, run.output
+        assert run.records[HOST]['copy']['result'] == 'ok'
+        far = server.host_dir(HOST)
+        assert sorted(n for n in os.listdir(far) if n.startswith('.')) == [], 'the probe file was removed'
+        assert len(os.listdir(far)) == 2, 'the archive and its .sha256'
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
