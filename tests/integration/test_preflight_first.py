@@ -128,9 +128,12 @@ def test_a_report_path_the_controller_cannot_write_is_refused_before_staging(ala
     untouched()
 
 
-def test_encryption_with_incremental_backups_warns_of_the_plain_pg_staging_dir(alation_host, public_key):
+@pytest.mark.parametrize('engine', ['pg_basebackup', 'pg_probackup'])
+def test_encryption_with_incremental_backups_warns_of_the_plain_pg_staging_dir(alation_host, public_key, engine):
+    if engine == 'pg_probackup' and not alation_host.has_pg_probackup:
+        pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH)')
     fpr, public = public_key
-    run = role_run(alation_host, alation_backup_engine='pg_basebackup', alation_backup_incremental=True,
+    run = role_run(alation_host, alation_backup_engine=engine, alation_backup_incremental=True,
                    alation_backup_encrypt_recipient=fpr, alation_backup_encrypt_public_key=public)
     assert run.rc == 0, run.output
     record = run.records[HOST]
@@ -140,9 +143,16 @@ def test_encryption_with_incremental_backups_warns_of_the_plain_pg_staging_dir(a
     assert 'holds the database backup unencrypted' in warning
     assert '; WARNING: the archive is encrypted, but the pg staging dir' in run.output
     # What the warning says is so: the backup, in plain files, beside the encrypted archive.
-    assert os.listdir(alation_host.path('/data2/backup/pgbackup')), 'the pg staging dir is kept, with the backup'
+    kept = alation_host.path('/data2/backup/pgbackup')
+    assert os.listdir(kept), 'the pg staging dir is kept, with the backup'
+    if engine == 'pg_probackup':
+        # The catalog, its data files readable as they are: PG_VERSION of the backed-up cluster among them.
+        found = [os.path.join(top, 'PG_VERSION') for top, dirs, files in os.walk(kept) if 'PG_VERSION' in files]
+        assert found, 'a plain PGDATA copy in the catalog'
+        with open(found[0]) as f:
+            assert f.read().strip() == '15'
     # Without incremental backups there is nothing to warn of.
-    run = role_run(alation_host, alation_backup_engine='pg_basebackup', alation_backup_encrypt_recipient=fpr,
+    run = role_run(alation_host, alation_backup_engine=engine, alation_backup_encrypt_recipient=fpr,
                    alation_backup_encrypt_public_key=public)
     assert run.rc == 0, run.output
     assert run.records[HOST]['warnings'] == [] and 'WARNING: the archive' not in run.output
