@@ -59,8 +59,16 @@ def failed_step(error):
 
 
 def summary_line(record):
-    """``alation-prod-1: OK DELTA 12.7 GiB in 14m02s -> /data2/backup/<archive>``, and its FAILED/SKIPPED/... kin."""
+    """``alation-prod-1: OK DELTA 12.7 GiB in 14m02s -> /data2/backup/<archive>``, and its FAILED/SKIPPED/... kin;
+    then the record's warnings, each as ``; WARNING: <text>``."""
     r = record or {}
+    line = _result_line(r)
+    for warning in r.get('warnings') or []:
+        line += '; WARNING: %s' % _one_line(warning)
+    return line
+
+
+def _result_line(r):
     result = r.get('result', '')
     host = r.get('host', '?')
     if result == 'ok':

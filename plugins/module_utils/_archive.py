@@ -33,7 +33,7 @@ from ansible_collections.alation.backup.plugins.module_utils._archive_names impo
 from ansible_collections.alation.backup.plugins.module_utils._gzip import (
     BLOCK_SIZE, PROGRAMS, abort, available_compressors, choose_compressor, default_threads, native_level,
     open_compressor, open_decompressor, program_argv, verifier_for)
-from ansible_collections.alation.backup.plugins.module_utils._gpg import Encryption, check_encrypted
+from ansible_collections.alation.backup.plugins.module_utils._gpg import Encryption, check_encrypted, check_recipient
 from ansible_collections.alation.backup.plugins.module_utils._host import fsync_dir, human, is_enospc, write_file
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space as _check_space
 from ansible_collections.alation.backup.plugins.module_utils._runner import F_SETPIPE_SZ, join_argv
@@ -411,6 +411,18 @@ class Plan(object):
     def encryption_result(self):
         return dict(encrypted=bool(self.encryption),
                     recipient=self.encryption.fingerprint if self.encryption else None)
+
+
+def check_before_run(params, available=None):
+    """state=check: what the archive step needs that can be known before the run touches anything, checked as
+    the step will take it. {encrypted, recipient, compressor}; ArchiveError (GpgError) saying what is wrong."""
+    found = dict(encrypted=False, recipient=None)
+    found['compressor'] = choose_compressor(params.get('compressor') or 'auto',
+                                            available if available is not None else available_compressors())
+    if params.get('encrypt_recipient'):
+        key = check_recipient(params['encrypt_recipient'], params.get('encrypt_public_key'), params.get('gpg_homedir'))
+        found.update(encrypted=True, recipient=key['fingerprint'])
+    return found
 
 
 def unsealed_archives(dest, suffix=DEFAULT_SUFFIX):

@@ -286,6 +286,24 @@ class Encryption(object):
         self.ring.close()
 
 
+def check_recipient(recipient, public_key=None, homedir=None, gpg=None):
+    """The archive step's key, checked before the run touches anything: imported from ``public_key`` or the
+    keyring ``homedir`` as the archive imports it, of the fingerprint ``recipient``, neither expired nor revoked,
+    with a key that can encrypt, and a trial message encrypted to it. Returns {fingerprint, keyids, commands};
+    GpgError naming the fingerprint and what is wrong."""
+    enc = Encryption(recipient, public_key, homedir, gpg)
+    try:
+        rc, out, err = enc.ring.run(['--quiet', '--compress-algo', 'none', '--recipient', enc.fingerprint,
+                                     '--encrypt', '--output', '-'], data=b'alation.backup preflight\n', raw=True)
+        if rc != 0 or not out:
+            raise GpgError('%s: the archive could not be encrypted to it; give the fingerprint of a valid key '
+                           'that can encrypt (alation_backup_encrypt_recipient)'
+                           % _failure('a trial encryption to %s (gpg --encrypt)' % enc.fingerprint, rc or 2, err))
+        return dict(fingerprint=enc.fingerprint, keyids=enc.keyids, commands=list(enc.ring.commands))
+    finally:
+        enc.close()
+
+
 def check_encrypted(path, gpg=None):
     """check_packets without a recipient: an encrypted archive's structure, whoever it was encrypted to."""
     ring = Keyring(gpg)

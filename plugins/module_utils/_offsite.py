@@ -505,6 +505,25 @@ class Copier(object):
                 % (src, self.where, NOT_RUN)]
 
 
+def check_target(copier, check_mode=False):
+    """state=check, before the run touches anything: the backup host answers over ssh with its host key known
+    and the key let in, the per-host dir is there (made when missing) and takes a file (a hidden probe file,
+    written and removed), and the method can run. {result: ok or skipped (check mode), dest, method};
+    CopyError saying what failed."""
+    found = dict(result='ok', dest=copier.where, method='')
+    probe = tmp_name('alation-backup-probe')
+    script = ('umask 077 && mkdir -p -- %s && cd -- %s && : > %s && rm -f -- %s && '
+              '{ if command -v rsync >/dev/null 2>&1; then echo "R yes"; else echo "R no"; fi; }'
+              % (shlex.quote(copier.dir), shlex.quote(copier.dir), shlex.quote(probe), shlex.quote(probe)))
+    if check_mode:
+        copier.runner.executed_commands.append(join_argv(copier.remote_argv(script)) + NOT_RUN)
+        found['result'] = 'skipped'
+        return found
+    out = copier.remote(script, 'writing a probe file in %s' % copier.where)
+    found['method'] = copier.choose_method('R yes' in out.splitlines())
+    return found
+
+
 def run_copy(copier, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX, check_mode=False, clock=time.time):
     """The whole step: the copy (retention there first when it lacks room), then retention on the far side.
     Never raises for a copy that failed: the record says so. Returns (changed, record, warnings)."""

@@ -25,7 +25,8 @@ import re
 import stat
 import time
 
-from ansible_collections.alation.backup.plugins.module_utils._host import exit_description, pid_state
+from ansible_collections.alation.backup.plugins.module_utils._host import command_failure, exit_description, pid_state
+from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, not_found
 from ansible_collections.alation.backup.plugins.module_utils._staging import (
     RemovalError, clear_tree, dir_state, mount_points_below, refusal, resolved_path)
 
@@ -943,3 +944,69 @@ def run_absent(cat, check_mode):
     if not check_mode:
         remove_tree(cat.host_catalog, shell_root=cat.runner.chroot)
     return res
+
+
+# -- the binary, checked before the run -----------------------------------------------
+
+# "pg_probackup 2.5.15 (PostgreSQL 15.20 (Debian 15.20-0+deb12u1))", what --version prints.
+_VERSION_LINE = re.compile(r'^\s*pg_probackup\S*\s+(?P<version>\d[\w.]*)(?:.*?\(PostgreSQL (?P<pg>\d+(?:\.\d+)?))?')
+BINARY_HINT = 'Install pg_probackup or set binary to its path.'
+
+
+def locate(runner, binary=None, hint=BINARY_HINT):
+    """pg_probackup's path as the runner's commands see it (the same lookup for every caller); else
+    PgProbackupError saying where it looked."""
+    found, searched = find_program(runner, binary or 'pg_probackup')
+    if not found:
+        raise PgProbackupError(not_found(runner, binary or 'pg_probackup', searched, hint))
+    return found
+
+
+def parse_version(text):
+    """(pg_probackup's version, the PostgreSQL major it was built for, or None) of ``--version``'s output;
+    None when the output is not pg_probackup's."""
+    for line in (text or '').splitlines():
+        m = _VERSION_LINE.match(line)
+        if m:
+            return m.group('version'), pg_major(m.group('pg'))
+    return None
+
+
+def pg_major(version):
+    """The major of a PostgreSQL version: ``15.20`` -> ``15``, ``9.6.24`` -> ``9.6``; a server_version_num too
+    (``150020`` -> ``15``, ``90624`` -> ``9.6``). None for nothing."""
+    text = str(version or '').strip()
+    if not text:
+        return None
+    if text.isdigit() and len(text) >= 5:
+        num = int(text)
+        return str(num // 10000) if num >= 100000 else '%d.%d' % (num // 10000, num // 100 % 100)
+    parts = text.split('.')
+    return parts[0] if int(parts[0]) >= 10 or len(parts) == 1 else '.'.join(parts[:2])
+
+
+def check_binary(runner, binary=None, server_version_num=None, setting='binary'):
+    """What the backup step would meet, found before anything is touched: the binary is there (as
+    ``locate`` finds it), it runs (``--version``), and it was built for the server's PostgreSQL major
+    (pg_probackup refuses any other). ``setting`` names the option that sets the binary, for the messages.
+    Returns {binary, version, pg_major}; PgProbackupError saying what to do."""
+    where = ' inside the Alation shell' if runner.chroot not in (None, '', '/') else ''
+    hint = 'Install pg_probackup%s, or set %s to its path%s.' % (where, setting, ' there' if where else '')
+    path = locate(runner, binary, hint)
+    result = runner.run([path, '--version'])
+    seen = parse_version(result['stdout']) or parse_version(result['stderr'])
+    if result['rc'] != 0:
+        failure = command_failure('%s --version' % path, result['rc'], result['stderr'] or result['stdout'])
+        raise PgProbackupError('%s. %s' % (failure, hint), result)
+    if not seen:
+        raise PgProbackupError('%s is not pg_probackup: --version printed %r. %s'
+                               % (path, (result['stdout'] or result['stderr']).strip()[:200], hint), result)
+    version, built_for = seen
+    server = pg_major(server_version_num)
+    if built_for and server and built_for != server:
+        raise PgProbackupError(
+            '%s (pg_probackup %s) is built for PostgreSQL %s, but the server runs PostgreSQL %s, and pg_probackup '
+            'backs up only the major it was built for: install the pg_probackup build for PostgreSQL %s '
+            '(pg_probackup-%s)%s and set %s to it' % (path, version, built_for, server, server, server, where,
+                                                      setting), result)
+    return dict(binary=path, version=version, pg_major=built_for)

@@ -40,7 +40,8 @@ description:
     gzip -6 and many times faster.'
   - Memory use does not grow with the size of the data (about 50 MB at most with the defaults).
   - With O(encrypt_recipient) the archive is encrypted with GnuPG to that public key while it is written
-    (tar, gzip, then C(gpg --encrypt) into the temporary file; no plaintext copy on disk) and named
+    (tar, gzip, then C(gpg --encrypt) into the temporary file; no plaintext archive on disk, though the
+    staging dirs it packs are plain files) and named
     C(<timestamp>_<version_tag>_<suffix>.tar.gz.gpg), its C(.sha256) that of the encrypted file. The gzip stream
     is still read back and checked on its way into gpg (through a pipe, in memory); the file is read back, hashed,
     and its packets checked (C(gpg --list-packets)) to be a message encrypted to that key. Only the secret key
@@ -56,24 +57,24 @@ options:
       - The backup role passes the staging dir as C(tmp) and the pg staging dir as C(pgbackup).
       - A missing C(path) fails the task unless C(optional=true); the manifest then records it as not present.
       - C(path) itself must not be a symlink (it would not be followed); give the real path.
+      - Required with O(state=present).
     type: list
     elements: dict
-    required: true
   dest:
     description:
       - The backup storage dir. It must exist.
       - It may be a parent of a source (the pg staging dir usually is inside it), but not inside a source,
         since the archive would then pack itself.
       - C(dest_dir), its name in 0.1.0, still works as an alias.
+      - Required with O(state=present).
     type: path
-    required: true
     aliases: [dest_dir]
   version_tag:
     description:
+      - Required with O(state=present).
       - Alation version C(major-minor-patch-build), as in V(5-17-0-116556). V(5.17.0.116556) is accepted and
         written with dashes.
     type: str
-    required: true
   timestamp:
     description:
       - C(YYYYMMDDHHMM) (UTC) at the start of the archive's name, or V(auto).
@@ -150,6 +151,18 @@ options:
         O(encrypt_recipient); default C(~/.gnupg) of the user running the module. It is only read. A keyring that
         also holds the secret key is refused.
     type: path
+  state:
+    description:
+      - V(present) writes the archive.
+      - V(check) writes nothing and needs neither O(sources) nor O(dest). It checks, before a run touches
+        anything, what would otherwise fail only at the archive step, hours later. With O(encrypt_recipient),
+        the key exactly as V(present) takes it (from O(encrypt_public_key) or O(gpg_homedir)), that it is that
+        fingerprint's, neither expired nor revoked, that it can encrypt (a trial message is encrypted to it in
+        the private keyring, which is then removed), and that C(gpg) is there; and that O(compressor) is
+        present. It returns only RV(encrypted), RV(recipient) and RV(compressor), and never changes anything.
+    type: str
+    choices: [present, check]
+    default: present
   manifest_extra:
     description:
       - Extra top-level keys for the manifest (the backup role adds the pg_probackup backup id and mode).
@@ -300,7 +313,8 @@ import signal
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks
-from ansible_collections.alation.backup.plugins.module_utils._archive import ArchiveError, Plan, create_archive
+from ansible_collections.alation.backup.plugins.module_utils._archive import (
+    ArchiveError, Plan, check_before_run, create_archive)
 from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRESSORS
 
 
@@ -312,9 +326,10 @@ def _terminated(signum, frame):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            sources=dict(type='list', elements='dict', required=True),
-            dest=dict(type='path', required=True, aliases=['dest_dir']),
-            version_tag=dict(type='str', required=True),
+            sources=dict(type='list', elements='dict'),
+            dest=dict(type='path', aliases=['dest_dir']),
+            version_tag=dict(type='str'),
+            state=dict(type='str', default='present', choices=['present', 'check']),
             timestamp=dict(type='str', default='auto'),
             suffix=dict(type='str', default='alation_backup'),
             compression_level=dict(type='int', default=6),
@@ -331,8 +346,14 @@ def main():
             gpg_homedir=dict(type='path'),
             **_locks.lease_argument_spec()
         ),
+        required_if=[('state', 'present', ('sources', 'dest', 'version_tag'))],
         supports_check_mode=True,
     )
+    if module.params['state'] == 'check':
+        try:
+            module.exit_json(changed=False, **check_before_run(module.params))
+        except ArchiveError as e:
+            module.fail_json(msg=str(e), changed=False)
     try:
         plan = Plan(module.params)
         if module.check_mode:

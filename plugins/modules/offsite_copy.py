@@ -35,9 +35,19 @@ extends_documentation_fragment:
   - alation.backup.lease
 options:
   src:
-    description: The archive (a host path). Its C(.sha256) must be beside it.
+    description: The archive (a host path). Its C(.sha256) must be beside it. Required with O(state=present).
     type: path
-    required: true
+  state:
+    description:
+      - V(present) copies O(src).
+      - V(check) copies nothing and needs no O(src); it checks, before a run touches anything, what the copy will
+        need - that the backup host answers over ssh with its host key known and the key let in, that the per-host
+        dir is there (made when missing) and takes a file (a hidden probe file, written and removed), and that
+        O(method) can run. Any failure fails the task, whatever O(required); RV(check) says what was checked. In
+        check mode nothing runs.
+    type: str
+    choices: [present, check]
+    default: present
   dest:
     description:
       - The backup host and directory, as C([user@]host:/path), C(ssh://[user@]host[:port]/path), or a dict with
@@ -170,6 +180,11 @@ removed_key_dirs:
   returned: always
   type: list
   elements: str
+check:
+  description: With O(state=check), what was checked - C(result) (V(ok), or V(skipped) in check mode), C(dest) and
+    the C(method) a copy would take.
+  returned: state=check
+  type: dict
 executed_commands:
   description: The commands run (or, in check mode, that would run).
   returned: always
@@ -184,10 +199,40 @@ from ansible_collections.alation.backup.plugins.module_utils._host import HostEr
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 
 
+def key_dir(module):
+    """The key and known_hosts given as text, in a private dir on tmpfs (close() removes it); None in check mode."""
+    p = module.params
+    return None if module.check_mode else _offsite.KeyDir(p['identity_content'], p['known_hosts_content'])
+
+
+def copier(runner, p, keys):
+    return _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'],
+                           keys.identity_file if keys and keys.identity_file else p['identity_file'],
+                           keys.known_hosts if keys and keys.known_hosts else p['known_hosts'],
+                           p['ssh_auth_sock'], p['method'], p['connect_timeout'])
+
+
+def check(module, runner, removed_key_dirs):
+    """state=check: can the backup host take a copy (reachable, host key known, per-host dir writable)?"""
+    keys = None
+    try:
+        keys = key_dir(module)
+        found = _offsite.check_target(copier(runner, module.params, keys), module.check_mode)
+    except HostError as e:
+        module.fail_json(msg='the backup host cannot take the copy: %s' % e, removed_key_dirs=removed_key_dirs,
+                         executed_commands=runner.executed_commands)
+    finally:
+        if keys is not None:
+            keys.close()
+    module.exit_json(changed=bool(removed_key_dirs), check=found, removed_key_dirs=removed_key_dirs,
+                     executed_commands=runner.executed_commands)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            src=dict(type='path', required=True),
+            src=dict(type='path'),
+            state=dict(type='str', default='present', choices=['present', 'check']),
             dest=dict(type='raw', required=True),
             host_dir=dict(type='str', required=True),
             identity_file=dict(type='path'),
@@ -204,22 +249,21 @@ def main():
             **_locks.lease_argument_spec()
         ),
         mutually_exclusive=[('identity_file', 'identity_content'), ('known_hosts', 'known_hosts_content')],
+        required_if=[('state', 'present', ('src',))],
         supports_check_mode=True,
     )
     p = module.params
     runner = Runner(module)
     # What a killed copy left: its key dir, on tmpfs, gone with its pid.
     removed_key_dirs = [] if module.check_mode else _offsite.remove_dead_key_dirs()
+    if p['state'] == 'check':
+        check(module, runner, removed_key_dirs)
     # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive.
     beat = _locks.heartbeat(module)
     keys = None
     try:
-        keys = _offsite.KeyDir(p['identity_content'], p['known_hosts_content']) if not module.check_mode else None
-        copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'],
-                                 keys.identity_file if keys and keys.identity_file else p['identity_file'],
-                                 keys.known_hosts if keys and keys.known_hosts else p['known_hosts'],
-                                 p['ssh_auth_sock'], p['method'], p['connect_timeout'])
-        changed, record, warnings = _offsite.run_copy(copier, p['src'], p['keep_count'], p['keep_days'], p['suffix'],
+        keys = key_dir(module)
+        changed, record, warnings = _offsite.run_copy(copier(runner, p, keys), p['src'], p['keep_count'], p['keep_days'], p['suffix'],
                                                       module.check_mode)
     except HostError as e:
         changed, warnings = False, []

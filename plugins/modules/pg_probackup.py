@@ -371,12 +371,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock, LockBusy
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
-    BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, run_absent, run_backup,
-    run_show, run_validate)
+    BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, locate, run_absent,
+    run_backup, run_show, run_validate)
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv, connection_env, postgres_argument_spec)
-from ansible_collections.alation.backup.plugins.module_utils._runner import (
-    Runner, find_program, not_found, runner_argument_spec)
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
 
 
 def argument_spec():
@@ -434,11 +433,10 @@ def check_params(module, p):
 
 def locate_binary(module, runner, binary):
     """The pg_probackup path as seen inside the chroot, or fail saying where we looked."""
-    found, searched = find_program(runner, binary or 'pg_probackup')
-    if not found:
-        module.fail_json(msg=not_found(runner, binary or 'pg_probackup', searched,
-                                       'Install pg_probackup or set binary to its path.'))
-    return found
+    try:
+        return locate(runner, binary)
+    except PgProbackupError as e:
+        module.fail_json(msg=e.msg)
 
 
 def main():

@@ -126,13 +126,15 @@ def test_a_wrong_host_key_fails_the_copy_not_the_backup_unless_required(alation_
     assert os.path.exists(archive + '.sha256'), 'the local archive is kept'
     assert listing(far) == before, 'nothing written on the far side, no temp file'
 
+    # Required, the copy is checked in preflight: the run is refused before it backs anything up.
     run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_copy_known_hosts=sshd.wrong_known_hosts,
                                                alation_backup_copy_required=True))
     assert run.rc != 0
     record = run.records[HOST]
-    assert record['result'] == 'failed' and 'off-host copy of' in record['error'], record['error']
-    assert record['copy']['result'] == 'failed'
-    assert len(local_archives(host)) == 2, 'the archive of the failed run is still there'
+    assert record['result'] == 'failed' and record['error'].startswith('Preflight | '), record['error']
+    assert 'Host key verification failed' in record['error'] and 'alation_backup_copy_known_hosts' in record['error']
+    assert record['copy']['result'] == 'skipped'
+    assert len(local_archives(host)) == 1, 'no backup was taken'
     assert listing(far) == before
 
 

@@ -35,3 +35,19 @@ def test_a_missing_replication_entry_names_the_line_to_add(pg_cluster):
 def test_a_server_that_is_down_is_a_clear_failure(pg_cluster):
     result = run_module('pg_ping', args_for(pg_cluster, port=1))
     assert result['failed'] and result['msg'].startswith('cannot connect to PostgreSQL: psql on database postgres')
+
+
+def test_the_real_pg_probackup_is_checked_against_the_server(pg_cluster, pg_probackup_bin):
+    result = run_module('pg_ping', args_for(pg_cluster, pg_probackup=True, pg_probackup_binary=pg_probackup_bin))
+    assert not result['failed'], result
+    found = result['pg_probackup']
+    assert found['binary'] == pg_probackup_bin and found['pg_major'] == str(result['server_version_num'] // 10000)
+    assert '%s --version' % pg_probackup_bin in ' '.join(result['executed_commands'])
+
+
+def test_a_missing_pg_probackup_is_named(pg_cluster, scratch):
+    missing = os.path.join(scratch, 'no', 'pg_probackup')
+    result = run_module('pg_ping', args_for(pg_cluster, pg_probackup=True, pg_probackup_binary=missing))
+    assert result['failed'] and result['server_version_num'] >= 150000
+    assert result['msg'].startswith('%s is not an executable file' % missing), result['msg']
+    assert 'set pg_probackup_binary (alation_backup_pg_probackup_binary) to its path' in result['msg']

@@ -114,3 +114,30 @@ def test_timestamp_auto_is_the_default_and_check_mode_does_not_wait(dirs):
     assert result['timestamp'] > os.path.basename(taken)[:12]
     assert result['manifest']['timestamp'] == result['timestamp']
     assert os.listdir(dest) == [os.path.basename(taken)]
+
+
+# -- state=check: what the archive step needs, checked before the run ----------------------
+
+def test_state_check_needs_no_sources_and_writes_nothing(tmp_path):
+    failed, result = run(dict(state='check', compressor='zlib'))
+    assert not failed and not result['changed'], result
+    assert result['compressor'] == 'zlib' and result['encrypted'] is False and result['recipient'] is None
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_state_check_refuses_a_compressor_that_is_not_there(monkeypatch):
+    from ansible_collections.alation.backup.plugins.module_utils import _archive
+    monkeypatch.setattr(_archive, 'available_compressors', lambda: dict(zlib=True))
+    failed, result = run(dict(state='check', compressor='pigz'))
+    assert failed and 'compressor pigz was asked for but is not available on this host' in result['msg']
+
+
+def test_state_check_refuses_a_recipient_that_is_no_fingerprint():
+    failed, result = run(dict(state='check', encrypt_recipient='backup@example.com', encrypt_public_key='x'))
+    assert failed and "encrypt_recipient 'backup@example.com' must be the full fingerprint" in result['msg']
+
+
+def test_state_present_still_needs_what_it_packs():
+    failed, result = run(dict(compressor='zlib'))
+    assert failed and 'state is present but all of the following are missing: sources, dest, version_tag' \
+        in result['msg']

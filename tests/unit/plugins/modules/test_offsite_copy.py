@@ -70,3 +70,14 @@ def test_the_key_given_as_text_lives_on_tmpfs_only_while_the_module_runs(tmp_pat
 def test_a_key_as_file_and_as_text_are_refused_together(tmp_path):
     failed, result = run_module(offsite_copy.main, args(tmp_path, identity_file='/id', identity_content=KEY))
     assert failed and 'mutually exclusive' in result['msg']
+
+
+def test_state_check_needs_no_src_and_fails_whatever_required(tmp_path):
+    failed, result = run_module(offsite_copy.main, dict(state='check', dest='backuphost-without-a-path',
+                                                        host_dir='alation-1'))
+    assert failed and result['msg'].startswith('the backup host cannot take the copy: copy_to ')
+
+
+def test_state_present_needs_src():
+    failed, result = run_module(offsite_copy.main, dict(dest='b@h:/srv', host_dir='alation-1'))
+    assert failed and 'state is present but all of the following are missing: src' in result['msg']
