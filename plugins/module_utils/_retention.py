@@ -138,11 +138,16 @@ def plan_listing(directory, files, keep_count, keep_days=0, suffix=DEFAULT_SUFFI
     return result
 
 
-def apply(planned):
+def apply(planned, check=None):
     """Remove what ``plan`` chose: each archive before its .sha256 (a cut-short run never leaves an archive
-    that looks unsealed and would be sealed again), then the orphans. Returns the entries removed."""
+    that looks unsealed and would be sealed again), then the orphans. Returns the entries removed.
+
+    ``check`` (the run's lease check) is called before each removal: what it raises stops retention there.
+    """
     removed = []
     for entry in planned['remove'] + planned['orphans']:
+        if check is not None:
+            check()
         try:
             os.unlink(entry['path'])
         except FileNotFoundError:

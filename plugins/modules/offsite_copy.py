@@ -173,8 +173,14 @@ def main():
     try:
         copier = _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'], p['identity_file'],
                                  p['known_hosts'], p['ssh_auth_sock'], p['method'], p['connect_timeout'])
+        copier.lease_check = beat.check
         changed, record, warnings = _offsite.run_copy(copier, p['src'], p['keep_count'], p['keep_days'], p['suffix'],
                                                       module.check_mode)
+    except _locks.LeaseLost as e:
+        beat.stop()
+        module.fail_json(msg=_locks.stopped(e, 'renaming or removing anything more on the backup host (a copy '
+                                               'still under temporary names was removed)'),
+                         executed_commands=runner.executed_commands)
     except HostError as e:
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
