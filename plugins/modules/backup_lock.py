@@ -25,12 +25,12 @@ description:
   - A lease of another machine (a storage dir shared over NFS) can only be judged by the wall clock. It is never taken
     over while renewed within O(stale_after); and with O(storage_dir) given the run is refused anyway (see below).
   - B(Owner marker.) With O(storage_dir) (and O(pg_staging_dir)) the module refuses, before taking the lease and changing
-    nothing, a dir that another machine uses: its owner marker C(.alation_backup_owner) (JSON with C(machine_id) and
+    nothing, a dir that another machine uses - its owner marker C(.alation_backup_owner) (JSON with C(machine_id) and
     C(hostname)) names another machine, or the lock file is another machine's lease, live or not. The message says to
     give each host its own storage dir. Once the lease is taken, it writes the marker where it is missing - inside the
     storage dir, and for a pg staging dir outside it beside that dir (C(.<name>.alation_backup_owner) in its parent, as
     pg_probackup needs an empty catalog dir and the pg_basebackup staging is emptied each run).
-  - What the marker cannot detect - archives or a pg_probackup catalog that another machine wrote before any marker
+  - What the marker cannot detect, archives or a pg_probackup catalog that another machine wrote before any marker
     existed (an older version of this collection, another tool), and a pg staging dir that is itself the mount point of
     a shared filesystem (its marker is in the parent). Two hosts sharing a dir are caught from the first run that writes
     a marker on.

@@ -13,8 +13,27 @@ from ansible_collections.alation.backup.plugins.module_utils import _pg_probacku
 from ansible_collections.alation.backup.plugins.module_utils import _retention, _staging
 
 from .test_archive import params as archive_params
-from .test_offsite import FarSide, copier, far_archives, far_files, local, publish  # noqa: F401 (a fixture)
-from .test_pg_probackup_chain import DAY, T0, catalog, chain, deletes, params  # noqa: F401 (a fixture)
+from .runner_double import runner
+from .test_offsite import FarSide, copier, far_archives, far_files, publish
+from .test_pg_probackup_chain import DAY, T0, FakeProbackup, chain, deletes, params
+
+
+@pytest.fixture
+def local(tmp_path):
+    """This host's new archive (as in test_offsite)."""
+    d = tmp_path / 'local'
+    d.mkdir()
+    return publish(d, '202611300102', os.urandom(4096))
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """A pg_probackup catalog answered by a double (as in test_pg_probackup_chain)."""
+    for sub in ('backups/alation', 'wal/alation'):
+        (tmp_path / 'pgbackup' / sub).mkdir(parents=True)
+    fake = FakeProbackup()
+    cat = pp.Catalog(runner({'pg_probackup': fake}), '/usr/bin/pg_probackup', str(tmp_path / 'pgbackup'), 'alation')
+    return cat, fake
 
 
 @pytest.fixture
@@ -156,7 +175,7 @@ def test_an_archive_is_not_published_once_the_lease_is_lost(tree, lease):
     assert os.listdir(dest) == [], 'no final name, no temporary file'
 
 
-def test_the_far_side_renames_and_removes_nothing_once_the_lease_is_lost(tmp_path, local, lease):  # noqa: F811
+def test_the_far_side_renames_and_removes_nothing_once_the_lease_is_lost(tmp_path, local, lease):
     beat, take_over = lease
     older = far_archives(tmp_path, range(24, 30))
     before = far_files(tmp_path)
@@ -169,7 +188,7 @@ def test_the_far_side_renames_and_removes_nothing_once_the_lease_is_lost(tmp_pat
     assert len(older) == 6
 
 
-def test_far_side_retention_removes_nothing_once_the_lease_is_lost(tmp_path, local, lease):  # noqa: F811
+def test_far_side_retention_removes_nothing_once_the_lease_is_lost(tmp_path, local, lease):
     beat, take_over = lease
     far_archives(tmp_path, range(24, 30))
     c = copier(tmp_path, FarSide())
