@@ -539,7 +539,12 @@ OWNER_MARKER = '.alation_backup_owner'
 
 
 class ForeignOwner(HostError):
-    """A backup storage dir (or pg staging dir) that another machine uses too."""
+    """A backup storage dir (or pg staging dir) that another machine uses too; ``foreign`` is what says so
+    (``dir`` and its ``marker`` and ``owner``, or its ``lease`` without token)."""
+
+    def __init__(self, msg, foreign=None):
+        super(ForeignOwner, self).__init__(msg)
+        self.foreign = foreign or {}
 
 
 def owner_markers(storage_dir, pg_staging_dir=None):
@@ -585,12 +590,14 @@ def check_owner(storage_dir, pg_staging_dir=None, lock_path=None, me=None):
         if not os.path.lexists(marker):
             continue
         owner = read_holder(marker)
+        foreign = dict(dir=directory, marker=marker, owner=owner)
         if owner is None:
             raise ForeignOwner('the owner marker %s of %s cannot be read: it should name the machine that uses '
-                               'this dir. %s' % (marker, directory, _advice(directory)))
+                               'this dir. %s' % (marker, directory, _advice(directory)), foreign)
         if same_machine(owner, me) is not True:
             raise ForeignOwner('%s is used by another machine: its owner marker %s names %s, this is %s. %s'
-                               % (directory, marker, machine_words(owner), machine_words(me), _advice(directory)))
+                               % (directory, marker, machine_words(owner), machine_words(me), _advice(directory)),
+                               foreign)
     if lock_path and os.path.lexists(lock_path):
         holder = read_holder(lock_path)
         if holder and same_machine(holder, me) is False:
@@ -598,7 +605,8 @@ def check_owner(storage_dir, pg_staging_dir=None, lock_path=None, me=None):
             raise ForeignOwner('%s is used by another machine: its host lock %s is held by %s (%s), this is %s. %s'
                                % (os.path.dirname(lock_path), lock_path, describe(holder),
                                   'a live run, never taken over' if live else 'not renewed in time, but that '
-                                  'machine writes here', machine_words(me), _advice(os.path.dirname(lock_path))))
+                                  'machine writes here', machine_words(me), _advice(os.path.dirname(lock_path))),
+                               dict(dir=os.path.dirname(lock_path), lease=public(holder)))
     return markers
 
 
@@ -615,5 +623,6 @@ def claim_owner(markers, me=None):
             owner = read_holder(marker)
             if same_machine(owner, me) is not True:
                 raise ForeignOwner('%s is used by another machine: its owner marker %s names %s, this is %s. %s'
-                                   % (directory, marker, machine_words(owner), machine_words(me), _advice(directory)))
+                                   % (directory, marker, machine_words(owner), machine_words(me), _advice(directory)),
+                                   dict(dir=directory, marker=marker, owner=owner))
     return written

@@ -176,7 +176,7 @@ def main():
         try:
             markers = _locks.check_owner(p['storage_dir'], p['pg_staging_dir'], path)
         except _locks.ForeignOwner as e:
-            module.fail_json(msg='refusing the run, nothing was changed: %s' % e, foreign=foreign_record(p, path))
+            module.fail_json(msg='refusing the run, nothing was changed: %s' % e, foreign=e.foreign)
     if p['state'] == 'inspect':
         module.exit_json(changed=False)
     if not os.path.isdir(os.path.dirname(path)):
@@ -208,18 +208,9 @@ def main():
         written = _locks.claim_owner(markers)
     except (_locks.ForeignOwner, OSError) as e:
         _locks.release_lease(path, record['token'])
-        module.fail_json(msg='refusing the run, the host lock was released: %s' % e)
+        module.fail_json(msg='refusing the run, the host lock was released: %s' % e, foreign=getattr(e, 'foreign', None))
     module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over,
                      owner_markers=written)
-
-
-def foreign_record(p, path):
-    """What the other machine left that made the run refuse: its marker or its lease (without token)."""
-    for directory, marker in _locks.owner_markers(p['storage_dir'], p['pg_staging_dir']):
-        owner = _locks.read_holder(marker) if os.path.lexists(marker) else None
-        if os.path.lexists(marker) and _locks.same_machine(owner) is not True:
-            return dict(dir=directory, marker=marker, owner=owner)
-    return dict(dir=os.path.dirname(path), lease=_locks.public(_locks.read_holder(path)))
 
 
 if __name__ == '__main__':

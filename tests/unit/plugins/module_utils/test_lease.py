@@ -407,6 +407,7 @@ def test_another_machines_lease_in_the_storage_dir_is_refused_live_or_not(storag
         with pytest.raises(_locks.ForeignOwner) as e:
             _locks.check_owner(str(storage), None, lock)
         assert 'alation-neighbour' in str(e.value) and said in str(e.value)
+        assert e.value.foreign['lease']['hostname'] == 'alation-neighbour' and 'token' not in e.value.foreign['lease']
 
 
 def test_an_unreadable_marker_is_refused(storage):
