@@ -13,6 +13,7 @@ or removed.
 import hashlib
 import json
 import os
+import re
 import time
 
 from playbook import HOST, run_playbook
@@ -134,3 +135,41 @@ def test_our_first_run_marks_the_storage_dir_and_a_neighbours_marker_is_refused(
     run = role_run(host, textfile, alation_backup_keep_count=1)
     assert_refused_naming_the_neighbour(run, storage, before, textfile)
     assert 'its owner marker %s/.alation_backup_owner names' % storage in run.records[HOST]['error']
+
+
+def this_machines_lease(path, wall_ago, boot_ago, stale_after=600):
+    """A lease this machine wrote on this boot: renewed ``boot_ago`` seconds ago by the boot clock, while the wall
+    clock (which has jumped since) says ``wall_ago``."""
+    with open('/etc/machine-id') as f:
+        machine_id = f.read().strip()
+    with open('/proc/sys/kernel/random/boot_id') as f:
+        boot_id = f.read().strip()
+    now = time.time()
+    with open(path, 'w') as f:
+        json.dump(dict(machine_id=machine_id, hostname=os.uname()[1], owner='admin via ansible-playbook (AWX job 41)',
+                       run_id='41-1700000000.0', pid=999999, started=now - wall_ago - 60, renewed=now - wall_ago,
+                       renewed_boottime=time.clock_gettime(time.CLOCK_BOOTTIME) - boot_ago, stale_after=stale_after,
+                       boot_id=boot_id, token='dead'), f)
+
+
+def test_a_lease_on_this_boot_is_judged_by_the_boot_clock_whichever_way_the_wall_clock_jumped(alation_host, tmp_path):
+    host = alation_host
+    lock = host.path('/data2/backup/.alation_backup.lock')
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    textfile = tmp_path / 'textfile'
+    textfile.mkdir()
+    # Renewed 5 s ago, but the wall clock jumped a day ahead since: still a live run, never taken over.
+    this_machines_lease(lock, wall_ago=86400 + 5, boot_ago=5)
+    run = role_run(host, textfile, alation_backup_min_interval=0)
+    assert run.rc != 0
+    error = run.records[HOST]['error']
+    silent = re.search(r'last renewed (\d+)s ago', error)
+    assert 'another run holds the host lock' in error and silent and int(silent.group(1)) < 300, error
+    # Killed 700 s ago (stale after 600), and the wall clock was set back a day since: it frees itself all the same.
+    this_machines_lease(lock, wall_ago=-86400 + 700, boot_ago=700)
+    run = role_run(host, textfile, alation_backup_min_interval=0)
+    assert run.rc == 0, run.output
+    taken = run.records[HOST]['lock_taken_over']
+    assert 'from run 41-1700000000.0 of admin via ansible-playbook (AWX job 41)' in taken, taken
+    assert re.search(r'not renewed for 7\d\ds \(stale after 600s\): that run is gone$', taken), taken
+    assert not os.path.exists(lock)
