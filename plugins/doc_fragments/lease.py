@@ -11,7 +11,10 @@ options:
     description:
       - The host lock this run holds, as M(alation.backup.backup_lock) took it. While the module works it renews the lease
         (a heartbeat every min(30, stale_after/4) seconds), so a long step never lets another run take the host over.
-      - If the lease turns out to be another run's (it was taken over), the module fails once its work is done, saying so.
+      - Just before each destructive act (emptying a staging dir, deleting an archive or a backup, publishing an archive,
+        renaming or removing on the backup host) the module checks, renewing it, that the lease is still this run's. Once it
+        is another run's (it was taken over) or gone, the module stops there, changing nothing more, and fails saying so.
+        Work without such an act (a database backup, a check) fails at its end instead.
       - Omit when no host lock is held.
     type: dict
     suboptions:

@@ -449,14 +449,18 @@ def seal(path, verifier, mode, uid, gid):
     fsync_dir(os.path.dirname(path))
 
 
-def create_archive(plan, sleep=time.sleep):
+def create_archive(plan, sleep=time.sleep, lease_check=None):
     """Write, verify and publish the archive described by ``plan``; return the module result.
 
     With timestamp=auto, first wait for the archive's minute to start (``sleep`` does the waiting).
+    ``lease_check`` (the run's lease check) is called before the stale temporary files go and before the
+    publish: what it raises stops the run there, its own temporary files removed.
     """
     waited = wait_for_minute(plan.timestamp, sleep=sleep) if plan.auto_timestamp else 0
     started = time.monotonic()
     removed = []
+    if plan.stale_tmp and lease_check:
+        lease_check()
     for path in plan.stale_tmp:
         try:
             os.unlink(path)
@@ -532,6 +536,8 @@ def create_archive(plan, sleep=time.sleep):
             plan.encryption.check_file(tmp)
             verified_at = time.monotonic()
         write_file(tmp_sha, sidecar_text(digest, plan.name, out.size), plan.mode, plan.uid, plan.gid, replace=False)
+        if lease_check:
+            lease_check()
         _publish(plan, tmp, tmp_sha)
         done = True
     except OSError as e:

@@ -111,6 +111,15 @@ def is_encrypted(path):
 MACHINE_ID_FILE = '/etc/machine-id'
 
 
+def machine_id():
+    """This machine's id (/etc/machine-id, lower-case hex), or '' when it cannot be read."""
+    try:
+        with open(MACHINE_ID_FILE) as f:
+            return re.sub(r'[^0-9a-f]', '', f.read().strip().lower())
+    except OSError:
+        return ''
+
+
 def host_label():
     """This host, as one safe word for temporary file names: its full name and the start of its machine id.
 
@@ -121,15 +130,6 @@ def host_label():
     label = re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'
     machine = machine_id()[:8]
     return '%s-%s' % (label, machine) if machine else label
-
-
-def machine_id():
-    """This machine's id (``/etc/machine-id``, lower-case hex), or '' where there is none."""
-    try:
-        with open(MACHINE_ID_FILE) as f:
-            return re.sub(r'[^0-9a-f]', '', f.read().strip().lower())
-    except OSError:
-        return ''
 
 
 def tmp_name(final_name, pid=None, host=None):

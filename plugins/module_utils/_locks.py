@@ -28,6 +28,23 @@ that was killed or cancelled stops renewing: once its lease has not been
 renewed for ``stale_after`` seconds (or the host rebooted) the next run takes
 it over and names the dead run. A live run is never taken over.
 
+The lease records the machine (machine id and host name) and, beside the wall
+clock of each renewal, CLOCK_BOOTTIME: on the same machine and boot, silence
+is measured by the clock that does not jump, so a wall clock set back a day
+(or ahead) neither keeps a dead run's lease nor frees a live one. Another
+machine's lease (a storage dir shared over NFS) is judged by the wall clock
+only, and never taken over while renewed within ``stale_after``.
+
+Before each destructive act (emptying, deleting, publishing, renaming on the
+far side) a module calls ``Heartbeat.check()``: it renews the lease and raises
+``LeaseLost`` when the lease is no longer this run's, so a run that lost it
+stops at once instead of at its end.
+
+The owner marker (``.alation_backup_owner``): the machine that uses a backup
+storage dir (and a pg staging dir kept elsewhere) says so in it; another
+machine is refused (``check_owner``) before it reads, counts or removes
+anything there.
+
 Both write who holds them as JSON; ``read_holder`` reads either.
 """
 
@@ -36,12 +53,15 @@ import fcntl
 import json
 import os
 import secrets
+import socket
 import threading
 import time
 
-from ansible_collections.alation.backup.plugins.module_utils._host import pid_alive, write_file
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import machine_id
+from ansible_collections.alation.backup.plugins.module_utils._host import HostError, pid_alive, write_file
 
 BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id'
+UPTIME_FILE = '/proc/uptime'
 
 
 class LockBusy(Exception):
@@ -192,6 +212,42 @@ def boot_id():
         return None
 
 
+def boottime():
+    """Seconds since this boot, suspend included (CLOCK_BOOTTIME): a clock no one sets; None if unreadable."""
+    try:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):  # Python 3.6 has no CLOCK_BOOTTIME; /proc/uptime is the same clock
+        try:
+            with open(UPTIME_FILE) as f:
+                return float(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def this_machine():
+    """What a lease and an owner marker record of this machine: its machine id and host name."""
+    return dict(machine_id=machine_id() or None, hostname=socket.gethostname())
+
+
+def same_machine(record, me=None):
+    """True when ``record`` (a lease or an owner marker) was written on this machine, False when on another,
+    None when it does not say (a lease written before leases recorded the machine).
+
+    Both the machine id and the host name must match: machines cloned from one image may share a machine id.
+    """
+    if not record or not (record.get('machine_id') or record.get('hostname')):
+        return None
+    me = me or this_machine()
+    return record.get('machine_id') == me['machine_id'] and record.get('hostname') == me['hostname']
+
+
+def machine_words(record):
+    """``host alation-2 (machine id 0123abcd...)``: the machine a lease or marker names."""
+    mid = (record or {}).get('machine_id') or ''
+    return 'host %s%s' % ((record or {}).get('hostname') or '?',
+                          ' (machine id %s...)' % mid[:12] if mid else '')
+
+
 def _utc(ts):
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts or 0))
 
@@ -200,31 +256,62 @@ def _renewed(holder):
     return holder.get('renewed', holder.get('started', 0))
 
 
-def describe(holder, now=None, renewed=True):
-    """Who holds a lease, in words: owner, run, pid, since when (and when last renewed)."""
+def silence(holder, now=None, uptime=None):
+    """Seconds since ``holder`` last renewed its lease.
+
+    On this machine and boot, by CLOCK_BOOTTIME (``uptime``): a wall clock
+    that jumped back a day or ahead says nothing about it. Else by the wall
+    clock (``now``): another machine's boot clock cannot be compared with
+    ours, and a lease from before the machine was recorded has none.
+    """
+    now = time.time() if now is None else now
+    if (same_machine(holder) and holder.get('boot_id') and holder.get('boot_id') == boot_id()
+            and holder.get('renewed_boottime') is not None):
+        uptime = boottime() if uptime is None else uptime
+        if uptime is not None:
+            return uptime - holder['renewed_boottime']
+    return now - _renewed(holder)
+
+
+def describe(holder, now=None, renewed=True, uptime=None):
+    """Who holds a lease, in words: owner, run, pid, machine, since when (and when last renewed)."""
     if not holder:
         return 'unknown holder (unreadable lock file)'
-    now = time.time() if now is None else now
-    text = 'run %s of %s (pid %s), started %s' % (
-        holder.get('run_id', '?'), holder.get('owner', '?'), holder.get('pid', '?'), _utc(holder.get('started')))
-    return text + (', last renewed %ds ago' % max(0, int(now - _renewed(holder))) if renewed else '')
+    text = 'run %s of %s (pid %s)%s, started %s' % (
+        holder.get('run_id', '?'), holder.get('owner', '?'), holder.get('pid', '?'),
+        ' on %s' % machine_words(holder) if holder.get('hostname') or holder.get('machine_id') else '',
+        _utc(holder.get('started')))
+    return text + (', last renewed %ds ago' % max(0, int(silence(holder, now, uptime))) if renewed else '')
 
 
-def stale_reason(holder, stale_after, now=None):
+def stale_reason(holder, stale_after, now=None, uptime=None):
     """Why a lease may be taken over, or None while its run is alive.
 
     A live run renews its lease at every step and from a heartbeat in its
     long-running modules; one that was killed stops renewing. The holder's
     own ``stale_after`` (what it promised) counts; ``stale_after`` is for a
-    lease that does not say.
+    lease that does not say. ``now`` is the wall clock, ``uptime`` the
+    boot clock (CLOCK_BOOTTIME), both read when not given.
     """
     now = time.time() if now is None else now
     if holder is None:
         return 'the lock file is unreadable'
-    if holder.get('boot_id') and boot_id() and holder['boot_id'] != boot_id():
-        return 'the host rebooted since it was taken'
     limit = holder.get('stale_after') or stale_after
-    silent = now - _renewed(holder)
+    machine = same_machine(holder)
+    if machine is False:
+        # Another machine (a storage dir shared over NFS): its boot id and boot
+        # clock mean nothing here, so only the wall clocks of both hosts can be
+        # compared. A lease renewed within stale_after by that clock is never taken.
+        silent = now - _renewed(holder)
+        if silent > limit:
+            return ('not renewed for %ds by the wall clock (stale after %gs): that run on %s is gone'
+                    % (silent, limit, machine_words(holder)))
+        return None
+    # Only this same machine with another boot id rebooted; a lease that does
+    # not name its machine may be another's, so only the wall clock judges it.
+    if machine and holder.get('boot_id') and boot_id() and holder['boot_id'] != boot_id():
+        return 'the host rebooted since it was taken'
+    silent = silence(holder, now, uptime)
     if silent > limit:
         return 'not renewed for %ds (stale after %gs): that run is gone' % (silent, limit)
     return None
@@ -276,19 +363,19 @@ def acquire_lease(path, owner, run_id, stale_after):
     Taking it again with the same ``run_id`` renews the existing lease, so a
     retried task of the same run does not lock itself out.
     """
-    now = time.time()
-    record = dict(owner=owner, run_id=run_id, pid=os.getpid(), started=now, renewed=now,
-                  stale_after=stale_after, boot_id=boot_id(), token=secrets.token_hex(16))
+    now, uptime = time.time(), boottime()
+    record = dict(owner=owner, run_id=run_id, pid=os.getpid(), started=now, renewed=now, renewed_boottime=uptime,
+                  stale_after=stale_after, boot_id=boot_id(), token=secrets.token_hex(16), **this_machine())
     with _guard(path):
         _remove_leftovers(path)
         taken_over = None
         if os.path.lexists(path):
             holder = read_holder(path)
-            if holder and holder.get('run_id') == run_id:
-                holder['renewed'] = now
+            if holder and holder.get('run_id') == run_id and same_machine(holder) is not False:
+                holder.update(renewed=now, renewed_boottime=uptime)
                 write_file(path, json.dumps(holder))
                 return holder, None
-            reason = stale_reason(holder, stale_after, now)
+            reason = stale_reason(holder, stale_after, now, uptime)
             if reason is None:
                 raise LockHeld(path, holder)
             taken_over = dict(holder=public(holder), reason=reason)
@@ -313,14 +400,21 @@ def public(holder):
     return {k: v for k, v in (holder or {}).items() if k != 'token'}
 
 
-def renew_lease(path, token, now=None):
-    """Mark our lease alive now; raise LeaseLost when it is no longer ours."""
+def renew_lease(path, token, now=None, uptime=None):
+    """Mark our lease alive now (by the wall clock and the boot clock); raise LeaseLost when it is no longer ours."""
     with _guard(path):
         holder = read_holder(path)
         if holder is None or holder.get('token') != token:
             raise LeaseLost(path, public(holder) if holder else None)
-        holder['renewed'] = time.time() if now is None else now
+        holder.update(renewed=time.time() if now is None else now,
+                      renewed_boottime=boottime() if uptime is None else uptime)
         write_file(path, json.dumps(holder))
+
+
+def still_ours(path, token):
+    """Whether the lease at ``path`` carries ``token`` (read only, no guard: for when a renewal could not be written)."""
+    holder = read_holder(path)
+    return bool(holder) and holder.get('token') == token
 
 
 def release_lease(path, token):
@@ -348,9 +442,10 @@ class Heartbeat(object):
     ``lease`` is the module's ``lease`` option (a dict with ``path`` and
     ``token``) or None (no lease: nothing to do). The lease is renewed at
     start, then from a daemon thread every min(30 s, stale_after / 4), and at
-    stop. Renewal never stops the work: a lease found lost is kept in
-    ``lost`` (a LeaseLost) and ``stop()`` returns its message, for the module
-    to fail with once the work is done. Also a context manager.
+    stop. A lease found lost is kept in ``lost`` (a LeaseLost) and ``stop()``
+    returns its message. The beat itself never stops the work: the module
+    calls ``check()`` before each destructive act, which raises the LeaseLost
+    there. Also a context manager.
     """
 
     def __init__(self, lease, interval=None):
@@ -359,16 +454,40 @@ class Heartbeat(object):
         self.lost = None
         self._stop = threading.Event()
         self._thread = None
+        self._renewing = threading.Lock()  # the beat and check() write the same temporary file
 
     def _renew(self):
-        if self.lost is not None:
+        """Renew once; True when the lease is ours (renewed, or its renewal could not be written but it is ours)."""
+        with self._renewing:
+            if self.lost is not None:
+                return False
+            try:
+                renew_lease(self.lease['path'], self.lease['token'])
+            except LeaseLost as e:
+                self.lost = e
+                return False
+            except (OSError, LockBusy):
+                # Not written (a full disk, a guard held too long): the last renewal, at most one
+                # interval ago, still holds off every other run; the next beat tries again.
+                if not still_ours(self.lease['path'], self.lease['token']):
+                    holder = read_holder(self.lease['path'])
+                    self.lost = LeaseLost(self.lease['path'], public(holder) if holder else None)
+                    return False
+            return True
+
+    def check(self):
+        """Raise LeaseLost unless the lease is this run's right now; renew it on the way.
+
+        Called just before each destructive act (emptying, deleting,
+        publishing, renaming on the far side). Once it returns, the lease was
+        renewed just now, so no other run may take it for ``stale_after``
+        seconds: the act that follows is still this run's. Without a lease
+        (check mode, a module called alone) it does nothing.
+        """
+        if self.lease is None:
             return
-        try:
-            renew_lease(self.lease['path'], self.lease['token'])
-        except LeaseLost as e:
-            self.lost = e
-        except (OSError, LockBusy):
-            pass  # a renewal that could not be written: the next beat tries again
+        if not self._renew():
+            raise self.lost
 
     def _beat(self):
         while not self._stop.wait(self.interval):
@@ -407,3 +526,103 @@ class Heartbeat(object):
 def heartbeat(module):
     """Start renewing the lease of ``module``'s ``lease`` option (none in check mode: no lease was taken)."""
     return Heartbeat(None if module.check_mode else module.params.get('lease')).start()
+
+
+def stopped(lost, before):
+    """The message of a module that stopped at a lost lease, ``before`` saying what it did not do."""
+    return '%s. Stopped before %s: nothing more was changed' % (lost, before)
+
+
+# -- the owner marker: one machine per backup storage dir ---------------------------
+
+OWNER_MARKER = '.alation_backup_owner'
+
+
+class ForeignOwner(HostError):
+    """A backup storage dir (or pg staging dir) that another machine uses too; ``foreign`` is what says so
+    (``dir`` and its ``marker`` and ``owner``, or its ``lease`` without token)."""
+
+    def __init__(self, msg, foreign=None):
+        super(ForeignOwner, self).__init__(msg)
+        self.foreign = foreign or {}
+
+
+def owner_markers(storage_dir, pg_staging_dir=None):
+    """[(dir, marker path)] that say who owns ``storage_dir`` and ``pg_staging_dir``.
+
+    The storage dir's marker is inside it. A pg staging dir inside the storage
+    dir is covered by that one; one elsewhere gets its marker beside it
+    (``.<name>.alation_backup_owner`` in its parent, as the catalog lock is):
+    pg_probackup init needs an empty catalog dir, and pg_basebackup's is emptied
+    each run. Only dirs (parents) that exist are listed.
+    """
+    found = []
+    if storage_dir:
+        storage_dir = os.path.normpath(storage_dir)
+        if os.path.isdir(storage_dir):
+            found.append((storage_dir, os.path.join(storage_dir, OWNER_MARKER)))
+    if pg_staging_dir:
+        pg = os.path.normpath(pg_staging_dir)
+        inside = storage_dir and (pg == storage_dir or pg.startswith(storage_dir.rstrip('/') + '/'))
+        parent, name = os.path.split(pg)
+        if not inside and name and os.path.isdir(parent):
+            found.append((pg, os.path.join(parent, '.%s%s' % (name, OWNER_MARKER))))
+    return found
+
+
+def _advice(directory):
+    return ('Give each host its own backup storage dir and pg staging dir (alation_backup_storage_dir and '
+            'alation_backup_pg_staging_dir, for example a dir named for the host below the shared one); nothing in '
+            '%s was read, counted or removed. If that machine is gone for good and this host took its place, remove '
+            'its marker.' % directory)
+
+
+def check_owner(storage_dir, pg_staging_dir=None, lock_path=None, me=None):
+    """Refuse (ForeignOwner) dirs another machine uses: an owner marker or a lease naming another machine.
+
+    Reads only the markers and the lease; returns the [(dir, marker)] to claim.
+    What it cannot see: archives or a catalog another machine wrote before it
+    wrote a marker (older versions of this collection, other tools).
+    """
+    me = me or this_machine()
+    markers = owner_markers(storage_dir, pg_staging_dir)
+    for directory, marker in markers:
+        if not os.path.lexists(marker):
+            continue
+        owner = read_holder(marker)
+        foreign = dict(dir=directory, marker=marker, owner=owner)
+        if owner is None:
+            raise ForeignOwner('the owner marker %s of %s cannot be read: it should name the machine that uses '
+                               'this dir. %s' % (marker, directory, _advice(directory)), foreign)
+        if same_machine(owner, me) is not True:
+            raise ForeignOwner('%s is used by another machine: its owner marker %s names %s, this is %s. %s'
+                               % (directory, marker, machine_words(owner), machine_words(me), _advice(directory)),
+                               foreign)
+    if lock_path and os.path.lexists(lock_path):
+        holder = read_holder(lock_path)
+        if holder and same_machine(holder, me) is False:
+            live = stale_reason(holder, holder.get('stale_after') or 600) is None
+            raise ForeignOwner('%s is used by another machine: its host lock %s is held by %s (%s), this is %s. %s'
+                               % (os.path.dirname(lock_path), lock_path, describe(holder),
+                                  'a live run, never taken over' if live else 'not renewed in time, but that '
+                                  'machine writes here', machine_words(me), _advice(os.path.dirname(lock_path))),
+                               dict(dir=os.path.dirname(lock_path), lease=public(holder)))
+    return markers
+
+
+def claim_owner(markers, me=None):
+    """Write the owner markers that are missing (under the lease); the paths written. ForeignOwner if one
+    appeared naming another machine meanwhile."""
+    me = me or this_machine()
+    written = []
+    for directory, marker in markers:
+        try:
+            write_file(marker, json.dumps(dict(me, since=time.time())), mode=0o644, replace=False)
+            written.append(marker)
+        except FileExistsError:
+            owner = read_holder(marker)
+            if same_machine(owner, me) is not True:
+                raise ForeignOwner('%s is used by another machine: its owner marker %s names %s, this is %s. %s'
+                                   % (directory, marker, machine_words(owner), machine_words(me), _advice(directory)),
+                                   dict(dir=directory, marker=marker, owner=owner))
+    return written

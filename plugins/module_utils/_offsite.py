@@ -296,6 +296,13 @@ class Copier(object):
 
     # -- the far side ----------------------------------------------------------------
 
+    # The run's lease check (Heartbeat.check), set by the module: called before each far-side rename or removal.
+    lease_check = None
+
+    def check_lease(self):
+        if self.lease_check is not None:
+            self.lease_check()
+
     def remote_argv(self, script):
         return self.ssh + ['--', self.target.host, script]
 
@@ -342,6 +349,7 @@ class Copier(object):
         mid-way. Another host's (another label) are never judged here."""
         dead = dead_tmp_names([name for name, info in files.items() if info is not None], suffix)
         if dead:
+            self.check_lease()
             self.remove(dead)
             self.removed_tmp.extend(posixpath.join(self.dir, name) for name in dead)
         return dead
@@ -450,6 +458,7 @@ class Copier(object):
                     raise CopyError('the copy of %s on %s hashes to %s, not %s as here: not kept'
                                     % (final_name, self.where, got.get(tmp) or 'nothing', want))
             # The archive first, then its .sha256: an archive without one is never taken for a good one.
+            self.check_lease()
             self.remote(self.in_dir('mv -f -- %s %s && mv -f -- %s %s' % (
                 shlex.quote(tmps[0]), shlex.quote(name), shlex.quote(tmps[1]), shlex.quote(name + '.sha256'))),
                 'renaming the copy into place on %s' % self.where)
@@ -492,6 +501,8 @@ class Copier(object):
     def apply_retention(self, planned):
         """Remove what plan_retention chose (each archive before its .sha256, in one rm); the entries removed."""
         entries = planned['remove'] + planned['orphans']
+        if entries:
+            self.check_lease()
         self.remove([posixpath.basename(e['path']) for e in entries])
         return entries
 

@@ -55,6 +55,10 @@ class PgProbackupError(Exception):
         self.extra = extra
 
 
+class LeaseStop(PgProbackupError):
+    """The run's lease was lost before a deletion in the catalog: nothing more is deleted."""
+
+
 # -- stderr ------------------------------------------------------------------
 
 def parse_log(stderr):
@@ -568,6 +572,18 @@ class Catalog:
         self.host_catalog = runner.host_path(catalog)
         self.warnings = []
 
+    # The run's lease check (Heartbeat.check), set by the module; None: no lease to check.
+    lease_check = None
+
+    def check_lease(self, before):
+        """Raise LeaseStop when the run's lease is lost, ``before`` saying what is then not done."""
+        if self.lease_check is None:
+            return
+        try:
+            self.lease_check()
+        except Exception as e:  # LeaseLost; _locks is not imported here
+            raise LeaseStop('%s. Stopped before %s: nothing more was changed' % (e, before))
+
     def run(self, action, args, check=True, env=None):
         result = self.runner.run([self.binary] + list(args), env=env)
         if check and result['rc'] != 0:
@@ -653,9 +669,11 @@ class Catalog:
                  + self._jobs())
 
     def delete_status(self, status):
+        self.check_lease('deleting the %s backups of catalog %s' % (status, self.catalog))
         self.run('delete', ['delete', '-B', self.catalog, '--instance', self.instance, '--status=%s' % status])
 
     def delete_id(self, backup_id):
+        self.check_lease('deleting backup %s from catalog %s' % (backup_id, self.catalog))
         self.run('delete', ['delete', '-B', self.catalog, '--instance', self.instance, '-i', backup_id])
 
     def running(self, backups):
@@ -756,6 +774,7 @@ def run_backup(cat, p, check_mode, now=None):
     try:
         if reset:
             # Empty the catalog but keep its directory (owner and mode stay as the admin made them).
+            cat.check_lease('emptying catalog %s (on_broken_chain=reset)' % cat.catalog)
             remove_tree(cat.host_catalog, keep_top=True, shell_root=cat.runner.chroot)
             changed.append(True)
         elif plan['recovery'] == 'repair':
@@ -823,11 +842,14 @@ def _prune(cat, keep_id, backups):
     if not plan:
         return [], backups, ''
     wanted = pruned_ids(plan)
+    cat.check_lease('pruning the older chain of catalog %s' % cat.catalog)
     _drop_reused_pid_files(running, wanted)
     error = ''
     for step in plan:
         try:
             cat.delete_id(step['id'])
+        except LeaseStop:
+            raise
         except PgProbackupError as e:
             error = e.msg
             break
@@ -846,6 +868,7 @@ def _prune(cat, keep_id, backups):
 
 def _repair(cat, plan, backups):
     bad_ids = [x['id'] for x in plan['bad']]
+    cat.check_lease('repairing catalog %s' % cat.catalog)
     _drop_reused_pid_files(cat.running(backups), bad_ids)
     for status in delete_statuses(plan['bad']):
         cat.delete_status(status)
@@ -940,9 +963,10 @@ def run_absent(cat, check_mode):
     if live:
         raise PgProbackupError('not removing catalog %s: a backup is running in it (%s)' % (
             cat.catalog, ', '.join('%s: pid %s' % x for x in live)))
-    res['changed'] = True
     if not check_mode:
+        cat.check_lease('removing catalog %s' % cat.catalog)
         remove_tree(cat.host_catalog, shell_root=cat.runner.chroot)
+    res['changed'] = True
     return res
 
 

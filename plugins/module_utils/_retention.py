@@ -167,11 +167,16 @@ def future_warning(planned):
                 len(planned['future']), ', '.join(f['path'] for f in planned['future'])))
 
 
-def apply(planned):
+def apply(planned, check=None):
     """Remove what ``plan`` chose: each archive before its .sha256 (a cut-short run never leaves an archive
-    that looks unsealed and would be sealed again), then the orphans. Returns the entries removed."""
+    that looks unsealed and would be sealed again), then the orphans. Returns the entries removed.
+
+    ``check`` (the run's lease check) is called before each removal: what it raises stops retention there.
+    """
     removed = []
     for entry in planned['remove'] + planned['orphans']:
+        if check is not None:
+            check()
         try:
             os.unlink(entry['path'])
         except FileNotFoundError:

@@ -14,6 +14,7 @@ reports the same counts without touching anything (check mode).
 import errno
 import os
 import stat
+import time
 
 # The Alation shell: a chroot whose system dirs are as precious as the host's.
 ALATION_CHROOT = '/opt/alation/alation'
@@ -250,7 +251,16 @@ def _open_dir(name, dir_fd, ident, shown):
     return fd
 
 
-def clear_tree(path, remove_self=False, dry_run=False, mount_points=frozenset()):
+def _check(check, result):
+    """Call ``check`` (the run's lease check); what it raises carries what was removed so far (``result``)."""
+    try:
+        check()
+    except Exception as e:
+        e.result = result
+        raise
+
+
+def clear_tree(path, remove_self=False, dry_run=False, mount_points=frozenset(), check=None, check_every=1.0):
     """Remove everything inside directory ``path`` (and ``path`` itself with ``remove_self``).
 
     Symlinks are removed, never followed. Directories on another filesystem
@@ -258,8 +268,15 @@ def clear_tree(path, remove_self=False, dry_run=False, mount_points=frozenset())
     reported in ``skipped_mounts``; the directories above them stay. Returns a
     TreeResult; raises RemovalError (carrying the partial result) on the first
     error.
+
+    ``check`` (the run's lease check) is called before the removal starts and
+    again before a top-level entry once ``check_every`` seconds have passed;
+    what it raises stops the removal there, with ``result`` set on it.
     """
     result = TreeResult()
+    if check is not None and not dry_run:
+        _check(check, result)
+    checked = time.monotonic()
     norm = os.path.normpath(path)
     real = resolved_path(norm)
     parent, name = os.path.split(real)
@@ -279,6 +296,9 @@ def clear_tree(path, remove_self=False, dry_run=False, mount_points=frozenset())
             frame = stack[-1]
             top = len(stack) == 1
             if frame.names:
+                if top and check is not None and not dry_run and time.monotonic() - checked >= check_every:
+                    _check(check, result)
+                    checked = time.monotonic()
                 entry = frame.names.pop()
                 child_real = os.path.join(frame.real, entry)
                 current = os.path.join(frame.shown, entry)

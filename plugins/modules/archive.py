@@ -363,7 +363,10 @@ def main():
         previous = signal.signal(signal.SIGTERM, _terminated)
         beat = _locks.heartbeat(module)
         try:
-            result = create_archive(plan)
+            result = create_archive(plan, lease_check=beat.check)
+        except _locks.LeaseLost as e:
+            module.fail_json(msg=_locks.stopped(e, 'touching the backup storage dir further: no archive was '
+                                                   'published, its temporary files were removed'))
         finally:
             signal.signal(signal.SIGTERM, previous)
             lost = beat.stop()

@@ -10,13 +10,32 @@ version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - A backup run is many tasks; this lock spans them, so that a second run on the same host is refused at once and told who holds it.
-  - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the host's boot id,
-    when it was last renewed and O(stale_after).
+  - The lock is a lease file created with C(O_EXCL). It records who took it, when, the run id, the machine (its
+    C(/etc/machine-id) and host name), the host's boot id, when it was last renewed (by the wall clock and by
+    C(CLOCK_BOOTTIME), a clock nobody sets) and O(stale_after).
   - The run renews the lease while it works, at each step (taking it again with the same O(run_id)) and from a heartbeat
-    in the long-running modules (their C(lease) option), every min(30, O(stale_after)/4) seconds.
+    in the long-running modules (their C(lease) option), every min(30, O(stale_after)/4) seconds. Those modules also
+    check the lease just before each destructive act (emptying, deleting, publishing, renaming on the backup host) and
+    stop there, changing nothing more, once it is no longer theirs.
   - A run that was killed or cancelled (an AWX job cancelled, a controller rebooted, an SSH link dropped) stops renewing.
-    Once its lease has not been renewed for O(stale_after) seconds, or the host has rebooted, the next run takes it over
-    with a warning naming the dead run. A live run is never taken over.
+    Once its lease has not been renewed for O(stale_after) seconds, or this machine has rebooted, the next run takes it
+    over with a warning naming the dead run. A live run is never taken over.
+  - On the same machine and boot the silence is measured by C(CLOCK_BOOTTIME), so a wall clock set back a day or ahead
+    neither keeps a killed run's lease for longer nor frees a live run's lease sooner than O(stale_after).
+  - A lease of another machine (a storage dir shared over NFS) can only be judged by the wall clock. It is never taken
+    over while renewed within O(stale_after); and with O(storage_dir) given the run is refused anyway (see below).
+  - B(Owner marker.) With O(storage_dir) (and O(pg_staging_dir)) the module refuses, before taking the lease and changing
+    nothing, a dir that another machine uses - its owner marker C(.alation_backup_owner) (JSON with C(machine_id) and
+    C(hostname)) names another machine, or the lock file is another machine's lease, live or not. The message says to
+    give each host its own storage dir. Once the lease is taken, it writes the marker where it is missing - inside the
+    storage dir, and for a pg staging dir outside it beside that dir (C(.<name>.alation_backup_owner) in its parent, as
+    pg_probackup needs an empty catalog dir and the pg_basebackup staging is emptied each run).
+  - What the marker cannot detect, archives or a pg_probackup catalog that another machine wrote before any marker
+    existed (an older version of this collection, another tool), and a pg staging dir that is itself the mount point of
+    a shared filesystem (its marker is in the parent). Two hosts sharing a dir are caught from the first run that writes
+    a marker on.
+  - A machine is its machine id and its host name together (machines cloned from one image may share a machine id). A
+    host that was renamed is refused by its own old marker; remove the marker then.
 extends_documentation_fragment:
   - alation.backup.attributes
 options:
@@ -27,9 +46,21 @@ options:
   state:
     description:
       - V(present) takes the lock, V(absent) releases it.
+      - V(inspect) only refuses dirs that another machine uses (the owner markers of O(storage_dir) and O(pg_staging_dir),
+        and the lock file at O(path)); it takes and writes nothing. Run it before anything reads the storage dir.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, inspect]
     default: present
+  storage_dir:
+    description:
+      - The backup storage dir this run writes its archives to. It must be this machine's alone; see the owner marker
+        above. Without it no marker is checked or written.
+    type: path
+  pg_staging_dir:
+    description:
+      - The pg staging dir (the pg_probackup catalog or the pg_basebackup staging dir). Inside O(storage_dir) it is
+        covered by that dir's marker; elsewhere its own marker sits beside it.
+    type: path
   run_id:
     description:
       - Identifies this run. Taking the lock again with the same id renews and returns the same lease (a retried task
@@ -67,6 +98,13 @@ EXAMPLES = r'''
     owner: "{{ lookup('env', 'USER') }}@controller"
   register: lock
 
+- name: Refuse a storage dir another machine uses, before reading anything in it
+  alation.backup.backup_lock:
+    path: /data2/backup/.alation_backup.lock
+    state: inspect
+    storage_dir: /data2/backup
+    pg_staging_dir: /data2/backup/pgbackup
+
 - name: Release it
   alation.backup.backup_lock:
     path: /data2/backup/.alation_backup.lock
@@ -80,8 +118,19 @@ token:
   returned: state=present, not in check mode
   type: str
 holder:
-  description: The lease as recorded (owner, run_id, pid, started, renewed, stale_after, boot_id), without the token.
+  description:
+    - The lease as recorded (owner, run_id, pid, started, renewed, renewed_boottime, stale_after, boot_id, machine_id,
+      hostname), without the token.
   returned: state=present
+  type: dict
+owner_markers:
+  description: The owner markers written (this machine's first run with these dirs); already present ones are not listed.
+  returned: state=present
+  type: list
+  elements: str
+foreign:
+  description: The marker or lease of the other machine that made the module refuse, or null.
+  returned: when refused because another machine uses the dir
   type: dict
 taken_over:
   description: The dead run whose lease was taken over, or null.
@@ -92,7 +141,7 @@ taken_over:
       description: Its lease as it was recorded, without the token.
       type: dict
     reason:
-      description: Why it counted as dead (not renewed for so long, the host rebooted, an unreadable lock file).
+      description: Why it counted as dead (not renewed for so long, this machine rebooted, an unreadable lock file).
       type: str
     description:
       description: The dead run and the reason in one sentence, as in the warning.
@@ -110,7 +159,9 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
-            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            state=dict(type='str', choices=['present', 'absent', 'inspect'], default='present'),
+            storage_dir=dict(type='path'),
+            pg_staging_dir=dict(type='path'),
             run_id=dict(type='str'),
             owner=dict(type='str', default='unknown'),
             stale_after=dict(type='int', default=600),
@@ -121,6 +172,13 @@ def main():
     )
     p = module.params
     path = p['path']
+    if p['state'] != 'absent':
+        try:
+            markers = _locks.check_owner(p['storage_dir'], p['pg_staging_dir'], path)
+        except _locks.ForeignOwner as e:
+            module.fail_json(msg='refusing the run, nothing was changed: %s' % e, foreign=e.foreign)
+    if p['state'] == 'inspect':
+        module.exit_json(changed=False)
     if not os.path.isdir(os.path.dirname(path)):
         module.fail_json(msg='the directory of the lock file %s does not exist: create it first (the backup storage dir)' % path)
 
@@ -134,7 +192,7 @@ def main():
         holder = _locks.read_holder(path) if os.path.lexists(path) else None
         if holder and holder.get('run_id') != p['run_id'] and not _locks.stale_reason(holder, p['stale_after']):
             module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=_locks.public(holder))
-        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None)
+        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None, owner_markers=[])
 
     try:
         record, taken_over = _locks.acquire_lease(path, p['owner'], p['run_id'], p['stale_after'])
@@ -146,7 +204,13 @@ def main():
         taken_over['description'] = 'took over the host lock %s from %s: %s' % (
             path, _locks.describe(taken_over['holder'], renewed=False), taken_over['reason'])
         module.warn(taken_over['description'])
-    module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over)
+    try:
+        written = _locks.claim_owner(markers)
+    except (_locks.ForeignOwner, OSError) as e:
+        _locks.release_lease(path, record['token'])
+        module.fail_json(msg='refusing the run, the host lock was released: %s' % e, foreign=getattr(e, 'foreign', None))
+    module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over,
+                     owner_markers=written)
 
 
 if __name__ == '__main__':

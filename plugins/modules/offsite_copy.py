@@ -263,8 +263,15 @@ def main():
     keys = None
     try:
         keys = key_dir(module)
-        changed, record, warnings = _offsite.run_copy(copier(runner, p, keys), p['src'], p['keep_count'], p['keep_days'], p['suffix'],
+        copy = copier(runner, p, keys)
+        copy.lease_check = beat.check
+        changed, record, warnings = _offsite.run_copy(copy, p['src'], p['keep_count'], p['keep_days'], p['suffix'],
                                                       module.check_mode)
+    except _locks.LeaseLost as e:
+        beat.stop()
+        module.fail_json(msg=_locks.stopped(e, 'renaming or removing anything more on the backup host (a copy '
+                                               'still under temporary names was removed)'),
+                         executed_commands=runner.executed_commands)
     except HostError as e:
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',

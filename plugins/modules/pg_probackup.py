@@ -451,6 +451,7 @@ def main():
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 
     beat = _locks.heartbeat(module)
+    cat.lease_check = beat.check
 
     def finish(result, failed_msg=None):
         lost = beat.stop()

@@ -137,7 +137,10 @@ def main():
     try:
         planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
                                   protect=p['protect'])
-        removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned)
+        removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned, beat.check)
+    except _locks.LeaseLost as e:
+        beat.stop()
+        module.fail_json(msg='retention in %s: %s' % (p['dir'], _locks.stopped(e, 'removing anything more')))
     except (HostError, OSError) as e:
         module.fail_json(msg='retention in %s: %s' % (p['dir'], e))
     lost = beat.stop()

@@ -230,7 +230,13 @@ def main():
     if exists and state in ('empty', 'absent'):
         mounts = _staging.mount_points_below(_staging.resolved_path(path))
         try:
-            tree = _staging.clear_tree(path, remove_self=state == 'absent', dry_run=module.check_mode, mount_points=mounts)
+            tree = _staging.clear_tree(path, remove_self=state == 'absent', dry_run=module.check_mode, mount_points=mounts,
+                                       check=beat.check)
+        except _locks.LeaseLost as e:
+            beat.stop()
+            counts = e.result.as_dict()
+            module.fail_json(msg=_locks.stopped(e, 'emptying the staging dir %s (any further)' % path), path=path,
+                             state=state, changed=bool(e.result.files or e.result.dirs), **counts)
         except _staging.RemovalError as e:
             counts = e.result.as_dict()
             module.fail_json(msg='%s. Fix the cause (permissions, immutable attribute, a busy mount) and run again.' % e,

@@ -1,9 +1,13 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
+import json
 import os
 import time
 
+import pytest
+
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.modules import backup_lock
 
 from .utils import run_module
@@ -49,3 +53,56 @@ def test_a_dead_run_is_taken_over_with_a_warning_naming_it(tmp_path):
     assert not failed and taken['taken_over']['holder']['run_id'] == 'awx-41'
     assert 'run awx-41 of alice' in taken['taken_over']['description']
     assert 'token' not in taken['taken_over']['holder']
+
+
+# -- neighbours: one machine per storage dir ------------------------------------------------
+
+NEIGHBOUR = dict(machine_id='fedcba9876543210fedcba9876543210', hostname='alation-neighbour')
+
+
+def listing(root):
+    return sorted((os.path.join(d, n), os.path.getsize(os.path.join(d, n)) if n in files else None)
+                  for d, dirs, files in os.walk(str(root)) for n in dirs + files)
+
+
+def test_the_first_run_writes_its_owner_marker(tmp_path):
+    path = str(tmp_path / '.alation_backup.lock')
+    failed, taken = run_module(backup_lock.main, dict(path=path, run_id='a', storage_dir=str(tmp_path),
+                                                      pg_staging_dir=str(tmp_path / 'pgbackup')))
+    assert not failed and taken['owner_markers'] == [str(tmp_path / '.alation_backup_owner')]
+    assert taken['holder']['machine_id'] == _locks.this_machine()['machine_id']
+    run_module(backup_lock.main, dict(path=path, state='absent', token=taken['token']))
+    failed, again = run_module(backup_lock.main, dict(path=path, run_id='b', storage_dir=str(tmp_path)))
+    assert not failed and again['owner_markers'] == []
+
+
+@pytest.mark.parametrize('state', ['present', 'inspect'])
+def test_a_storage_dir_another_machine_marked_is_refused_changing_nothing(tmp_path, state):
+    (tmp_path / '.alation_backup_owner').write_text(json.dumps(NEIGHBOUR))
+    (tmp_path / '202611300102_5-17-0-116556_alation_backup.tar.gz').write_bytes(b'theirs')
+    before = listing(tmp_path)
+    failed, result = run_module(backup_lock.main, dict(path=str(tmp_path / '.alation_backup.lock'), run_id='a',
+                                                       state=state, storage_dir=str(tmp_path)))
+    assert failed and result['msg'].startswith('refusing the run, nothing was changed: %s is used by another machine'
+                                               % tmp_path)
+    assert 'alation-neighbour' in result['msg'] and 'Give each host its own backup storage dir' in result['msg']
+    assert result['foreign']['owner']['hostname'] == 'alation-neighbour'
+    assert listing(tmp_path) == before, 'no lease taken, nothing written'
+
+
+def test_another_machines_live_lease_is_refused_naming_that_host(tmp_path):
+    path = str(tmp_path / '.alation_backup.lock')
+    with open(path, 'w') as f:
+        json.dump(dict(NEIGHBOUR, owner='carol', run_id='77-1', pid=4242, started=time.time() - 60,
+                       renewed=time.time() - 5, stale_after=600, boot_id='their-boot', token='theirs'), f)
+    before = listing(tmp_path)
+    for args in (dict(storage_dir=str(tmp_path)), {}):  # with the storage dir: shared; without: a live neighbour
+        failed, result = run_module(backup_lock.main, dict(path=path, run_id='a', **args))
+        assert failed and 'run 77-1 of carol (pid 4242) on host alation-neighbour' in result['msg'], result['msg']
+        assert listing(tmp_path) == before
+
+
+def test_inspect_passes_a_dir_of_our_own_and_takes_nothing(tmp_path):
+    path = str(tmp_path / '.alation_backup.lock')
+    failed, result = run_module(backup_lock.main, dict(path=path, state='inspect', storage_dir=str(tmp_path)))
+    assert not failed and not result['changed'] and os.listdir(str(tmp_path)) == []
