@@ -408,6 +408,13 @@ def test_lock_path_is_beside_the_catalog():
 def fake_pg_probackup():
     """A live process whose argv[0] is pg_probackup (a real sleep, renamed)."""
     proc = subprocess.Popen(['pg_probackup', '60'], executable='/bin/sleep')
+    # Popen may return before the child has exec'd (Python 3.13 forks with vfork): wait for its new argv.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open('/proc/%d/cmdline' % proc.pid, 'rb') as f:
+            if f.read().startswith(b'pg_probackup\0'):
+                break
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
