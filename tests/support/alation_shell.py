@@ -183,9 +183,12 @@ def lay_out(root, data_temp_dir='/data2/tmp'):
     shutil.copy2(os.path.join(HERE, 'alation_conf_double'), host(CONF))
     os.chmod(host(CONF), 0o755)
     with open(host(CONF) + '.store', 'w') as f:
+        # Alation's own backup runs daily, 12 hours after the shell was laid out: far outside the role's
+        # alation_backup_alation_schedule_margin whenever a test runs (the schedule tests write their own).
         f.write('alation.backup.data_temp_dir = %s\n'
-                'alation.backup.scheduled_hour = 1\n'
-                'alation.backup.scheduled_minute = 2\n' % data_temp_dir)
+                'alation.backup.scheduled_hour = %d\n'
+                'alation.backup.scheduled_minute = 2\n'
+                'alation.backup.scheduled_day = *\n' % (data_temp_dir, (time.gmtime().tm_hour + 12) % 24))
     admin = shell_ids(root, 'alationadmin')
     owner = shell_ids(root, 'alation')
     for path, ids, mode in ((data_temp_dir, admin, 0o700), ('/data2/backup', admin, 0o755),
