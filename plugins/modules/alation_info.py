@@ -286,7 +286,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _alation, _alation_schedule, _inputs, _proc_scan
+from ansible_collections.alation.backup.plugins.module_utils import _alation, _alation_schedule, _inputs, _locks, _proc_scan
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts, UnknownAccount
 
@@ -395,6 +395,13 @@ def main():
         busy = _proc_scan.scan([paths['staging_dir']['host_path'], paths['pg_staging_dir']['host_path']],
                                [paths['pg_staging_dir']['host_path']], exclude=_proc_scan.ancestors(os.getpid()))
         result['busy_processes'] = busy
+        holder = _locks.read_holder(paths['lock']['host_path']) if busy else None
+        if holder and _locks.stale_reason(holder, 600) is None:
+            # Another run of this collection at work: say so, as the host lock would.
+            module.fail_json(msg='refusing the run, nothing was touched: another run holds the host lock %s: %s; its '
+                                 'processes are at work in the staging dirs: %s'
+                                 % (paths['lock']['host_path'], _locks.describe(holder),
+                                    '; '.join(_proc_scan.describe(b) for b in busy)), **result)
         if busy:
             module.fail_json(
                 msg='refusing the run, nothing was touched: another backup (Alation\'s own, or another program) is at '

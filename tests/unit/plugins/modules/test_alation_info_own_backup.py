@@ -3,10 +3,12 @@
 """alation_info keeps clear of Alation's own backup: its schedule (alation_schedule_margin) and its processes (refuse_busy)."""
 
 import datetime
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -147,3 +149,21 @@ def test_this_module_in_the_staging_dir_is_not_counted(shell):
     finally:
         os.chdir(here)
     assert not failed, result
+
+
+def test_another_run_of_ours_is_named_as_the_host_lock_holder(shell):
+    staging = os.path.join(shell.root, 'data2', 'tmp')
+    proc = subprocess.Popen(['sleep', '60'], cwd=staging)
+    try:
+        lock = os.path.join(shell.root, 'data2', 'backup', '.alation_backup.lock')
+        with open(lock, 'w') as f:
+            json.dump(dict(owner='admin via ansible-playbook', run_id='cli-1', pid=proc.pid, started=time.time() - 30,
+                           renewed=time.time(), stale_after=600), f)
+        failed, result = run_module(alation_info.main, args(shell, refuse_busy=True))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert failed
+    assert result['msg'].startswith('refusing the run, nothing was touched: another run holds the host lock %s: run cli-1 '
+                                    'of admin via ansible-playbook (pid %d)' % (lock, proc.pid)), result['msg']
+    assert 'pid %d (sleep 60, uid %d) has its cwd' % (proc.pid, os.getuid()) in result['msg']
