@@ -10,9 +10,12 @@ of Alation's schedule (alation_backup_alation_schedule_margin).
 
 import datetime
 import glob
+import json
 import os
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -107,6 +110,42 @@ def test_a_pg_probackup_on_the_shell_catalog_refuses_the_run(alation_host, in_sh
     assert 'pid %d (%s, uid 4501) runs pg_probackup on the pg staging dir (catalog /data2/backup/pgbackup)' % (
         proc.pid, title) in error, error
     assert os.path.isdir(host.path('/data2/backup/pgbackup')) and archives(host) == []
+
+
+def test_a_real_pg_probackup_held_mid_backup_refuses_the_run_and_finishes_untouched(alation_host):
+    """Alation's own backup as it runs: the real pg_probackup inside the shell, stopped half-way through."""
+    host = alation_host
+    if not host.has_pg_probackup:
+        pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH)')
+    catalog = '/data2/backup/pgbackup'
+    probackup = '/usr/local/bin/pg_probackup'
+    # As Alation's backup keeps it: the pg staging dir is alation's.
+    os.mkdir(host.path(catalog), 0o700)
+    os.chown(host.path(catalog), 4501, 4501)
+    host.run([probackup, 'init', '-B', catalog])
+    host.run([probackup, 'add-instance', '-B', catalog, '-D', '/data1/pgsql/data', '--instance', 'alation'])
+    argv = [probackup, 'backup', '-B', catalog, '--instance', 'alation', '-b', 'FULL', '--stream', '-j', '1',
+            '-h', '127.0.0.1', '-p', str(host.port), '-U', 'alation', '-d', 'postgres']
+    proc = subprocess.Popen(['chroot', '--userspec=alation:alation', host.root] + argv,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Hold it once it has started copying into the catalog.
+        deadline = time.time() + 60
+        while not glob.glob(host.path(catalog + '/backups/alation/*/database/*')) and time.time() < deadline:
+            assert proc.poll() is None, 'pg_probackup ended before it could be held'
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGSTOP)
+        run = role_run(host)
+        assert run.rc != 0, run.output
+        error = run.records[HOST]['error']
+        assert 'pid %d (%s, uid 4501) runs pg_probackup on the pg staging dir (catalog %s)' % (
+            proc.pid, ' '.join(argv), catalog) in error, error
+        assert archives(host) == []
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert proc.wait(timeout=300) == 0, "Alation's own backup finishes as if nothing happened"
+    shown = json.loads(host.run([probackup, 'show', '-B', catalog, '--instance', 'alation', '--format=json']).stdout)
+    assert [b['status'] for b in shown[0]['backups']] == ['OK']
 
 
 def set_schedule(host, minute, hour, day):
