@@ -114,7 +114,7 @@ def test_the_message_names_the_schedule_and_the_variable():
     assert "turn Alation's own schedule off" in problem
     assert found == dict(minute='2', hour='1', day='tue,sat', margin_minutes=90, now='2026-12-01T00:40Z',
                          next_start='2026-12-01T01:02Z', nearest_start='2026-12-01T01:02Z')
-    _, problem = sched.check(conf('2', '1', None), 90, at('2026-12-01 01:30'))
+    problem = sched.check(conf('2', '1', None), 90, at('2026-12-01 01:30'))[1]
     assert "scheduled_day = not set" in problem and '(28 min ago)' in problem
 
 

@@ -62,7 +62,7 @@ def started():
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
         procs.append(proc)
         # Until it has exec'd: its cmdline is then the new program's.
-        for _ in range(100):
+        for dummy in range(100):
             with open('/proc/%d/cmdline' % proc.pid, 'rb') as f:
                 if f.read().split(b'\0')[0] == argv[0].encode():
                     break
