@@ -360,6 +360,8 @@ def alation_info_argument_spec():
         run_as=dict(type='str', default=DEFAULT_RUN_AS),
         alation_conf_command=dict(type='str', default=DEFAULT_ALATION_CONF_COMMAND),
         alation_conf_timeout=dict(type='int', default=DEFAULT_ALATION_CONF_TIMEOUT),
+        alation_schedule_margin=dict(type='int', default=0),
+        refuse_busy=dict(type='bool', default=False),
     )
 
 

@@ -136,6 +136,29 @@ options:
         later) and the module fails, naming the command; V(0) waits for ever.
     type: int
     default: 60
+  alation_schedule_margin:
+    description:
+      - Refuse (fail) when Alation's own backup is scheduled to start within this many minutes before or after now
+        (UTC), since it uses the same staging dirs. The schedule is read from the alation_conf keys
+        C(alation.backup.scheduled_minute), C(alation.backup.scheduled_hour) and C(alation.backup.scheduled_day),
+        read like cron's fields (V(*) or empty for every, numbers, ranges C(a-b), steps C(/n), lists; days also
+        as C(sun) .. C(sat)). A key alation_conf does not have counts as V(*).
+      - Refuses too when alation_conf cannot be run or a value cannot be read. The message names the schedule, its
+        start and the role variable C(alation_backup_alation_schedule_margin).
+      - V(0) turns the check off and the keys are not read. Needs O(read_conf).
+    type: int
+    default: 0
+  refuse_busy:
+    description:
+      - Refuse (fail) while another process is at work in the staging dirs, as Alation's own backup is while it
+        runs - a C(pg_probackup) whose catalog (C(-B), C(--backup-path) or C(BACKUP_PATH), seen from that
+        process's root, inside the Alation shell or not) is the pg staging dir, or any process whose cwd, root or
+        an open file lies in the staging dir or the pg staging dir. This module's own process and its parents are
+        not counted.
+      - The message names each process with its pid. Processes of other users are only seen when the module runs
+        as root.
+    type: bool
+    default: false
 notes:
   - The version file is parsed as text, never imported or run.
 '''
@@ -236,6 +259,22 @@ disk_caches:
   returned: always
   type: dict
   sample: {disk1: /dev/sdb1, disk2: /dev/sdc1}
+alation_schedule:
+  description:
+    - Alation's own backup schedule as read (C(minute), C(hour), C(day); null for a key not set), its C(next_start)
+      and the C(nearest_start) within C(margin_minutes) of C(now) (UTC, C(YYYY-MM-DDTHH:MMZ); null when none).
+    - Empty when O(alation_schedule_margin) is V(0).
+  returned: always
+  type: dict
+  sample: {minute: "2", hour: "1", day: "tue,sat", margin_minutes: 90, now: 2026-12-03T13:40Z,
+           next_start: 2026-12-05T01:02Z, nearest_start: null}
+busy_processes:
+  description: With O(refuse_busy), the processes found at work in the staging dirs (C(pid), C(name), C(cmdline), C(uid), C(why)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{pid: 4242, name: pg_probackup, cmdline: pg_probackup backup -B /data2/backup/pgbackup -b FULL, uid: 1500,
+            why: runs pg_probackup on the pg staging dir (catalog /data2/backup/pgbackup)}]
 executed_commands:
   description: The command lines run to read the keys.
   returned: always
@@ -247,7 +286,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _alation, _inputs
+from ansible_collections.alation.backup.plugins.module_utils import _alation, _alation_schedule, _inputs, _locks, _proc_scan
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts, UnknownAccount
 
@@ -257,7 +296,8 @@ def main():
     p = module.params
     root = os.path.normpath(p['root'])
     command = p['alation_conf_command']
-    result = dict(changed=False, root=root, conf={}, conf_errors={}, disk_caches={}, executed_commands=[])
+    result = dict(changed=False, root=root, conf={}, conf_errors={}, disk_caches={}, executed_commands=[],
+                  alation_schedule={}, busy_processes=[])
 
     if not os.path.isabs(root) or not os.path.isdir(root):
         module.fail_json(msg='root %s is not a directory: give the host path of the Alation shell '
@@ -268,6 +308,14 @@ def main():
     # The staging dir's key only when the staging dir is not given.
     keys = [] if p['staging_dir'] else [_alation.DATA_TEMP_DIR_KEY]
     keys += [k for k in p['alation_conf_keys'] + p['required'] if k not in keys]
+    margin = p['alation_schedule_margin']
+    if margin < 0:
+        module.fail_json(msg='alation_schedule_margin is %d: give the minutes to keep clear of Alation\'s own backup '
+                             'schedule, or 0 for off' % margin, **result)
+    if margin and not p['read_conf']:
+        module.fail_json(msg='alation_schedule_margin needs read_conf: the schedule is read with alation_conf', **result)
+    # The schedule keys only when the check is on.
+    keys += [k for k in _alation_schedule.SCHEDULE_KEYS if margin and k not in keys]
     if not p['read_conf']:
         keys = []
 
@@ -341,6 +389,39 @@ def main():
     except _alation.AlationFactError as e:
         module.fail_json(msg=str(e), **result)
     result['version'], result['version_tag'] = _alation.version_strings(parts)
+
+    # Alation's own backup: running now, or about to start (or just started).
+    if p['refuse_busy']:
+        busy = _proc_scan.scan([paths['staging_dir']['host_path'], paths['pg_staging_dir']['host_path']],
+                               [paths['pg_staging_dir']['host_path']], exclude=_proc_scan.ancestors(os.getpid()))
+        result['busy_processes'] = busy
+        holder = _locks.read_holder(paths['lock']['host_path']) if busy else None
+        if holder and _locks.stale_reason(holder, 600) is None:
+            # Another run of this collection at work: say so, as the host lock would.
+            module.fail_json(msg='refusing the run, nothing was touched: another run holds the host lock %s: %s; its '
+                                 'processes are at work in the staging dirs: %s'
+                                 % (paths['lock']['host_path'], _locks.describe(holder),
+                                    '; '.join(_proc_scan.describe(b) for b in busy)), **result)
+        if busy:
+            module.fail_json(
+                msg='refusing the run, nothing was touched: another backup (Alation\'s own, or another program) is at '
+                    'work in the staging dirs: %s. Wait for it to end (Alation\'s own backup may take up to '
+                    'alation.backup.chef_timeout, 6 h by default), or stop it; if it is Alation\'s scheduled backup, '
+                    'turn that schedule off now that this collection backs up (see the README, "Alation\'s own '
+                    'backup")' % '; '.join(_proc_scan.describe(b) for b in busy), **result)
+    if margin:
+        unusable = [errors[k] for k in _alation_schedule.SCHEDULE_KEYS if errors.get(k, '').startswith(_alation.CONF_UNUSABLE)]
+        if unusable:
+            module.fail_json(msg='refusing the run, nothing was touched: Alation\'s own backup schedule cannot be read: '
+                                 '%s. Fix alation_conf_command (alation_backup_alation_conf_command), or set %s to 0 '
+                                 'to skip this check' % (unusable[0], _alation_schedule.MARGIN_VARIABLE), **result)
+        try:
+            found, problem = _alation_schedule.check(conf, margin, _alation_schedule.utcnow())
+        except _alation_schedule.ScheduleError as e:
+            module.fail_json(msg='refusing the run, nothing was touched: %s' % e, **result)
+        result['alation_schedule'] = found
+        if problem:
+            module.fail_json(msg='refusing the run, nothing was touched: %s' % problem, **result)
     module.exit_json(**result)
 
 

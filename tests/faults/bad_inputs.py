@@ -42,11 +42,7 @@ from playbook import COLLECTIONS  # noqa: E402  pylint: disable=wrong-import-pos
 
 DEFAULT_ROOT = '/tmp/bad-inputs-shell'
 # alation_conf as lay_out writes it; a case's conf overrides these keys (None drops one).
-BASE_CONF = {
-    'alation.backup.data_temp_dir': '/data2/tmp',
-    'alation.backup.scheduled_hour': '1',
-    'alation.backup.scheduled_minute': '2',
-}
+BASE_CONF = dict(alation_shell.far_schedule(), **{'alation.backup.data_temp_dir': '/data2/tmp'})
 ADMIN_IDS = dict(alation_shell.USERS)['alationadmin']
 # Nothing on the message means "refused before anything ran" more than this.
 NOTHING_TOUCHED = 'nothing was touched'

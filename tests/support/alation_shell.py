@@ -170,6 +170,17 @@ def shell_ids(root, name):
     raise KeyError(name)
 
 
+def far_schedule():
+    """Alation's own backup schedule (alation_conf keys) for a test shell: daily, 12 hours from now (UTC).
+
+    Far outside the backup role's alation_backup_alation_schedule_margin whenever
+    a test runs; the schedule's own tests write theirs.
+    """
+    return {'alation.backup.scheduled_minute': '2',
+            'alation.backup.scheduled_hour': str((time.gmtime().tm_hour + 12) % 24),
+            'alation.backup.scheduled_day': '*'}
+
+
 def lay_out(root, data_temp_dir='/data2/tmp'):
     """Alation's files in the shell: version file, the alation_conf double and its store, the data dirs."""
     def host(path):
@@ -183,9 +194,8 @@ def lay_out(root, data_temp_dir='/data2/tmp'):
     shutil.copy2(os.path.join(HERE, 'alation_conf_double'), host(CONF))
     os.chmod(host(CONF), 0o755)
     with open(host(CONF) + '.store', 'w') as f:
-        f.write('alation.backup.data_temp_dir = %s\n'
-                'alation.backup.scheduled_hour = 1\n'
-                'alation.backup.scheduled_minute = 2\n' % data_temp_dir)
+        conf = dict(far_schedule(), **{'alation.backup.data_temp_dir': data_temp_dir})
+        f.write(''.join('%s = %s\n' % item for item in sorted(conf.items())))
     admin = shell_ids(root, 'alationadmin')
     owner = shell_ids(root, 'alation')
     for path, ids, mode in ((data_temp_dir, admin, 0o700), ('/data2/backup', admin, 0o755),

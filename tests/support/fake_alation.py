@@ -21,6 +21,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from alation_shell import far_schedule  # noqa: E402  pylint: disable=wrong-import-position
 from pgcluster import PgCluster  # noqa: E402  pylint: disable=wrong-import-position
 
 VERSION = ('5', '17', '0', '116556')
@@ -45,10 +46,9 @@ def lay_out(root, data_temp_dir='/data2/tmp', version=VERSION):
     shutil.copy2(os.path.join(HERE, 'alation_conf_double'), double)
     os.chmod(double, 0o755)
     with open(double + '.store', 'w') as f:
-        # The double's store: the lines alation_conf prints.
-        f.write('alation.backup.data_temp_dir = %s\n'
-                'alation.backup.scheduled_hour = 1\n'
-                'alation.backup.scheduled_minute = 2\n' % data_temp_dir)
+        # The double's store: the lines alation_conf prints; Alation's own schedule far from now.
+        conf = dict(far_schedule(), **{'alation.backup.data_temp_dir': data_temp_dir})
+        f.write(''.join('%s = %s\n' % item for item in sorted(conf.items())))
     for d in (data_temp_dir.lstrip('/'), 'data2/backup', PG_BASE):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     return double
