@@ -742,13 +742,17 @@ def tree_state(top, skip=()):
     return out
 
 
-def tree_changes(top, before, skip=()):
-    """What changed under ``top`` since ``before`` (a tree_state), in words; [] when nothing did."""
+def tree_changes(top, before, skip=(), limit=6):
+    """What changed under ``top`` since ``before`` (a tree_state), in words; [] when nothing did. What went or
+    appeared inside a dir that went or appeared is not listed again; past ``limit`` entries, a count."""
     now = tree_state(top, skip)
-    changes = ['%s/%s went' % (top, p) for p in sorted(before) if p not in now]
-    changes += ['%s/%s changed' % (top, p) for p in sorted(before) if p in now and now[p] != before[p]]
-    changes += ['%s/%s appeared' % (top, p) for p in sorted(now) if p not in before]
-    return changes
+    found = [('went', p) for p in sorted(before) if p not in now]
+    found += [('changed', p) for p in sorted(before) if p in now and now[p] != before[p]]
+    found += [('appeared', p) for p in sorted(now) if p not in before]
+    listed = set(found)
+    found = [(how, p) for how, p in found if how == 'changed' or (how, os.path.dirname(p)) not in listed]
+    words = ['%s/%s %s' % (top, p, how) for how, p in found]
+    return words[:limit] + (['and %d more under %s' % (len(words) - limit, top)] if len(words) > limit else [])
 
 
 def kill_controller(run):

@@ -486,7 +486,8 @@ class WorldKinds(object):
                 return
             # The step's programs slowed down (SIGSTOP/SIGCONT), so that it outlasts the controller timeout.
             deadline = time.monotonic() + 60
-            throttle = harness.Throttle(run, STEP_PROGRAMS[step])
+            # 1% of the time: a step of a second or two of work then outlasts the timeout and its margin.
+            throttle = harness.Throttle(run, STEP_PROGRAMS[step], run_s=0.01, stop_s=0.99)
             while not throttle.pids() and run.proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             if not throttle.pids():
