@@ -823,13 +823,17 @@ class Throttle(object):
         return found
 
     def _loop(self):
+        held = set()
         while not self._stop.is_set():
-            pids = self.pids()
-            self.seen.update(pids)
-            _signal_all(pids, signal.SIGSTOP)
+            # Looking for new programs takes a while on a busy machine: the known ones stay stopped meanwhile.
+            new = set(self.pids()) - held
+            _signal_all(new, signal.SIGSTOP)
+            held = {p for p in held | new if _alive(p)}
+            self.seen |= held
             self._stop.wait(self.stop_s)
-            _signal_all(pids, signal.SIGCONT)
+            _signal_all(held, signal.SIGCONT)
             self._stop.wait(self.run_s)
+            _signal_all(held, signal.SIGSTOP)
 
     def start(self):
         self._thread.start()

@@ -53,8 +53,10 @@ SECRET_DIRS = ('/root/.ansible/tmp', '/root/.ansible_async', '/dev/shm', '/run')
 REFUSED_LOCK_RE = r'another run holds the host lock'
 # The suite's alation_backup_lock_stale_after (short, so that a killed run's lease frees itself soon).
 STALE_AFTER = 30
-# The programs of the long steps, slowed down so that a step outlasts the controller timeout.
-STEP_PROGRAMS = {'database': ('pg_basebackup', 'pg_probackup'), 'archive': ('pigz',)}
+# The programs of the long steps, slowed down so that a step outlasts the controller timeout and its margin:
+# (names, seconds running, seconds stopped). The database engine mostly receives what the server sends, a few MB a
+# slice: it is held (a step that hangs, as on a slow checkpoint); pigz gets 1% of the time.
+STEP_PROGRAMS = {'database': (('pg_basebackup', 'pg_probackup'), 0.0, 1.0), 'archive': (('pigz',), 0.01, 0.99)}
 STEP_TASK = {'database': 'Database | Back up', 'archive': 'Archive |'}
 
 
@@ -486,14 +488,14 @@ class WorldKinds(object):
                 return
             # The step's programs slowed down (SIGSTOP/SIGCONT), so that it outlasts the controller timeout.
             deadline = time.monotonic() + 60
-            # 1% of the time: a step of a second or two of work then outlasts the timeout and its margin.
-            throttle = harness.Throttle(run, STEP_PROGRAMS[step], run_s=0.01, stop_s=0.99)
+            names, run_s, stop_s = STEP_PROGRAMS[step]
+            throttle = harness.Throttle(run, names, run_s=run_s, stop_s=stop_s)
             while not throttle.pids() and run.proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             if not throttle.pids():
                 run.wait()
                 self.record('controller', case, False, 'harness: none of %s ran in the %s step (%s)' % (
-                    ', '.join(STEP_PROGRAMS[step]), step, run.error() if run.rc is not None else 'still running'))
+                    ', '.join(names), step, run.error() if run.rc is not None else 'still running'))
                 return
             throttle.start()
             time.sleep(2)
