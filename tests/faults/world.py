@@ -55,8 +55,8 @@ REFUSED_LOCK_RE = r'another run holds the host lock'
 STALE_AFTER = 30
 # The programs of the long steps, slowed down so that a step outlasts the controller timeout and its margin:
 # (names, seconds running, seconds stopped). The database engine mostly receives what the server sends, a few MB a
-# slice: it is held (a step that hangs, as on a slow checkpoint); pigz gets 1% of the time.
-STEP_PROGRAMS = {'database': (('pg_basebackup', 'pg_probackup'), 0.0, 1.0), 'archive': (('pigz',), 0.01, 0.99)}
+# slice: it is held (a step that hangs, as on a slow checkpoint); pigz gets 0.3% of the time.
+STEP_PROGRAMS = {'database': (('pg_basebackup', 'pg_probackup'), 0.0, 1.0), 'archive': (('pigz',), 0.003, 0.997)}
 STEP_TASK = {'database': 'Database | Back up', 'archive': 'Archive |'}
 
 
