@@ -386,10 +386,10 @@ class WorldKinds(object):
         finally:
             os.kill(proc.pid, signal.SIGCONT)
             try:
-                proc.wait(120)
+                proc.communicate(timeout=120)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait()
+                proc.communicate()
             for backup_id in backup_ids:
                 self.host.run(['/usr/local/bin/pg_probackup', 'delete', '-B', harness.PG_STAGING, '--instance', 'alation',
                                '-i', backup_id], check=False)
