@@ -4,7 +4,8 @@
 #   make test    every test (sanity, units, lint, integration, a fault-suite sample, molecule, galaxy)
 #   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
 #   make fleet   only the 20-host fleet run (one ansible-playbook -f 10 over 20 shells)
-#   make faults  the whole fault suite (kill -9, disk full, concurrency, secrets, bad inputs); SEED=<n> to replay
+#   make faults  the whole fault suite (kill -9, disk full, concurrency, secrets, bad inputs, clock, neighbour,
+#                Alation's own backup, controller gone, far side); SEED=<n> to replay
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -20,7 +21,7 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/alation/backup
 # that is its own git repo (it lists files through git).
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/alation/backup
 # Debian packages the tests, the demo and the benchmark use.
-APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap gnupg openssh-server rsync
+APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap gnupg openssh-server rsync faketime
 # The pip versions ansible-test bootstraps: 24.2 (ansible-core 2.19), 23.1.2
 # and 21.3.1 (2.16, for Python 3.7 and 3.6).
 PIP_VERSIONS_FOR_ANSIBLE_TEST := 24.2 23.1.2 21.3.1
@@ -177,10 +178,13 @@ galaxy: venv
 	cd $(GALAXY_PROJECT) && $(BIN)/antsibull-changelog lint && $(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 # The fault suite (issue 11) in the real Alation shell: kill -9 of whole runs,
-# disk full, concurrent runs, the password's trail, bad inputs. faults-sample is
-# a seeded subset of every kind (make test); faults all of it. SEED=<n> replays
-# a run (the seed is printed first); KINDS=kill,secrets runs only those.
-FAULTS_ARGS = $(if $(SEED),--seed $(SEED)) $(if $(KINDS),--kinds $(KINDS))
+# disk full, concurrent runs, the password's trail, bad inputs; and the world
+# around the run (issue 18): the clock (faketime), a neighbour machine, Alation's
+# own backup, the controller gone, the far side. faults-sample is a seeded subset
+# of every kind (make test); faults all of it. SEED=<n> replays a run (the seed
+# is printed first); KINDS=kill,secrets runs only those; ONLY=<case> only the
+# cases whose name holds it.
+FAULTS_ARGS = $(if $(SEED),--seed $(SEED)) $(if $(KINDS),--kinds $(KINDS)) $(if $(ONLY),--only $(ONLY))
 faults: deps collection shell
 	$(BIN)/python tests/faults/suite.py $(FAULTS_ARGS)
 

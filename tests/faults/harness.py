@@ -517,3 +517,350 @@ class LeaseWatcher(object):
         self._stop.set()
         self._thread.join()
         return self
+
+
+# -- the world around a run (issue 18) -------------------------------------------------
+
+FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
+# The owner markers of the features of issue 18: the storage dir's (JSON, as the lease) and the far side's per-host
+# dir's (text lines).
+OWNER_MARKER = '.alation_backup_owner'
+FAR_OWNER_MARKER = '.alation-backup-owner'
+
+
+# libfaketime 0.9.10 (Debian 12) with FAKETIME_DONT_FAKE_MONOTONIC fails clock_nanosleep(CLOCK_MONOTONIC,
+# TIMER_ABSTIME), which Python 3.11's time.sleep uses, with EINVAL (ansible-playbook's strategy loop then stops with
+# "Invalid argument"). This sitecustomize, on the PYTHONPATH of the run, gives every Python of it (the controller, its
+# workers, the modules) a time.sleep that waits in select() by the monotonic clock instead; nothing else changes.
+_SLEEP_FIX = """# Written by tests/faults/harness.py: time.sleep without clock_nanosleep (libfaketime 0.9.10 breaks it).
+import select
+import time
+
+
+def _sleep(seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        select.select([], [], [], left)
+
+
+time.sleep = _sleep
+"""
+
+
+def faketime_env(offset):
+    """The environment that shifts the wall clock of a run by ``offset`` ('-1d', '+1d'), and of every module it
+    starts on a local connection (they inherit it); the monotonic clocks (and CLOCK_BOOTTIME) are left alone."""
+    if not os.path.exists(FAKETIME_LIB):
+        raise RuntimeError('%s is missing: apt-get install faketime (make deps installs it)' % FAKETIME_LIB)
+    site = os.path.join(tempfile.gettempdir(), 'faults-faketime-site')
+    os.makedirs(site, exist_ok=True)
+    with open(os.path.join(site, 'sitecustomize.py'), 'w') as f:
+        f.write(_SLEEP_FIX)
+    os.chmod(site, 0o755)
+    path = os.pathsep.join(p for p in (site, os.environ.get('PYTHONPATH', '')) if p)
+    return dict(LD_PRELOAD=FAKETIME_LIB, FAKETIME=offset, FAKETIME_DONT_FAKE_MONOTONIC='1', PYTHONPATH=path)
+
+
+def faketime_probe(env):
+    """How far (seconds) the wall clock of a module's Python is shifted under ``env``: the setup module's
+    ansible_date_time.epoch on a local connection, minus the real clock. Raises when it cannot be read."""
+    ansible = os.path.join(os.path.dirname(sys.executable), 'ansible')
+    full = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0',
+                **env)
+    before = time.time()
+    out = subprocess.run([ansible, 'localhost', '-c', 'local', '-i', 'localhost,', '-e',
+                          'ansible_python_interpreter=%s' % sys.executable, '-m', 'ansible.builtin.setup',
+                          '-a', 'gather_subset=!all filter=ansible_date_time'], env=full, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
+    after = time.time()
+    m = re.search(r'"epoch": "(\d+)"', out)
+    if not m:
+        raise RuntimeError('the faketime probe read no ansible_date_time.epoch: %s' % ' '.join(out.split())[:600])
+    return int(m.group(1)) - (before + after) / 2
+
+
+def plant_archive(src, dest_dir, stamp):
+    """A byte copy of the archive ``src`` in ``dest_dir`` named for ``stamp`` (YYYYMMDDHHMM), its .sha256
+    rewritten for the new name; owner and mode as the source's. Return the new name."""
+    m = ARCHIVE_RE.match(os.path.basename(src))
+    name = '%s_%s_alation_backup.tar.gz' % (stamp, m.group('tag'))
+    dst = os.path.join(dest_dir, name)
+    with open(src + '.sha256') as f:
+        text = f.read().replace(os.path.basename(src), name)
+    for path, data in ((dst, None), (dst + '.sha256', text)):
+        source = src if data is None else src + '.sha256'
+        st = os.stat(source)
+        if data is None:
+            subprocess.run(['cp', source, path], check=True)
+        else:
+            with open(path, 'w') as f:
+                f.write(data)
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, st.st_mode & 0o7777)
+    return name
+
+
+def remove_archive(directory, name):
+    for suffix in ('', '.sha256'):
+        if os.path.lexists(os.path.join(directory, name + suffix)):
+            os.unlink(os.path.join(directory, name + suffix))
+
+
+def other_machine_id():
+    """A machine id that is not this machine's (32 hex digits, as /etc/machine-id)."""
+    import uuid  # pylint: disable=import-outside-toplevel
+    return uuid.uuid4().hex
+
+
+def dead_pid():
+    """A pid no process has here (another machine's pid must not pass for a live local one)."""
+    pid = 3999999
+    while os.path.exists('/proc/%d' % pid):
+        pid -= 1
+    return pid
+
+
+def write_owner_marker(directory, hostname, machine_id=None):
+    """The storage dir's owner marker as another machine would have written it; return its path."""
+    path = os.path.join(directory, OWNER_MARKER)
+    with open(path, 'w') as f:
+        json.dump(dict(machine_id=machine_id or other_machine_id(), hostname=hostname, since=time.time() - 86400), f)
+    os.chmod(path, 0o644)
+    return path
+
+
+def write_far_owner_marker(directory, hostname, uid=-1, gid=-1, machine_id=None):
+    """A far-side per-host dir's owner marker naming another machine; return its path."""
+    path = os.path.join(directory, FAR_OWNER_MARKER)
+    with open(path, 'w') as f:
+        f.write('# alation.backup: the machine that owns this per-host dir; a copy from another machine is refused\n'
+                'machine_id %s\nhost %s\n' % (machine_id or other_machine_id(), hostname))
+    os.chown(path, uid, gid)
+    return path
+
+
+class ForeignLease(object):
+    """The host lock of a live run on another machine (a storage dir shared over NFS), renewed by a thread.
+
+    Written as that machine's copy of the collection writes it: the lease's
+    JSON with its own run id, pid, boot id and boot clock, and the machine
+    (``machine_id``, ``hostname``); renewed every ``interval`` seconds under
+    the same directory lock, by a rename of a file written beside the dir.
+    """
+
+    def __init__(self, storage, hostname, stale_after, interval=2.0):
+        import secrets  # pylint: disable=import-outside-toplevel
+        import uuid  # pylint: disable=import-outside-toplevel
+        self.storage = storage
+        self.path = os.path.join(storage, LEASE)
+        self.interval = interval
+        now = time.time()
+        self.record = dict(owner='alation', run_id='neighbour-%s' % uuid.uuid4().hex[:12], pid=dead_pid(),
+                           started=now, renewed=now, renewed_boottime=123456.0, stale_after=stale_after,
+                           boot_id=str(uuid.uuid4()), token=secrets.token_hex(16), machine_id=other_machine_id(),
+                           hostname=hostname)
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name='neighbour-lease')
+        self._thread.daemon = True
+
+    def _write(self):
+        import fcntl  # pylint: disable=import-outside-toplevel
+        tmp = os.path.join(os.path.dirname(self.storage), '.faults-neighbour-lease.%d' % os.getpid())
+        with open(tmp, 'w') as f:
+            json.dump(self.record, f)
+        os.chmod(tmp, 0o600)
+        fd = os.open(self.storage, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            holder = read_json(self.path)
+            if self.renewals and (not holder or holder.get('token') != self.record['token']):
+                os.unlink(tmp)
+                return False  # taken over or removed: the neighbour does not write it back
+            os.rename(tmp, self.path)
+        finally:
+            os.close(fd)
+        self.renewals += 1
+        return True
+
+    def _beat(self):
+        while not self._stop.wait(self.interval):
+            self.record['renewed'] = time.time()
+            self.record['renewed_boottime'] += self.interval
+            if not self._write():
+                return
+
+    def start(self):
+        self._write()
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop renewing; True when the lease was still the neighbour's (then it is removed)."""
+        self._stop.set()
+        self._thread.join()
+        holder = read_json(self.path)
+        ours = bool(holder) and holder.get('token') == self.record['token']
+        if ours:
+            os.unlink(self.path)
+        return ours
+
+
+def read_json(path):
+    """The JSON object in ``path``, or None."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def tree_state(top, skip=()):
+    """{relative path: (kind, mode, uid, size, sha256)} of everything under ``top`` (links not followed);
+    names in ``skip`` (and what is below them) left out."""
+    out = {}
+    if not os.path.isdir(top):
+        return out
+    for dirpath, dirnames, files in os.walk(top):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in dirnames + files:
+            if name in skip:
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            kind = 'link' if os.path.islink(path) else 'dir' if os.path.isdir(path) else 'file'
+            digest = sha256_file(path) if kind == 'file' else (os.readlink(path) if kind == 'link' else '')
+            out[os.path.relpath(path, top)] = (kind, st.st_mode & 0o7777, st.st_uid,
+                                               st.st_size if kind == 'file' else 0, digest)
+    return out
+
+
+def tree_changes(top, before, skip=(), limit=6):
+    """What changed under ``top`` since ``before`` (a tree_state), in words; [] when nothing did. What went or
+    appeared inside a dir that went or appeared is not listed again; past ``limit`` entries, a count."""
+    now = tree_state(top, skip)
+    found = [('went', p) for p in sorted(before) if p not in now]
+    found += [('changed', p) for p in sorted(before) if p in now and now[p] != before[p]]
+    found += [('appeared', p) for p in sorted(now) if p not in before]
+    listed = set(found)
+    found = [(how, p) for how, p in found if how == 'changed' or (how, os.path.dirname(p)) not in listed]
+    words = ['%s/%s %s' % (top, p, how) for how, p in found]
+    return words[:limit] + (['and %d more under %s' % (len(words) - limit, top)] if len(words) > limit else [])
+
+
+def kill_controller(run):
+    """kill -9 the controller (ansible-playbook) and its descendants only, as an AWX cancel or a dying controller
+    does; what left the tree (the detached async job: async_wrapper, the module, its programs) keeps running.
+    Return ({pid: cmdline} killed, {pid: cmdline} detached and alive)."""
+    stopped = set()
+    for dummy in range(50):
+        children = _children_map()
+        tree, todo = set(), [run.pid]
+        while todo:
+            pid = todo.pop()
+            if pid not in tree:
+                tree.add(pid)
+                todo.extend(children.get(pid, ()))
+        new = {p for p in tree if os.path.exists('/proc/%d' % p)} - stopped
+        if not new:
+            break
+        _signal_all(new, signal.SIGSTOP)
+        stopped |= new
+    killed = cmdlines(stopped)
+    _signal_all(stopped, signal.SIGKILL)
+    try:
+        run.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in stopped):
+        time.sleep(0.1)
+    detached = {p for p in _marked(run.marker) if _alive(p)} - stopped
+    return killed, cmdlines(detached)
+
+
+def marked_alive(run):
+    """The live processes that carry ``run``'s marker (after its controller died: its detached job)."""
+    return {p for p in _marked(run.marker) if _alive(p)}
+
+
+def job_pids(cmds):
+    """Of {pid: cmdline}, the pids of an async job's module (AnsiballZ_*, async_wrapper)."""
+    return [p for p, c in cmds.items() if 'AnsiballZ_' in c or 'async_wrapper' in c]
+
+
+class Throttle(object):
+    """Slow programs of a run down: SIGSTOP for ``stop_s``, SIGCONT for ``run_s``, over and over.
+
+    Only programs whose name is in ``names`` (pg_basebackup, pigz, ssh ...),
+    never the module's Python: its threads (the heartbeat, the controller
+    watch) keep running, as they would beside a long step. A step of seconds
+    lasts about (stop_s + run_s) / run_s times as long.
+    """
+
+    def __init__(self, run, names, run_s=0.05, stop_s=0.95):
+        self.run = run
+        self.names = set(names)
+        self.run_s = run_s
+        self.stop_s = stop_s
+        self.seen = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name='throttle')
+        self._thread.daemon = True
+
+    def pids(self):
+        found = []
+        for pid, cmd in cmdlines(process_tree(self.run) | _marked(self.run.marker)).items():
+            if cmd and os.path.basename(cmd.split(' ')[0]) in self.names:
+                found.append(pid)
+        return found
+
+    def _loop(self):
+        held = set()
+        while not self._stop.is_set():
+            # Looking for new programs takes a while on a busy machine: the known ones stay stopped meanwhile.
+            new = set(self.pids()) - held
+            _signal_all(new, signal.SIGSTOP)
+            held = {p for p in held | new if _alive(p)}
+            self.seen |= held
+            self._stop.wait(self.stop_s)
+            _signal_all(held, signal.SIGCONT)
+            self._stop.wait(self.run_s)
+            _signal_all(held, signal.SIGSTOP)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        _signal_all(self.seen, signal.SIGCONT)
+        return self
+
+
+def grep_files(tops, needle):
+    """The files under ``tops`` that hold ``needle`` (grep -r -l -a -F; tops that do not exist skipped)."""
+    tops = [t for t in tops if os.path.exists(t)]
+    if not tops:
+        return []
+    out = subprocess.run(['grep', '-r', '-l', '-a', '-F', '-s', '--', needle] + tops, stdout=subprocess.PIPE,
+                         universal_newlines=True, check=False).stdout
+    return out.split()
+
+
+def log(msg):
+    sys.stdout.write('[%s] %s\n' % (time.strftime('%H:%M:%S'), msg))
+    sys.stdout.flush()
+
+
+def one_line(text, limit=400):
+    text = ' '.join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + '...'

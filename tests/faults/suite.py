@@ -16,17 +16,21 @@ pg_basebackup always) in a shell of its own and checks what must hold:
                runs, the others are refused naming the holder, the winner's archive verifies;
 - secrets:     a distinctive database password appears nowhere: -vvv output, the report JSON,
                ansible-runner's job events, the process list, the storage dir;
-- badinputs:   tests/faults/bad_inputs.py's cases against a sentinel tree.
+- badinputs:   tests/faults/bad_inputs.py's cases against a sentinel tree;
+- clock, neighbour, alation, controller, farside: the world around the run misbehaves (issue 18): archives
+               named in the future, the wall clock a day back or ahead (libfaketime), another machine's lease
+               and storage dir, Alation's own backup at work or due, the controller alone killed, the backup
+               host full or a copy killed mid-way, two hosts with one per-host dir (tests/faults/world.py).
 
-    python tests/faults/suite.py [--sample] [--seed N] [--kinds kill,secrets] [--root DIR]
+    python tests/faults/suite.py [--sample] [--seed N] [--kinds kill,secrets] [--only CASE] [--root DIR]
 
 It ends with one line per kind, ``<kind>: tried N / held M``, and exits
-non-zero when anything did not hold; each failure is printed with the seed.
+non-zero when anything did not hold; each failure is printed with the seed,
+each case that cannot run here (no pg_probackup, no sshd) as SKIPPED.
 """
 
 import argparse
 import hashlib
-import json
 import os
 import random
 import re
@@ -44,13 +48,13 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import harness  # noqa: E402  pylint: disable=wrong-import-position
-from harness import Run  # noqa: E402  pylint: disable=wrong-import-position
+from harness import Run, log, one_line, read_json  # noqa: E402  pylint: disable=wrong-import-position
+from world import STALE_AFTER, WorldKinds  # noqa: E402  pylint: disable=wrong-import-position
 
 import alation_shell  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 import restoring  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
-KINDS = ('kill', 'diskfull', 'concurrency', 'secrets', 'badinputs')
-STALE_AFTER = 30
+KINDS = ('kill', 'diskfull', 'concurrency', 'secrets', 'badinputs', 'clock', 'neighbour', 'alation', 'controller', 'farside')
 SITE_FILE = '/etc/alation-site.bin'
 # The database and archive steps run in the background and are polled every progress_interval seconds
 # (default 30): a step of a few seconds here would cost a whole interval.
@@ -59,27 +63,7 @@ REFUSED_RE = r'another run holds the host lock .*run \S+ of .*\(pid \d+\)'
 SPACE_RE = r'(?i)(no space|not enough|short of space|too small|free space|ENOSPC|is full|room)'
 
 
-def read_json(path):
-    """The JSON object in ``path``, or None."""
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def log(msg):
-    sys.stdout.write('[%s] %s\n' % (time.strftime('%H:%M:%S'), msg))
-    sys.stdout.flush()
-
-
-def one_line(text, limit=400):
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + '...'
-
-
-class Suite(object):
+class Suite(WorldKinds):
     def __init__(self, args):
         self.args = args
         self.seed = args.seed
@@ -92,6 +76,11 @@ class Suite(object):
         self.only = args.only
         # A good archive kept from an earlier kind (outside any shell), so a later kind needs no baseline run.
         self.spare = None
+        # (kind, case, reason) of the cases that cannot run here (counted neither as tried nor as held).
+        self.skipped = []
+        # The farside kind's backup host and its good archive.
+        self.sshd = None
+        self.far_good = None
 
     def wanted(self, case):
         """Whether --only lets ``case`` run."""
@@ -775,6 +764,9 @@ def main(argv=None):
         for case, ok, detail in res:
             if not ok:
                 print('  FAILED %s/%s: %s' % (kind, case, one_line(detail, 600)))
+        for skipped_kind, case, reason in suite.skipped:
+            if skipped_kind == kind:
+                print('  SKIPPED %s/%s: %s' % (kind, case, reason))
         print('%s: tried %d / held %d' % (kind, len(res), held))
     if failed:
         print('fault suite: %d did not hold (seed %d)' % (failed, args.seed))
