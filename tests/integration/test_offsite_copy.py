@@ -18,7 +18,8 @@ import tempfile
 
 import pytest
 
-from ansible_collections.alation.backup.plugins.module_utils._offsite import OWNER_MARKER
+from ansible_collections.alation.backup.plugins.module_utils._host import pid_alive
+from ansible_collections.alation.backup.plugins.module_utils._offsite import KEY_DIR_PARENTS, KEY_DIR_PREFIX, OWNER_MARKER
 
 from backup_host import SSHD, BackupHost
 from modrun import run_module
@@ -72,6 +73,17 @@ def local_archives(host):
     return sorted(glob.glob(host.path('/data2/backup/*_alation_backup.tar.gz')))
 
 
+def key_dirs():
+    """The copy's key dirs on tmpfs whose copy is over (<prefix>.<host label>.<pid>.<random>, that pid dead):
+    another test's copy may hold a live one meanwhile."""
+    found = set()
+    for parent in KEY_DIR_PARENTS:
+        for path in glob.glob(os.path.join(parent, KEY_DIR_PREFIX + '.*')):
+            if not pid_alive(int(os.path.basename(path).split('.')[2])):
+                found.add(path)
+    return found
+
+
 def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation_host, sshd):
     host = alation_host
     far = sshd.host_dir(HOST)
@@ -81,6 +93,7 @@ def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation
         f.write('the backup admin keeps notes here')
     publish(sshd.host_dir('alation-other-host'), '202611010102', sshd.uid)
 
+    key_dirs_before = key_dirs()
     run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_keep_count=3))
     assert run.rc == 0, run.output
     record = run.records[HOST]
@@ -108,7 +121,7 @@ def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation
     assert len(listing(sshd.host_dir('alation-other-host'))) == 2, "another host's dir is not touched"
     assert os.path.exists(os.path.join(far, OWNER_MARKER)), 'the dir is claimed for this machine'
     # Nothing of the key stays on the host.
-    assert glob.glob('/tmp/alation-backup-ssh-*') == []
+    assert key_dirs() == key_dirs_before
     assert 'PRIVATE KEY' not in run.output
 
 

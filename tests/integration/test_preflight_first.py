@@ -14,6 +14,8 @@ import tempfile
 
 import pytest
 
+from ansible_collections.alation.backup.plugins.module_utils._offsite import OWNER_MARKER
+
 from backup_host import SSHD, BackupHost, free_port
 from playbook import HOST, run_playbook
 
@@ -170,8 +172,9 @@ def test_a_required_copy_to_a_good_backup_host_passes_preflight_and_leaves_no_pr
         assert run.rc == 0, run.output
         assert run.records[HOST]['copy']['result'] == 'ok'
         far = server.host_dir(HOST)
-        assert sorted(n for n in os.listdir(far) if n.startswith('.')) == [], 'the probe file was removed'
-        assert len(os.listdir(far)) == 2, 'the archive and its .sha256'
+        # The owner marker claims the dir for this machine; no probe file is left.
+        assert sorted(n for n in os.listdir(far) if n.startswith('.')) == [OWNER_MARKER], 'the probe file was removed'
+        assert len(os.listdir(far)) == 3, 'the archive, its .sha256 and the owner marker'
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
