@@ -361,7 +361,7 @@ class Heartbeat(object):
         self._thread = None
 
     def _renew(self):
-        if self.lost is not None:
+        if self.lost is not None or self.lease is None:
             return
         try:
             renew_lease(self.lease['path'], self.lease['token'])
@@ -386,6 +386,11 @@ class Heartbeat(object):
         self._thread.daemon = True
         self._thread.start()
         return self
+
+    def halt(self):
+        """Stop beating without a last renewal (the lease is about to be released)."""
+        self._stop.set()
+        self.lease = None
 
     def stop(self):
         """Stop beating (renewing once more); the lost lease's message, or None while it is ours."""
