@@ -26,6 +26,7 @@ extends_documentation_fragment:
   - alation.backup.runner
   - alation.backup.postgres
   - alation.backup.lease
+  - alation.backup.controller
 options:
   catalog:
     description:
@@ -368,7 +369,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock, LockBusy
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
     BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, run_absent, run_backup,
@@ -401,6 +402,7 @@ def argument_spec():
     spec.update(runner_argument_spec())
     spec.update(postgres_argument_spec())
     spec.update(_locks.lease_argument_spec())
+    spec.update(_watch.watch_argument_spec())
     return spec
 
 
@@ -452,11 +454,12 @@ def main():
     cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 
-    beat = _locks.heartbeat(module)
+    beat = _watch.guard(module, 'database')
 
     def finish(result, failed_msg=None):
         lost = beat.stop()
-        failed_msg = failed_msg or lost
+        # A cancel (the controller stopped polling) explains whatever failed after it.
+        failed_msg = beat.cancelled or failed_msg or lost
         if result.get('prune_error'):
             module.warn(result['prune_error'])
         result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,
