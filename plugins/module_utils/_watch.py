@@ -130,16 +130,30 @@ def state_path(directory):
     return os.path.join(directory, STATE_NAME)
 
 
-def write_state(directory, step, last_poll, pids=(), now=None):
-    """Record beside the lease that a step stopped because its controller stopped polling; return the record."""
+def cancel_record(step, last_poll, pids=(), now=None):
+    """What a step that stopped because its controller stopped polling records."""
     now = time.time() if now is None else now
-    record = dict(result='cancelled', step=step, host=host_label(), pid=os.getpid(),
-                  last_poll=_utc(last_poll), last_poll_ts=round(last_poll, 3), stopped_ts=round(now, 3),
-                  stopped_pids=list(pids),
-                  message='cancelled: the controller stopped polling at %s; the %s step stopped at %s'
-                          % (_utc(last_poll), step, _utc(now)))
+    return dict(result='cancelled', step=step, host=host_label(), pid=os.getpid(),
+                last_poll=_utc(last_poll), last_poll_ts=round(last_poll, 3), stopped_ts=round(now, 3),
+                stopped_pids=list(pids), reported=False,
+                message='cancelled: the controller stopped polling at %s; the %s step stopped at %s'
+                        % (_utc(last_poll), step, _utc(now)))
+
+
+def write_state(directory, record):
+    """The one writer of the cancel state file beside the lease (read by the next run and the metrics)."""
     write_file(state_path(directory), json.dumps(record, sort_keys=True), mode=0o644)
     return record
+
+
+def take_unreported(directory):
+    """The last cancel if no run reported it yet (then marked reported), else None: the next run's record tells
+    it once; the metrics keep its time."""
+    state = read_state(directory)
+    if not state or state.get('reported', True):
+        return None
+    write_state(directory, dict(state, reported=True))
+    return state
 
 
 def read_state(directory):
@@ -272,7 +286,7 @@ class Guard(object):
                 pass
         where = os.path.dirname(self.lease['path'] if self.lease else self.watch.mark)
         try:
-            self.cancelled = write_state(where, self.step, last_poll, sorted(pids))['message']
+            self.cancelled = write_state(where, cancel_record(self.step, last_poll, sorted(pids)))['message']
         except OSError as e:
             self.cancelled = 'cancelled: the controller stopped polling at %s (state not written: %s)' % (
                 _utc(last_poll), e)

@@ -97,13 +97,20 @@ taken_over:
     description:
       description: The dead run and the reason in one sentence, as in the warning.
       type: str
+previous_cancel:
+  description:
+    - The step an earlier run stopped because its controller stopped polling (an AWX cancel), told once, by the first
+      run that takes the lock after it; null otherwise. Its C(message) says when; see
+      M(alation.backup.pg_basebackup#module:controller_mark).
+  returned: state=present, not in check mode
+  type: dict
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 
 
 def main():
@@ -146,7 +153,8 @@ def main():
         taken_over['description'] = 'took over the host lock %s from %s: %s' % (
             path, _locks.describe(taken_over['holder'], renewed=False), taken_over['reason'])
         module.warn(taken_over['description'])
-    module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over)
+    module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over,
+                     previous_cancel=_watch.take_unreported(os.path.dirname(path)))
 
 
 if __name__ == '__main__':

@@ -122,12 +122,20 @@ def test_kill_tree_sends_sigkill_to_what_ignores_sigterm():
     assert time.monotonic() - started < 5
 
 
-def test_the_state_file_says_cancelled_with_the_last_poll(tmp_path):
-    record = _watch.write_state(str(tmp_path), 'database', last_poll=1700000000.0, pids=[12, 13], now=1700000180.0)
+def test_the_state_file_says_cancelled_with_the_last_poll_and_is_reported_once(tmp_path):
+    d = str(tmp_path)
+    record = _watch.write_state(d, _watch.cancel_record('database', last_poll=1700000000.0, pids=[12, 13],
+                                                        now=1700000180.0))
     assert record['message'].startswith('cancelled: the controller stopped polling at 2023-11-14T22:13:20Z')
-    on_disk = _watch.read_state(str(tmp_path))
-    assert on_disk == json.loads(json.dumps(record))
-    assert oct(os.stat(_watch.state_path(str(tmp_path))).st_mode & 0o777) == '0o644'
+    assert _watch.read_state(d) == json.loads(json.dumps(record))
+    assert oct(os.stat(_watch.state_path(d)).st_mode & 0o777) == '0o644'
+    assert _watch.take_unreported(d)['message'] == record['message']
+    assert _watch.take_unreported(d) is None
+    assert _watch.read_state(d)['stopped_ts'] == 1700000180.0, 'kept for the metrics'
+
+
+def test_no_state_nothing_to_report(tmp_path):
+    assert _watch.take_unreported(str(tmp_path)) is None
 
 
 def test_a_silent_controller_stops_the_programs_releases_the_lease_and_says_cancelled(tmp_path, monkeypatch):

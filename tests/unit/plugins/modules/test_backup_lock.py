@@ -49,3 +49,14 @@ def test_a_dead_run_is_taken_over_with_a_warning_naming_it(tmp_path):
     assert not failed and taken['taken_over']['holder']['run_id'] == 'awx-41'
     assert 'run awx-41 of alice' in taken['taken_over']['description']
     assert 'token' not in taken['taken_over']['holder']
+
+
+def test_the_next_run_is_told_once_of_a_cancelled_run(tmp_path):
+    from ansible_collections.alation.backup.plugins.module_utils import _watch
+    path = str(tmp_path / '.alation_backup.lock')
+    _watch.write_state(str(tmp_path), _watch.cancel_record('database', time.time() - 200))
+    failed, taken = run_module(backup_lock.main, dict(path=path, run_id='a', owner='alice'))
+    assert not failed and taken['previous_cancel']['message'].startswith('cancelled: the controller stopped polling at ')
+    run_module(backup_lock.main, dict(path=path, state='absent', token=taken['token']))
+    failed, again = run_module(backup_lock.main, dict(path=path, run_id='b', owner='alice'))
+    assert not failed and again['previous_cancel'] is None
