@@ -7,6 +7,8 @@ The password only ever travels in the environment (``PGPASSWORD``) of the
 program that needs it, never on a command line where ``ps`` would show it.
 """
 
+from ansible_collections.alation.backup.plugins.module_utils._secret_file import take_secret
+
 
 def postgres_argument_spec():
     """Connection options; extend a module's spec with ``.update()``."""
@@ -31,3 +33,23 @@ def connection_argv(params):
 def connection_env(params):
     """Environment entries for the command: the password, if any."""
     return {'PGPASSWORD': params['password']} if params.get('password') else {}
+
+
+def password_file_argument_spec():
+    """The ``password_file`` option of the modules that run in the background (async)."""
+    return dict(password_file=dict(type='path'))
+
+
+def take_password_file(module):
+    """Read and remove ``password_file`` (written by alation.backup.secret_file) into ``password``: first thing,
+    so the secret is on no file system for the step's length. Fails the module when it cannot be read."""
+    path = module.params.get('password_file')
+    if not path:
+        return
+    try:
+        password = take_secret(path)
+    except OSError as e:
+        module.fail_json(msg='password_file %s cannot be read (%s): the task that writes it (alation.backup.secret_file) '
+                             'must run right before this one, and each file serves one step' % (path, e.strerror or e))
+    module.no_log_values.add(password)
+    module.params['password'] = password

@@ -18,6 +18,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
+  - alation.backup.postgres.password_file
   - alation.backup.runner
   - alation.backup.lease
   - alation.backup.controller
@@ -109,7 +110,9 @@ from ansible_collections.alation.backup.plugins.module_utils._host import comman
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv,
     connection_env,
+    password_file_argument_spec,
     postgres_argument_spec,
+    take_password_file,
 )
 from ansible_collections.alation.backup.plugins.module_utils._runner import (
     Runner, find_program, not_found, runner_argument_spec)
@@ -123,10 +126,12 @@ def main():
         checkpoint=dict(type='str', choices=['fast', 'spread'], default='fast'),
     )
     argument_spec.update(postgres_argument_spec())
+    argument_spec.update(password_file_argument_spec())
     argument_spec.update(runner_argument_spec())
     argument_spec.update(_locks.lease_argument_spec())
     argument_spec.update(_watch.watch_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    take_password_file(module)
     p = module.params
     runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
     result = dict(changed=False, dest=p['dest'], mode_taken='FULL', label=p['label'], executed_commands=[])

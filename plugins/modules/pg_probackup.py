@@ -25,6 +25,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.runner
   - alation.backup.postgres
+  - alation.backup.postgres.password_file
   - alation.backup.lease
   - alation.backup.controller
 options:
@@ -375,7 +376,7 @@ from ansible_collections.alation.backup.plugins.module_utils._pg_probackup impor
     BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, run_absent, run_backup,
     run_show, run_validate)
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
-    connection_argv, connection_env, postgres_argument_spec)
+    connection_argv, connection_env, password_file_argument_spec, postgres_argument_spec, take_password_file)
 from ansible_collections.alation.backup.plugins.module_utils._runner import (
     Runner, find_program, not_found, runner_argument_spec)
 
@@ -401,6 +402,7 @@ def argument_spec():
     )
     spec.update(runner_argument_spec())
     spec.update(postgres_argument_spec())
+    spec.update(password_file_argument_spec())
     spec.update(_locks.lease_argument_spec())
     spec.update(_watch.watch_argument_spec())
     return spec
@@ -445,6 +447,7 @@ def locate_binary(module, runner, binary):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    take_password_file(module)
     started = time.monotonic()
     p = dict(module.params)
     check_params(module, p)

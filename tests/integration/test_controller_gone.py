@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A controller that goes away: an AWX cancel kills the controller only.
+
+The backup role runs in a real Alation shell with a database step slowed
+down (pg_basebackup --max-rate through a wrapper in the bindir); the whole
+controller process tree is killed mid-step. The step on the host must stop
+by itself within alation_backup_controller_timeout (its programs gone, the
+lease released, a cancel state file written), leave the database password
+in no file, and the next run must start at once and succeed.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import playbook
+from playbook import HOST, run_playbook
+
+PG_BIN = '/usr/lib/postgresql/15/bin'
+SLOW_BIN = '/opt/slow-pg/bin'
+RATE = '--max-rate=32k'
+TIMEOUT = 6
+# After the kill: the step notices within TIMEOUT (+1 s of its own look), stops pg_basebackup (SIGTERM, 5 s
+# grace), releases the lease. Slack for a busy machine.
+MARGIN = 40
+
+
+def slow_bindir(host):
+    """A bindir inside the shell whose pg_basebackup reads at 32 kB/s (minutes for the pgbench scale 1 cluster)."""
+    d = host.path(SLOW_BIN)
+    os.makedirs(d)
+    for name in os.listdir(host.path(PG_BIN)):
+        os.symlink(os.path.join(PG_BIN, name), os.path.join(d, name))
+    os.unlink(os.path.join(d, 'pg_basebackup'))
+    with open(os.path.join(d, 'pg_basebackup'), 'w') as f:
+        f.write('#!/bin/sh\nexec %s/pg_basebackup %s "$@"\n' % (PG_BIN, RATE))
+    os.chmod(os.path.join(d, 'pg_basebackup'), 0o755)
+    return SLOW_BIN
+
+
+def cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
+def processes(needle):
+    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and needle in cmdline(int(p)) and alive(int(p)))
+
+
+def descendants(root):
+    children = {}
+    for p in os.listdir('/proc'):
+        if p.isdigit():
+            try:
+                with open('/proc/%s/stat' % p) as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(p))
+    found, todo = set(), [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            if pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+
+def kill_controller(pid):
+    """kill -9 ansible-playbook and every process under it (found by ppid: ansible-core's workers start sessions
+    of their own), all stopped first. The host's async job was daemonized away from this tree, as on a real host."""
+    stopped = set()
+    for dummy in range(50):
+        new = ({pid} | descendants(pid)) - stopped
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        stopped |= new
+    for p in stopped:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return stopped
+
+
+def files_holding(secret, roots):
+    """Every file under ``roots`` whose bytes hold ``secret``."""
+    found = []
+    needle = secret.encode()
+    for root in roots:
+        for top, dummy, names in os.walk(root):
+            for name in names:
+                path = os.path.join(top, name)
+                try:
+                    with open(path, 'rb') as f:
+                        if needle in f.read():
+                            found.append(path)
+                except OSError:
+                    continue
+    return found
+
+
+def wait_until(predicate, timeout, step=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+SECRET_DIRS = [os.path.expanduser('~/.ansible/tmp'), os.path.expanduser('~/.ansible_async'), '/dev/shm']
+
+
+def test_a_killed_controller_stops_the_host_step_frees_the_host_and_leaves_no_secret(alation_host, scratch):
+    host = alation_host
+    password = 'Zq7-ctl-gone-%s' % uuid.uuid4().hex[:12]
+    base = dict(host.role_vars, alation_backup_engine='pg_basebackup', alation_backup_pg_password=password,
+                alation_backup_controller_timeout=TIMEOUT, alation_backup_progress_interval=1)
+    workdir = os.path.join(scratch, 'cancelled-run')
+    os.makedirs(workdir)
+    argv, env, dummy = playbook._argv_env(  # pylint: disable=protected-access
+        'backup.yml', dict(base, alation_backup_pg_bindir=slow_bindir(host)), workdir=workdir)
+    with open(os.path.join(workdir, 'output.txt'), 'w') as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    lease = host.path('/data2/backup/.alation_backup.lock')
+    try:
+        assert wait_until(lambda: processes(RATE), 300), 'pg_basebackup never started'
+        # The controller is polling: the step runs on past its timeout.
+        time.sleep(TIMEOUT + 3)
+        assert processes(RATE) and proc.poll() is None
+        during = files_holding(password, SECRET_DIRS)
+        killed = kill_controller(proc.pid)
+    finally:
+        if proc.poll() is None:
+            kill_controller(proc.pid)
+    proc.wait(timeout=30)
+    assert killed
+
+    stopped_at = time.monotonic()
+    assert wait_until(lambda: not processes(RATE) and not os.path.exists(lease), TIMEOUT + MARGIN), \
+        'the host step still runs %ds after the controller died: %s; lease there: %s' % (
+            TIMEOUT + MARGIN, processes(RATE), os.path.exists(lease))
+    took = time.monotonic() - stopped_at
+    # The module itself (and async_wrapper's watch of it) is gone too.
+    assert wait_until(lambda: not processes('AnsiballZ_pg_basebackup'), 20), processes('AnsiballZ_pg_basebackup')
+    with open(host.path('/data2/backup/.alation_backup.cancelled.json')) as f:
+        state = json.load(f)
+    assert state['result'] == 'cancelled' and state['step'] == 'database'
+    assert state['message'].startswith('cancelled: the controller stopped polling at ')
+    assert not os.path.exists(lease + '.poll')
+    # The password was in no file while the step ran (not in the async module's payload either), nor after.
+    assert during == []
+    assert files_holding(password, SECRET_DIRS) == []
+
+    # The next run starts at once (no lease to wait out) and succeeds; its record tells of the cancel.
+    started = time.monotonic()
+    run = run_playbook('backup.yml', base)
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert record['result'] == 'ok', record
+    assert record['lock_taken_over'] == '', 'the lease was released, not taken over'
+    assert record['previous_cancel'] == state['message']
+    assert files_holding(password, SECRET_DIRS) == []
+    print('host step stopped %.1fs after the controller died (timeout %ds); next run %.1fs'
+          % (took, TIMEOUT, time.monotonic() - started))
