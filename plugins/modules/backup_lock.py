@@ -101,7 +101,7 @@ previous_cancel:
   description:
     - The step an earlier run stopped because its controller stopped polling (an AWX cancel), told once, by the first
       run that takes the lock after it; null otherwise. Its C(message) says when; see
-      M(alation.backup.pg_basebackup#module:controller_mark).
+      O(alation.backup.pg_basebackup#module:controller_mark).
   returned: state=present, not in check mode
   type: dict
 '''

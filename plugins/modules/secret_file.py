@@ -11,7 +11,7 @@ author: alation.backup maintainers (@alation-backup)
 description:
   - An async module's arguments sit in its payload under C(~/.ansible/tmp) for the whole step, and after a cancel.
     This short task writes the secret into a 0600 file in O(dir), a tmpfs, instead; the background module reads and
-    removes it as it starts (for example M(alation.backup.pg_basebackup#module:password_file)).
+    removes it as it starts (for example O(alation.backup.pg_basebackup#module:password_file)).
   - The file is named C(.alation_backup.<host>.<purpose>.<run key>.secret), the run key a digest of the O(lease) token.
     This host's secret files of other runs (a run cancelled between this task and the step) are removed first.
   - Run it with C(no_log) and right before the background task.

@@ -18,7 +18,7 @@ description:
   - With O(estimate_paths), the file bytes under those paths too, as the step's estimate.
   - With O(job_id), the background job's status as C(async_status) reads it, in the same call (one remote call a poll);
     a finished job's status file is removed once read.
-  - With O(controller_mark), the poll leaves its mark: the step's module sees the controller is still there.
+  - With O(controller_mark), the poll leaves its mark, so the step's module sees the controller is still there.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only

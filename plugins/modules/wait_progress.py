@@ -75,12 +75,12 @@ options:
     default: []
   controller_mark:
     description:
-      - The step's poll mark (the module's C(controller_mark)): each look rewrites it, so the step on the host knows
+      - The step's poll mark (the module's C(controller_mark)). Each look rewrites it, so the step on the host knows
         its controller is still there.
     type: path
   controller_timeout:
     description:
-      - The step's C(controller_timeout): the looks come at least every third of it. 0 when the step has none.
+      - The step's C(controller_timeout). The looks come at least every third of it; 0 when the step has none.
     type: int
     default: 0
   archive_dest:
