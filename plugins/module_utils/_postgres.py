@@ -37,7 +37,7 @@ def connection_env(params):
 
 def password_file_argument_spec():
     """The ``password_file`` option of the modules that run in the background (async)."""
-    return dict(password_file=dict(type='path'))
+    return dict(password_file=dict(type='path', no_log=False))  # a path, not the secret
 
 
 def take_password_file(module):
