@@ -3,7 +3,8 @@
 """A controller that goes away: an AWX cancel kills the controller only.
 
 The backup role runs in a real Alation shell with a database step slowed
-down (pg_basebackup --max-rate through a wrapper in the bindir); the whole
+down (pg_basebackup --max-rate through a wrapper in the bindir; a
+pg_probackup wrapper that sleeps before the backup); the whole
 controller process tree is killed mid-step. The step on the host must stop
 by itself within alation_backup_controller_timeout (its programs gone, the
 lease released, a cancel state file written), leave the database password
@@ -16,6 +17,8 @@ import signal
 import subprocess
 import time
 import uuid
+
+import pytest
 
 import playbook
 from playbook import HOST, run_playbook
@@ -42,6 +45,23 @@ def slow_bindir(host):
     return SLOW_BIN
 
 
+def slow_pg_probackup(host):
+    """A pg_probackup inside the shell whose backup first sleeps (a shell and its child: a tree to stop)."""
+    os.makedirs(host.path(SLOW_BIN))
+    path = os.path.join(SLOW_BIN, 'pg_probackup')
+    with open(host.path(path), 'w') as f:
+        f.write('#!/bin/sh\ncase "$1" in backup) /bin/sleep %s ;; esac\nexec /usr/local/bin/pg_probackup "$@"\n'
+                % SLEEP)
+    os.chmod(host.path(path), 0o755)
+    return path
+
+
+SLEEP = '600.5'
+# The programs of the slowed database step, by a word of their command lines.
+NEEDLES = {'pg_basebackup': (RATE,), 'pg_probackup': ('/bin/sleep ' + SLEEP, SLOW_BIN + '/pg_probackup backup')}
+MODULE = {'pg_basebackup': 'AnsiballZ_pg_basebackup', 'pg_probackup': 'AnsiballZ_pg_probackup'}
+
+
 def cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
@@ -58,8 +78,9 @@ def alive(pid):
         return False
 
 
-def processes(needle):
-    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and needle in cmdline(int(p)) and alive(int(p)))
+def processes(*needles):
+    return sorted(int(p) for p in os.listdir('/proc')
+                  if p.isdigit() and any(n in cmdline(int(p)) for n in needles) and alive(int(p)))
 
 
 def descendants(root):
@@ -132,23 +153,29 @@ def wait_until(predicate, timeout, step=0.5):
 SECRET_DIRS = [os.path.expanduser('~/.ansible/tmp'), os.path.expanduser('~/.ansible_async'), '/dev/shm']
 
 
-def test_a_killed_controller_stops_the_host_step_frees_the_host_and_leaves_no_secret(alation_host, scratch):
+@pytest.mark.parametrize('engine', ['pg_basebackup', 'pg_probackup'])
+def test_a_killed_controller_stops_the_host_step_frees_the_host_and_leaves_no_secret(engine, alation_host, scratch):
     host = alation_host
+    if engine == 'pg_probackup' and not host.has_pg_probackup:
+        pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH)')
     password = 'Zq7-ctl-gone-%s' % uuid.uuid4().hex[:12]
-    base = dict(host.role_vars, alation_backup_engine='pg_basebackup', alation_backup_pg_password=password,
+    base = dict(host.role_vars, alation_backup_engine=engine, alation_backup_pg_password=password,
                 alation_backup_controller_timeout=TIMEOUT, alation_backup_progress_interval=1)
+    slow = dict(alation_backup_pg_bindir=slow_bindir(host)) if engine == 'pg_basebackup' else \
+        dict(alation_backup_pg_probackup_binary=slow_pg_probackup(host))
+    programs = NEEDLES[engine]
     workdir = os.path.join(scratch, 'cancelled-run')
     os.makedirs(workdir)
     argv, env, dummy = playbook._argv_env(  # pylint: disable=protected-access
-        'backup.yml', dict(base, alation_backup_pg_bindir=slow_bindir(host)), workdir=workdir)
+        'backup.yml', dict(base, **slow), workdir=workdir)
     with open(os.path.join(workdir, 'output.txt'), 'w') as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     lease = host.path('/data2/backup/.alation_backup.lock')
     try:
-        assert wait_until(lambda: processes(RATE), 300), 'pg_basebackup never started'
+        assert wait_until(lambda: processes(*programs), 300), '%s never started' % engine
         # The controller is polling: the step runs on past its timeout.
         time.sleep(TIMEOUT + 3)
-        assert processes(RATE) and proc.poll() is None
+        assert processes(*programs) and proc.poll() is None
         during = files_holding(password, SECRET_DIRS)
         killed = kill_controller(proc.pid)
     finally:
@@ -158,12 +185,12 @@ def test_a_killed_controller_stops_the_host_step_frees_the_host_and_leaves_no_se
     assert killed
 
     stopped_at = time.monotonic()
-    assert wait_until(lambda: not processes(RATE) and not os.path.exists(lease), TIMEOUT + MARGIN), \
+    assert wait_until(lambda: not processes(*programs) and not os.path.exists(lease), TIMEOUT + MARGIN), \
         'the host step still runs %ds after the controller died: %s; lease there: %s' % (
-            TIMEOUT + MARGIN, processes(RATE), os.path.exists(lease))
+            TIMEOUT + MARGIN, processes(*programs), os.path.exists(lease))
     took = time.monotonic() - stopped_at
     # The module itself (and async_wrapper's watch of it) is gone too.
-    assert wait_until(lambda: not processes('AnsiballZ_pg_basebackup'), 20), processes('AnsiballZ_pg_basebackup')
+    assert wait_until(lambda: not processes(MODULE[engine]), 20), processes(MODULE[engine])
     with open(host.path('/data2/backup/.alation_backup.cancelled.json')) as f:
         state = json.load(f)
     assert state['result'] == 'cancelled' and state['step'] == 'database'
@@ -182,5 +209,5 @@ def test_a_killed_controller_stops_the_host_step_frees_the_host_and_leaves_no_se
     assert record['lock_taken_over'] == '', 'the lease was released, not taken over'
     assert record['previous_cancel'] == state['message']
     assert files_holding(password, SECRET_DIRS) == []
-    print('host step stopped %.1fs after the controller died (timeout %ds); next run %.1fs'
-          % (took, TIMEOUT, time.monotonic() - started))
+    print('%s: host step stopped %.1fs after the controller died (timeout %ds); next run %.1fs'
+          % (engine, took, TIMEOUT, time.monotonic() - started))
