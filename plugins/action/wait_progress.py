@@ -93,9 +93,10 @@ class ActionModule(ActionBase):
                             display.display(tracker.line(host, args['label']))
                         printed = self.clock()
                 if args['timeout'] and self.clock() - started > args['timeout']:
-                    result.update(failed=True, ansible_job_id=jid,
-                                  msg='%s: job %s still running after %ds (timeout): it runs on; look on the host'
-                                      % (args['label'], jid, args['timeout']))
+                    after = ('with no more looks it stops itself within %ds' % args['controller_timeout']
+                             if args['controller_timeout'] and args['controller_mark'] else 'it runs on; look on the host')
+                    result.update(failed=True, ansible_job_id=jid, msg='%s: job %s still running after %ds (timeout): %s'
+                                  % (args['label'], jid, args['timeout'], after))
                     return result
                 self.sleep(min(check, gap))
                 check = min(check * 2, CHECK_MAX)

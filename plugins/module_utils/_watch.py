@@ -39,7 +39,7 @@ STATE_NAME = '.alation_backup.cancelled.json'
 TERM_GRACE_S = 5
 # After the programs are stopped, the seconds the module gets to fail its own way (removing its temporary
 # files) before it is interrupted, and the seconds before the watch gives up waiting and ends the process.
-MODULE_GRACE_S = 15
+MODULE_GRACE_S = 5
 MODULE_DEADLINE_S = 60
 
 

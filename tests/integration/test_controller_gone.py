@@ -12,6 +12,7 @@ in no file, and the next run must start at once and succeed.
 """
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -211,3 +212,36 @@ def test_a_killed_controller_stops_the_host_step_frees_the_host_and_leaves_no_se
     assert files_holding(password, SECRET_DIRS) == []
     print('%s: host step stopped %.1fs after the controller died (timeout %ds); next run %.1fs'
           % (engine, took, TIMEOUT, time.monotonic() - started))
+
+
+@pytest.mark.parametrize('compressor', ['pigz', 'zlib'])
+def test_the_archive_step_stops_itself_when_its_controller_is_silent(compressor, scratch):
+    """The archive module alone, never polled: with pigz its compressor is a program to stop; with zlib it packs
+    in Python and is interrupted. Either way its temporary file goes, the lease is released, the state written."""
+    from modrun import result_of, spawn_module
+    from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
+
+    src, dest = os.path.join(scratch, 'staging'), os.path.join(scratch, 'backup')
+    os.makedirs(src)
+    os.makedirs(dest)
+    block = os.urandom(1 << 20).hex().encode()  # 2 MiB of text: slow at level 9, and no quicker for repeats
+    for i in range(48):
+        with open(os.path.join(src, 'big%02d.txt' % i), 'wb') as f:
+            f.write(block[i:] + block[:i])
+    lease_path = os.path.join(dest, '.alation_backup.lock')
+    record, dummy = _locks.acquire_lease(lease_path, 'test', 'run-1', 600)
+    args = dict(sources=[dict(path=src, arcname='tmp')], dest=dest, version_tag='5-17-0-116556',
+                timestamp='202601010000', compressor=compressor, compression_level=9, threads=1,
+                lease=dict(path=lease_path, token=record['token']),
+                controller_mark=lease_path + '.poll', controller_timeout=2)
+    if compressor == 'pigz' and not shutil.which('pigz'):
+        pytest.skip('no pigz')
+    started = time.monotonic()
+    proc, args_file = spawn_module('archive', args)
+    result = result_of(proc, args_file, timeout=120)
+    took = time.monotonic() - started
+    assert result['failed'] and result['msg'].startswith('cancelled: the controller stopped polling at '), result
+    assert took < 2 + 5 + 5 + 10, 'stopped %.1fs after it started' % took
+    assert os.listdir(dest) == ['.alation_backup.cancelled.json'], 'no temporary file, no archive, no lease, no mark'
+    assert _watch.read_state(dest)['step'] == 'archive'
+    print('%s: the archive step stopped %.1fs after it started (timeout 2s)' % (compressor, took))
