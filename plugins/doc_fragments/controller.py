@@ -14,7 +14,7 @@ options:
       - When it has not changed for O(controller_timeout) seconds (an AWX cancel, a controller that died), the module stops
         its programs (the whole process tree), fails as a failed step does (removing its temporary files), releases
         the O(lease), and writes C(.alation_backup.cancelled.json) beside the lease, saying the controller stopped
-        polling and when, which the next run's record and M(alation.backup.metrics) read. The next run then starts at once.
+        polling and when, which the next backup run's record and M(alation.backup.metrics) read. The next run then starts at once.
       - Omit to run on without a controller (a step run in the foreground needs none).
     type: path
   controller_timeout:

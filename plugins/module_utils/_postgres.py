@@ -7,7 +7,8 @@ The password only ever travels in the environment (``PGPASSWORD``) of the
 program that needs it, never on a command line where ``ps`` would show it.
 """
 
-from ansible_collections.alation.backup.plugins.module_utils._secret_file import take_secret
+from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
+    secret_file_argument_spec, take_secret_options)
 
 
 def postgres_argument_spec():
@@ -37,19 +38,9 @@ def connection_env(params):
 
 def password_file_argument_spec():
     """The ``password_file`` option of the modules that run in the background (async)."""
-    return dict(password_file=dict(type='path', no_log=False))  # a path, not the secret
+    return secret_file_argument_spec('password')
 
 
 def take_password_file(module):
-    """Read and remove ``password_file`` (written by alation.backup.secret_file) into ``password``: first thing,
-    so the secret is on no file system for the step's length. Fails the module when it cannot be read."""
-    path = module.params.get('password_file')
-    if not path:
-        return
-    try:
-        password = take_secret(path)
-    except OSError as e:
-        module.fail_json(msg='password_file %s cannot be read (%s): the task that writes it (alation.backup.secret_file) '
-                             'must run right before this one, and each file serves one step' % (path, e.strerror or e))
-    module.no_log_values.add(password)
-    module.params['password'] = password
+    """Read and remove ``password_file`` (written by alation.backup.secret_file) into ``password``, first thing."""
+    take_secret_options(module, 'password')

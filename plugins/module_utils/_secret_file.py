@@ -93,3 +93,25 @@ def take_secret(path):
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def secret_file_argument_spec(*options):
+    """``<option>_file`` for each secret option: a path (not the secret), written by alation.backup.secret_file."""
+    return dict(('%s_file' % o, dict(type='path', no_log=False)) for o in options)
+
+
+def take_secret_options(module, *options):
+    """For each ``<option>_file`` given, read and remove the file into ``<option>`` (masked in all output) as the
+    module starts, so the secret is on no file system for the step's length. Fails the module naming the file."""
+    for option in options:
+        path = module.params.get('%s_file' % option)
+        if not path:
+            continue
+        try:
+            value = take_secret(path)
+        except OSError as e:
+            module.fail_json(msg='%s_file %s cannot be read (%s): the task that writes it (alation.backup.secret_file) '
+                                 'must run right before this one, and each file serves one step'
+                                 % (option, path, e.strerror or e))
+        module.no_log_values.add(value)
+        module.params[option] = value
