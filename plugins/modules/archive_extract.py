@@ -167,6 +167,13 @@ from ansible_collections.alation.backup.plugins.module_utils._host import HostEr
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 
 
+def options_of_a_background_step():
+    spec = _locks.lease_argument_spec()
+    spec.update(_watch.watch_argument_spec())
+    spec.update(secret_file_argument_spec('decrypt_key', 'decrypt_passphrase'))
+    return spec
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -182,8 +189,7 @@ def main():
             chroot=dict(type='path'),
             decrypt_key=dict(type='str', no_log=True),
             decrypt_passphrase=dict(type='str', no_log=True),
-            **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(),
-                                                         **secret_file_argument_spec('decrypt_key', 'decrypt_passphrase')))
+            **options_of_a_background_step()
         ),
         supports_check_mode=True,
     )
