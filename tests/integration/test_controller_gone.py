@@ -23,6 +23,7 @@ import pytest
 
 import playbook
 from playbook import HOST, run_playbook
+from restoring import restore_vars, run_restore_playbook
 
 PG_BIN = '/usr/lib/postgresql/15/bin'
 SLOW_BIN = '/opt/slow-pg/bin'
@@ -46,13 +47,13 @@ def slow_bindir(host):
     return SLOW_BIN
 
 
-def slow_pg_probackup(host):
-    """A pg_probackup inside the shell whose backup first sleeps (a shell and its child: a tree to stop)."""
+def slow_pg_probackup(host, command='backup'):
+    """A pg_probackup inside the shell whose ``command`` first sleeps (a shell and its child: a tree to stop)."""
     os.makedirs(host.path(SLOW_BIN))
     path = os.path.join(SLOW_BIN, 'pg_probackup')
     with open(host.path(path), 'w') as f:
-        f.write('#!/bin/sh\ncase "$1" in backup) /bin/sleep %s ;; esac\nexec /usr/local/bin/pg_probackup "$@"\n'
-                % SLEEP)
+        f.write('#!/bin/sh\ncase "$1" in %s) /bin/sleep %s ;; esac\nexec /usr/local/bin/pg_probackup "$@"\n'
+                % (command, SLEEP))
     os.chmod(host.path(path), 0o755)
     return path
 
@@ -245,3 +246,40 @@ def test_the_archive_step_stops_itself_when_its_controller_is_silent(compressor,
     assert os.listdir(dest) == ['.alation_backup.cancelled.json'], 'no temporary file, no archive, no lease, no mark'
     assert _watch.read_state(dest)['step'] == 'archive'
     print('%s: the archive step stopped %.1fs after it started (timeout 2s)' % (compressor, took))
+
+
+def test_a_killed_controller_stops_the_drills_rebuild_and_the_next_drill_starts_at_once(alation_host, scratch):
+    host = alation_host
+    if not host.has_pg_probackup:
+        pytest.skip('pg_probackup not found ($PG_PROBACKUP unset and none on PATH)')
+    run = run_playbook('backup.yml', dict(host.role_vars, alation_backup_engine='pg_probackup'))
+    assert run.rc == 0, run.output
+    workdir = os.path.join(scratch, 'cancelled-drill')
+    os.makedirs(workdir)
+    drill_vars = restore_vars(host.role_vars, alation_restore_controller_timeout=TIMEOUT,
+                              alation_restore_pg_probackup_binary=slow_pg_probackup(host, 'restore'),
+                              alation_restore_report_path=os.path.join(workdir, 'report.json'))
+    argv, env, dummy = playbook._argv_env('verify_backup.yml', drill_vars, workdir=workdir)  # pylint: disable=protected-access
+    with open(os.path.join(workdir, 'output.txt'), 'w') as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    sleeping = ('/bin/sleep ' + SLEEP,)
+    lock = host.path('/data2/backup/.alation_restore.lock')
+    try:
+        assert wait_until(lambda: processes(*sleeping), 300), 'the rebuild never started'
+        time.sleep(TIMEOUT + 3)
+        assert processes(*sleeping) and proc.poll() is None and os.path.exists(lock)
+        kill_controller(proc.pid)
+    finally:
+        if proc.poll() is None:
+            kill_controller(proc.pid)
+    proc.wait(timeout=30)
+    assert wait_until(lambda: not processes(*sleeping) and not os.path.exists(lock), TIMEOUT + MARGIN), \
+        'the rebuild still runs: %s; lock there: %s' % (processes(*sleeping), os.path.exists(lock))
+    assert wait_until(lambda: not processes('AnsiballZ_pgdata_restore'), 20)
+    with open(host.path('/data2/backup/.alation_backup.cancelled.json')) as f:
+        state = json.load(f)
+    assert state['step'] == 'rebuild' and state['message'].startswith('cancelled: the controller stopped polling at ')
+
+    again = run_restore_playbook('verify_backup.yml', restore_vars(host.role_vars))
+    assert again.rc == 0, again.output
+    assert again.records[HOST]['result'] == 'ok', again.records[HOST]
