@@ -265,12 +265,14 @@ class Guard(object):
         self.beat.halt()
         pids = set(kill_tree(os.getpid()))
         started = time.monotonic()
+        # No program was running: the module is busy in Python, and nothing it waits for will end. Interrupt it now.
+        grace = MODULE_GRACE_S if pids else 0
         interrupted = False
-        while not self._arrived.wait(1.0):
+        while not self._arrived.wait(0 if not interrupted and not grace else 1.0):
             waited = time.monotonic() - started
             if waited >= MODULE_DEADLINE_S:
                 break
-            if waited >= MODULE_GRACE_S and not interrupted and _thread is not None:
+            if waited >= grace and not interrupted and _thread is not None:
                 interrupted = True
                 _thread.interrupt_main()  # a module busy in Python (no program to stop) stops here
             pids.update(kill_tree(os.getpid()))  # what the module started on its way out
