@@ -73,6 +73,7 @@ class ActionModule(ActionBase):
             check, printed = 1.0, None
             while True:
                 due = printed is None or self.clock() - printed >= interval
+                looked = self.clock()
                 found = self._poll(args, task_vars, jid, async_dir, measure=due, first=printed is None)
                 polls += 1
                 if found.get('failed'):
@@ -98,7 +99,8 @@ class ActionModule(ActionBase):
                     result.update(failed=True, ansible_job_id=jid, msg='%s: job %s still running after %ds (timeout): %s'
                                   % (args['label'], jid, args['timeout'], after))
                     return result
-                self.sleep(min(check, gap))
+                # From the start of one look to the next: a slow look must not stretch the silence the step measures.
+                self.sleep(max(0.0, min(check, gap) - (self.clock() - looked)))
                 check = min(check * 2, CHECK_MAX)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -28,7 +28,7 @@ from restoring import restore_vars, run_restore_playbook
 PG_BIN = '/usr/lib/postgresql/15/bin'
 SLOW_BIN = '/opt/slow-pg/bin'
 RATE = '--max-rate=32k'
-TIMEOUT = 6
+TIMEOUT = 10
 # After the kill: the step notices within TIMEOUT (+1 s of its own look), stops pg_basebackup (SIGTERM, 5 s
 # grace), releases the lease. Slack for a busy machine.
 MARGIN = 40

@@ -178,3 +178,23 @@ def test_bad_arguments_are_refused(args):
     plugin, dummy = action(args, [], [], Clock())
     with pytest.raises(Exception):
         plugin.run(task_vars={})
+
+
+def test_a_slow_look_does_not_stretch_the_silence_the_step_measures(monkeypatch):
+    monkeypatch.setattr(wait_progress.display, 'display', lambda msg, *a, **kw: None)
+    clock = Clock()
+    done = {'finished': 1, 'ansible_job_id': 'j7', 'changed': True}
+    plugin, dummy = action(dict(job=dict(RUNNING, ansible_job_id='j7'), label='database', interval=30, watch=['/x'],
+                                controller_mark='/d/m', controller_timeout=6),
+                           until(60, done), lambda now: {'bytes': 0}, clock)
+    starts = []
+    execute = plugin._execute_module
+
+    def slow(**kw):
+        starts.append(clock.now)
+        clock.now += 1.5  # each look takes 1.5 s on a loaded host
+        return execute(**kw)
+
+    plugin._execute_module = slow
+    plugin.run(task_vars={})
+    assert max(b - a for a, b in zip(starts, starts[1:])) <= 2
