@@ -37,3 +37,14 @@ options:
     type: str
     aliases: [login_password]
 '''
+
+    # The password handed to a background (async) step through a tmpfs file (password_file_argument_spec()).
+    PASSWORD_FILE = r'''
+options:
+  password_file:
+    description:
+      - A 0600 file on a tmpfs holding the password, written by M(alation.backup.secret_file) right before this task;
+        read and removed as the module starts, then used as O(password). For a module run with C(async), whose
+        arguments would otherwise sit in its payload on disk for the whole step.
+    type: path
+'''

@@ -455,12 +455,15 @@ class Heartbeat(object):
         self._stop = threading.Event()
         self._thread = None
         self._renewing = threading.Lock()  # the beat and check() write the same temporary file
+        self._halted = None  # the lease's path once halt() gave it up
 
     def _renew(self):
         """Renew once; True when the lease is ours (renewed, or its renewal could not be written but it is ours)."""
         with self._renewing:
             if self.lost is not None:
                 return False
+            if self.lease is None:
+                return True  # halted: the run is being cancelled and its lease released; nothing to renew
             try:
                 renew_lease(self.lease['path'], self.lease['token'])
             except LeaseLost as e:
@@ -482,8 +485,11 @@ class Heartbeat(object):
         publishing, renaming on the far side). Once it returns, the lease was
         renewed just now, so no other run may take it for ``stale_after``
         seconds: the act that follows is still this run's. Without a lease
-        (check mode, a module called alone) it does nothing.
+        (check mode, a module called alone) it does nothing; once halted (a
+        cancel releases the lease) it raises: nothing more may be destroyed.
         """
+        if self._halted is not None:
+            raise LeaseLost(self._halted, None)
         if self.lease is None:
             return
         if not self._renew():
@@ -505,6 +511,13 @@ class Heartbeat(object):
         self._thread.daemon = True
         self._thread.start()
         return self
+
+    def halt(self):
+        """Stop beating without a last renewal (the lease is about to be released)."""
+        self._stop.set()
+        if self.lease is not None:
+            self._halted = self.lease['path']
+        self.lease = None
 
     def stop(self):
         """Stop beating (renewing once more); the lost lease's message, or None while it is ours."""

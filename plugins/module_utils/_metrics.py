@@ -22,6 +22,7 @@ import time
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
     archive_time, is_future, list_archives, newest_good)
 from ansible_collections.alation.backup.plugins.module_utils._host import write_file
+from ansible_collections.alation.backup.plugins.module_utils._watch import read_state
 
 PREFIX = 'alation_backup_'
 RESULTS = ('ok', 'failed', 'skipped')
@@ -94,6 +95,10 @@ def render(record, storage_dir=None, now=None, last_success=None):
     t.metric('copy_result', 'gauge', 'Off-host copy of the last run, one series per result, 1 for the one it had.',
              [(dict(result=r), 1 if r == copy_result else 0) for r in COPY_RESULTS])
     if storage_dir and os.path.isdir(storage_dir):
+        cancel = read_state(storage_dir) or {}
+        t.metric('last_cancel_timestamp_seconds', 'gauge',
+                 'When a step last stopped on the host because its controller stopped polling (an AWX cancel; Unix '
+                 'time, 0 if never).', [(dict(step=cancel.get('step') or ''), _number(cancel.get('stopped_ts')))])
         archives = list_archives(storage_dir)
         # A name in the future (a clock that ran ahead) is never the newest: a staleness alert must still fire.
         newest, dummy = newest_good(storage_dir, now=now)

@@ -7,6 +7,9 @@ The password only ever travels in the environment (``PGPASSWORD``) of the
 program that needs it, never on a command line where ``ps`` would show it.
 """
 
+from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
+    secret_file_argument_spec, take_secret_options)
+
 
 def postgres_argument_spec():
     """Connection options; extend a module's spec with ``.update()``."""
@@ -31,3 +34,13 @@ def connection_argv(params):
 def connection_env(params):
     """Environment entries for the command: the password, if any."""
     return {'PGPASSWORD': params['password']} if params.get('password') else {}
+
+
+def password_file_argument_spec():
+    """The ``password_file`` option of the modules that run in the background (async)."""
+    return secret_file_argument_spec('password')
+
+
+def take_password_file(module):
+    """Read and remove ``password_file`` (written by alation.backup.secret_file) into ``password``, first thing."""
+    take_secret_options(module, 'password')

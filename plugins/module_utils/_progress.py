@@ -15,6 +15,7 @@ a rate and the time left, and progress_line into one line a person reads.
 Standard library only: the module side runs on the hosts' Python 3.6+.
 """
 
+import json
 import os
 import stat
 
@@ -164,3 +165,20 @@ def archive_read_bytes(sources, positions):
         except OSError:
             continue  # missing, or changed under the walk: the next poll sees it settled
     return done, total
+
+
+def read_job(async_dir, job_id):
+    """(state, text) of a background job's status file; a finished job's file is removed once read."""
+    path = os.path.join(async_dir, os.path.basename(job_id))
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return 'missing', None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return 'running', None  # async_wrapper has not written it whole yet
+    if isinstance(data, dict) and ('started' not in data or data.get('finished')):
+        os.unlink(path)
+    return 'written', text

@@ -49,6 +49,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
+  - alation.backup.controller
 options:
   sources:
     description:
@@ -312,7 +313,7 @@ import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._archive import (
     ArchiveError, Plan, check_before_run, create_archive)
 from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRESSORS
@@ -321,6 +322,11 @@ from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRE
 def _terminated(signum, frame):
     # An exception, so the temporary file is removed on the way out.
     raise ArchiveError('terminated by signal %d while archiving; the temporary file was removed' % signum)
+
+
+def cancelled(beat):
+    # A cancel (the controller stopped polling) explains whatever failed after it.
+    return beat.cancelled if beat is not None else None
 
 
 def main():
@@ -344,7 +350,7 @@ def main():
             encrypt_recipient=dict(type='str'),
             encrypt_public_key=dict(type='str'),
             gpg_homedir=dict(type='path'),
-            **_locks.lease_argument_spec()
+            **dict(_locks.lease_argument_spec(), **_watch.watch_argument_spec())
         ),
         required_if=[('state', 'present', ('sources', 'dest', 'version_tag'))],
         supports_check_mode=True,
@@ -354,6 +360,7 @@ def main():
             module.exit_json(changed=False, **check_before_run(module.params))
         except ArchiveError as e:
             module.fail_json(msg=str(e), changed=False)
+    beat = None
     try:
         plan = Plan(module.params)
         if module.check_mode:
@@ -361,7 +368,7 @@ def main():
             plan.close()
             module.exit_json(**preview)
         previous = signal.signal(signal.SIGTERM, _terminated)
-        beat = _locks.heartbeat(module)
+        beat = _watch.guard(module, 'archive')
         try:
             result = create_archive(plan, lease_check=beat.check)
         except _locks.LeaseLost as e:
@@ -372,9 +379,12 @@ def main():
             lost = beat.stop()
             plan.close()  # the private keyring of the encryption
     except ArchiveError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=cancelled(beat) or str(e))
     except OSError as e:
-        module.fail_json(msg='archiving failed: %s' % e)
+        module.fail_json(msg=cancelled(beat) or 'archiving failed: %s' % e)
+    except KeyboardInterrupt:
+        # The controller watch stops a writer busy in Python this way, once the temporary file is removed.
+        module.fail_json(msg=cancelled(beat) or 'archiving interrupted; the temporary file was removed')
     if lost:
         module.fail_json(msg='%s. The archive %s was written and verified.' % (lost, result.get('path')), **result)
     module.exit_json(**result)

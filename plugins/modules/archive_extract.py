@@ -23,6 +23,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
+  - alation.backup.controller
 options:
   path:
     description: The archive, as a host path.
@@ -75,6 +76,15 @@ options:
       - The passphrase of O(decrypt_key), when it has one. It reaches gpg through a pipe (C(--passphrase-fd)),
         never its command line or environment.
     type: str
+  decrypt_key_file:
+    description:
+      - A 0600 file on a tmpfs holding O(decrypt_key), written by M(alation.backup.secret_file) right before this task;
+        read and removed as the module starts. For a module run with C(async), whose arguments would otherwise sit in
+        its payload on disk for the whole step.
+    type: path
+  decrypt_passphrase_file:
+    description: The same for O(decrypt_passphrase).
+    type: path
   chroot:
     description:
       - The host path of the Alation shell the archive came from. O(owner) is then looked up in the shell's own
@@ -149,10 +159,19 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
+from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
+    secret_file_argument_spec, take_secret_options)
 from ansible_collections.alation.backup.plugins.module_utils._archive_read import Extract
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+
+
+def options_of_a_background_step():
+    spec = _locks.lease_argument_spec()
+    spec.update(_watch.watch_argument_spec())
+    spec.update(secret_file_argument_spec('decrypt_key', 'decrypt_passphrase'))
+    return spec
 
 
 def main():
@@ -170,17 +189,22 @@ def main():
             chroot=dict(type='path'),
             decrypt_key=dict(type='str', no_log=True),
             decrypt_passphrase=dict(type='str', no_log=True),
-            **_locks.lease_argument_spec()
+            **options_of_a_background_step()
         ),
         supports_check_mode=True,
     )
+    take_secret_options(module, 'decrypt_key', 'decrypt_passphrase')
     extract = Extract(module.params, Runner(module), check_mode=module.check_mode, warn=module.warn,
                       set_mode=lambda path: module.set_mode_if_different(path, module.params['mode'], False))
-    beat = _locks.heartbeat(module)
+    beat = _watch.guard(module, 'extract')
     try:
         result = extract.run()
     except HostError as e:
-        module.fail_json(msg=str(e), **extract.result)
+        lost = beat.stop()
+        module.fail_json(msg=beat.cancelled or str(e), **extract.result)
+    except KeyboardInterrupt:
+        lost = beat.stop()
+        module.fail_json(msg=beat.cancelled or 'interrupted', **extract.result)
     finally:
         lost = beat.stop()
     if lost:

@@ -146,13 +146,20 @@ taken_over:
     description:
       description: The dead run and the reason in one sentence, as in the warning.
       type: str
+previous_cancel:
+  description:
+    - The step an earlier run stopped because its controller stopped polling (an AWX cancel), told once, by the first
+      run that takes the lock after it; null otherwise. Its C(message) says when; see
+      O(alation.backup.pg_basebackup#module:controller_mark).
+  returned: state=present, not in check mode
+  type: dict
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 
 
 def main():
@@ -210,7 +217,7 @@ def main():
         _locks.release_lease(path, record['token'])
         module.fail_json(msg='refusing the run, the host lock was released: %s' % e, foreign=getattr(e, 'foreign', None))
     module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over,
-                     owner_markers=written)
+                     owner_markers=written, previous_cancel=_watch.take_unreported(os.path.dirname(path)))
 
 
 if __name__ == '__main__':

@@ -14,8 +14,9 @@ description:
   - Metrics (all prefixed C(alation_backup_)) are C(last_attempt_timestamp_seconds), C(last_success_timestamp_seconds)
     (kept from the previous file when this run did not succeed), C(last_result{result}), C(last_mode{mode,engine}),
     C(archive_size_bytes), C(step_duration_seconds{step}), C(retention_freed_bytes), C(copy_result{result}), and from
-    the backup storage dir C(archives_kept), C(future_archives), C(newest_archive_timestamp_seconds) and
-    C(newest_archive_age_seconds).
+    the backup storage dir C(archives_kept), C(future_archives), C(newest_archive_timestamp_seconds),
+    C(newest_archive_age_seconds) and C(last_cancel_timestamp_seconds{step}) (when a step last stopped because its
+    controller stopped polling, 0 if never).
   - An archive named more than an hour ahead of the host's clock (a clock that ran ahead) is never the newest; it
     is counted in C(future_archives) instead. Alert on C(alation_backup_future_archives > 0) too.
   - Alert on C(time() - alation_backup_last_success_timestamp_seconds), for example above 5 days (Alation's own

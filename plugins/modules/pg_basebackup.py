@@ -18,8 +18,10 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
+  - alation.backup.postgres.password_file
   - alation.backup.runner
   - alation.backup.lease
+  - alation.backup.controller
 options:
   dest:
     description:
@@ -103,12 +105,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv,
     connection_env,
+    password_file_argument_spec,
     postgres_argument_spec,
+    take_password_file,
 )
 from ansible_collections.alation.backup.plugins.module_utils._runner import (
     Runner, find_program, not_found, runner_argument_spec)
@@ -122,9 +126,12 @@ def main():
         checkpoint=dict(type='str', choices=['fast', 'spread'], default='fast'),
     )
     argument_spec.update(postgres_argument_spec())
+    argument_spec.update(password_file_argument_spec())
     argument_spec.update(runner_argument_spec())
     argument_spec.update(_locks.lease_argument_spec())
+    argument_spec.update(_watch.watch_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    take_password_file(module)
     p = module.params
     runner = Runner(module, chroot=p['chroot'], run_as=p['run_as'])
     result = dict(changed=False, dest=p['dest'], mode_taken='FULL', label=p['label'], executed_commands=[])
@@ -148,11 +155,13 @@ def main():
         module.exit_json(**result)
 
     started = time.monotonic()
-    beat = _locks.heartbeat(module)
+    beat = _watch.guard(module, 'database')
     run = runner.run(argv, env=connection_env(p))
     lost = beat.stop()
     result.update(changed=True, executed_commands=runner.executed_commands,
                   duration_s=round(time.monotonic() - started, 2))
+    if beat.cancelled:
+        module.fail_json(msg=beat.cancelled, rc=run['rc'], **result)
     if run['rc'] != 0:
         module.fail_json(msg=command_failure('pg_basebackup', run['rc'], run['stderr']),
                          rc=run['rc'], stderr=run['stderr'], **result)

@@ -25,7 +25,9 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.runner
   - alation.backup.postgres
+  - alation.backup.postgres.password_file
   - alation.backup.lease
+  - alation.backup.controller
 options:
   catalog:
     description:
@@ -368,13 +370,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._locks import FileLock, LockBusy
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
     BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, locate, run_absent,
     run_backup, run_show, run_validate)
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
-    connection_argv, connection_env, postgres_argument_spec)
+    connection_argv, connection_env, password_file_argument_spec, postgres_argument_spec, take_password_file)
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
 
 
@@ -399,7 +401,9 @@ def argument_spec():
     )
     spec.update(runner_argument_spec())
     spec.update(postgres_argument_spec())
+    spec.update(password_file_argument_spec())
     spec.update(_locks.lease_argument_spec())
+    spec.update(_watch.watch_argument_spec())
     return spec
 
 
@@ -441,6 +445,7 @@ def locate_binary(module, runner, binary):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    take_password_file(module)
     started = time.monotonic()
     p = dict(module.params)
     check_params(module, p)
@@ -450,12 +455,13 @@ def main():
     cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 
-    beat = _locks.heartbeat(module)
+    beat = _watch.guard(module, 'database')
     cat.lease_check = beat.check
 
     def finish(result, failed_msg=None):
         lost = beat.stop()
-        failed_msg = failed_msg or lost
+        # A cancel (the controller stopped polling) explains whatever failed after it.
+        failed_msg = beat.cancelled or failed_msg or lost
         if result.get('prune_error'):
             module.warn(result['prune_error'])
         result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,

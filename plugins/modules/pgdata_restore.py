@@ -25,6 +25,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.runner
   - alation.backup.lease
+  - alation.backup.controller
 options:
   source:
     description: The unpacked pg staging dir (C(pgbackup) in the archive), as seen by the programs.
@@ -126,7 +127,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._rebuild import ENGINES, Rebuild
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
@@ -149,14 +150,19 @@ def main():
     )
     argument_spec.update(runner_argument_spec())
     argument_spec.update(_locks.lease_argument_spec())
+    argument_spec.update(_watch.watch_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     runner = Runner(module, chroot=module.params['chroot'], run_as=module.params['run_as'])
     rebuild = Rebuild(module.params, runner, check_mode=module.check_mode, warn=module.warn)
-    beat = _locks.heartbeat(module)
+    beat = _watch.guard(module, 'rebuild')
     try:
         result = rebuild.run()
     except HostError as e:
-        module.fail_json(msg=str(e), **rebuild.result)
+        lost = beat.stop()
+        module.fail_json(msg=beat.cancelled or str(e), **rebuild.result)
+    except KeyboardInterrupt:
+        lost = beat.stop()
+        module.fail_json(msg=beat.cancelled or 'interrupted', **rebuild.result)
     finally:
         lost = beat.stop()
     if lost:

@@ -16,6 +16,9 @@ description:
     (the bytes of the files it has done, in the order it reads them, plus its offset in the file it has open, from
     C(/proc)), and the source bytes in all.
   - With O(estimate_paths), the file bytes under those paths too, as the step's estimate.
+  - With O(job_id), the background job's status as C(async_status) reads it, in the same call (one remote call a poll);
+    a finished job's status file is removed once read.
+  - With O(controller_mark), the poll leaves its mark, so the step's module sees the controller is still there.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
@@ -38,6 +41,18 @@ options:
     type: list
     elements: path
     default: []
+  job_id:
+    description: The background job (its C(ansible_job_id)) whose status file to read.
+    type: str
+  async_dir:
+    description: The dir of the background jobs' status files (the controller's C(async_dir), expanded).
+    type: path
+    default: ~/.ansible_async
+  controller_mark:
+    description:
+      - The poll mark of the step (its module's O(alation.backup.pg_basebackup#module:controller_mark)), rewritten by
+        this call when it exists.
+    type: path
 '''
 
 EXAMPLES = r'''
@@ -60,15 +75,27 @@ estimate_bytes:
   description: File bytes under O(estimate_paths), or with O(archive_dest) the archive's source bytes in all; 0 when neither.
   returned: always
   type: int
+job:
+  description:
+    - V(missing) when the job has no status file, V(running) while the file is empty or partly written, else
+      V(written).
+  returned: with O(job_id)
+  type: str
+job_text:
+  description: The job's status file as written (the module's JSON result once it finished), for the controller to parse.
+  returned: with O(job_id), when V(written)
+  type: str
 writer_pid:
   description: The pid of the archive writer (named by its temporary file), null when none runs.
   returned: with O(archive_dest)
   type: int
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _progress
+from ansible_collections.alation.backup.plugins.module_utils import _progress, _watch
 
 
 def main():
@@ -78,16 +105,25 @@ def main():
             archive_dest=dict(type='path'),
             archive_sources=dict(type='list', elements='path', default=[]),
             estimate_paths=dict(type='list', elements='path', default=[]),
+            job_id=dict(type='str'),
+            async_dir=dict(type='path', default='~/.ansible_async'),
+            controller_mark=dict(type='path'),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    if p['controller_mark'] and os.path.exists(p['controller_mark']) and not module.check_mode:
+        _watch.touch_mark(p['controller_mark'])
     result = dict(changed=False, bytes=_progress.watched_bytes(p['watch']),
                   estimate_bytes=_progress.watched_bytes(p['estimate_paths']))
     if p['archive_dest']:
         pid = _progress.archive_writer(p['archive_dest'])
         done, total = _progress.archive_read_bytes(p['archive_sources'], _progress.read_positions(pid) if pid else {})
         result.update(bytes=done, writer_pid=pid, estimate_bytes=result['estimate_bytes'] or total)
+    if p['job_id']:
+        result['job'], text = _progress.read_job(p['async_dir'], p['job_id'])
+        if text is not None:
+            result['job_text'] = text
     module.exit_json(**result)
 
 

@@ -10,9 +10,12 @@ version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - >-
-      Waits for a task started with C(async) and C(poll: 0) (its registered result, O(job)), polling
-      M(ansible.builtin.async_status) every O(interval) seconds, and returns the job's own result, so C(register)
-      gets the module's result and the task fails as the module failed. The job's status file is removed at the end.
+      Waits for a task started with C(async) and C(poll: 0) (its registered result, O(job)), looking at it after 1,
+      2, 4 ... seconds, then every 10 seconds at most, and returns the job's own result, so C(register) gets the
+      module's result and the task fails as the module failed. Each look is one call on the host
+      (M(alation.backup.step_progress)) that reads the job's status file as M(ansible.builtin.async_status) would
+      (removing it once the job finished), leaves the poll mark O(controller_mark), and measures the bytes when a
+      progress line is due. Three looks in a row that fail fail the task.
   - >-
       At each poll it measures on the host how far the step has come (M(alation.backup.step_progress)) and prints
       one line at verbosity 0, for example C(alation-prod-1: archive 3.2 GiB of ~12.7 GiB (25%), 85.1 MiB/s, ~1m52s
@@ -56,7 +59,7 @@ options:
     type: str
     required: true
   interval:
-    description: Seconds between two polls (and two progress lines).
+    description: Seconds between two progress lines (the looks at the job come more often, every 10 seconds at most).
     type: int
     default: 30
   timeout:
@@ -70,6 +73,16 @@ options:
     type: list
     elements: path
     default: []
+  controller_mark:
+    description:
+      - The step's poll mark (the module's C(controller_mark)). Each look rewrites it, so the step on the host knows
+        its controller is still there.
+    type: path
+  controller_timeout:
+    description:
+      - The step's C(controller_timeout). The looks come at least every third of it; 0 when the step has none.
+    type: int
+    default: 0
   archive_dest:
     description:
       - For the archive step, the dir it writes to; progress is then the source bytes the archive writer has read.

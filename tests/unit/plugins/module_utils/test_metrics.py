@@ -54,7 +54,8 @@ def test_every_metric_of_a_successful_run(tmp_path):
     assert m[(p + 'newest_archive_timestamp_seconds', ())] == NOW - 3600
     assert m[(p + 'newest_archive_age_seconds', ())] == 3600
     assert m[(p + 'future_archives', ())] == 0
-    assert len(m) == 20
+    assert m[(p + "last_cancel_timestamp_seconds", (("step", ""),))] == 0
+    assert len(m) == 21
 
 
 def test_a_failed_run_keeps_the_last_success_of_the_file_it_replaces(tmp_path):
@@ -98,3 +99,12 @@ def test_an_archive_named_in_the_future_is_never_the_newest_and_is_counted(tmp_p
     m = samples(_metrics.render(RECORD, str(tmp_path), now=NOW))
     assert m[(p + 'newest_archive_timestamp_seconds', ())] == NOW - 10 * 86400 - 12 * 3600
     assert m[(p + 'newest_archive_age_seconds', ())] == 10 * 86400 + 12 * 3600
+
+
+def test_the_last_cancel_is_a_metric_from_the_state_file_beside_the_lease(tmp_path):
+    from ansible_collections.alation.backup.plugins.module_utils import _watch
+    m = samples(_metrics.render(RECORD, str(tmp_path), now=NOW))
+    assert m[('alation_backup_last_cancel_timestamp_seconds', (('step', ''),))] == 0
+    _watch.write_state(str(tmp_path), _watch.cancel_record('archive', NOW - 400, now=NOW - 200))
+    m = samples(_metrics.render(RECORD, str(tmp_path), now=NOW))
+    assert m[('alation_backup_last_cancel_timestamp_seconds', (('step', 'archive'),))] == NOW - 200

@@ -113,3 +113,23 @@ def test_archive_writer_is_the_live_pid_its_temporary_file_names(tmp_path):
     open(os.path.join(dest, '.%s.%s.%d.tmp' % (name, host_label(), os.getpid())), 'w').close()
     assert _progress.archive_writer(dest) == os.getpid()
     assert _progress.archive_writer(str(tmp_path / 'gone')) is None
+
+
+def test_read_job_says_missing_running_or_written_and_removes_a_finished_jobs_file(tmp_path):
+    d = str(tmp_path)
+    assert _progress.read_job(d, 'j1') == ('missing', None)
+    (tmp_path / 'j1').write_text('')
+    assert _progress.read_job(d, 'j1') == ('running', None)
+    started = '{"started": 1, "finished": 0, "ansible_job_id": "j1"}'
+    (tmp_path / 'j1').write_text(started)
+    assert _progress.read_job(d, 'j1') == ('written', started)
+    assert (tmp_path / 'j1').exists(), 'a running job keeps its file'
+    done = '{"changed": true, "msg": "ok"}'
+    (tmp_path / 'j1').write_text(done)
+    assert _progress.read_job(d, 'j1') == ('written', done)
+    assert not (tmp_path / 'j1').exists(), 'read once finished, then removed'
+
+
+def test_read_job_stays_in_its_dir(tmp_path):
+    (tmp_path / 'x').write_text('{"finished": 1}')
+    assert _progress.read_job(str(tmp_path / 'sub'), '../x') == ('missing', None)

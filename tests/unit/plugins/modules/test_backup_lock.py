@@ -106,3 +106,14 @@ def test_inspect_passes_a_dir_of_our_own_and_takes_nothing(tmp_path):
     path = str(tmp_path / '.alation_backup.lock')
     failed, result = run_module(backup_lock.main, dict(path=path, state='inspect', storage_dir=str(tmp_path)))
     assert not failed and not result['changed'] and os.listdir(str(tmp_path)) == []
+
+
+def test_the_next_run_is_told_once_of_a_cancelled_run(tmp_path):
+    from ansible_collections.alation.backup.plugins.module_utils import _watch
+    path = str(tmp_path / '.alation_backup.lock')
+    _watch.write_state(str(tmp_path), _watch.cancel_record('database', time.time() - 200))
+    failed, taken = run_module(backup_lock.main, dict(path=path, run_id='a', owner='alice'))
+    assert not failed and taken['previous_cancel']['message'].startswith('cancelled: the controller stopped polling at ')
+    run_module(backup_lock.main, dict(path=path, state='absent', token=taken['token']))
+    failed, again = run_module(backup_lock.main, dict(path=path, run_id='b', owner='alice'))
+    assert not failed and again['previous_cancel'] is None

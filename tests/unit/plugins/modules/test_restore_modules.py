@@ -110,3 +110,23 @@ def test_temp_postgres_stop_with_nothing_running_and_start_in_check_mode(tmp_pat
 def test_temp_postgres_refuses_to_start_on_what_is_no_data_directory(tmp_path):
     failed, result = run(temp_postgres, dict(pgdata=str(tmp_path), socket_dir=str(tmp_path / 'socket')))
     assert failed and 'no PG_VERSION' in result['msg'] and result['socket_dir'] == str(tmp_path / 'socket')
+
+
+def test_archive_extract_reads_and_removes_its_key_files_first_and_never_shows_them(tmp_path):
+    from ansible_collections.alation.backup.plugins.modules import archive_extract
+    key, phrase = tmp_path / 'key', tmp_path / 'phrase'
+    key.write_text('-----BEGIN PGP PRIVATE KEY BLOCK-----\nsecret-key-body\n')
+    phrase.write_text('secret-passphrase')
+    failed, result = run_module(archive_extract.main, dict(
+        path=str(tmp_path / 'missing.tar.gz.gpg'), dest=str(tmp_path / 'out'),
+        decrypt_key_file=str(key), decrypt_passphrase_file=str(phrase)))
+    assert failed
+    assert not key.exists() and not phrase.exists()
+    assert 'secret-key-body' not in repr(result) and 'secret-passphrase' not in repr(result)
+
+
+def test_archive_extract_says_which_key_file_is_missing(tmp_path):
+    from ansible_collections.alation.backup.plugins.modules import archive_extract
+    failed, result = run_module(archive_extract.main, dict(
+        path=str(tmp_path / 'a.tar.gz.gpg'), dest=str(tmp_path / 'out'), decrypt_key_file=str(tmp_path / 'gone')))
+    assert failed and 'decrypt_key_file %s cannot be read' % (tmp_path / 'gone') in result['msg']
