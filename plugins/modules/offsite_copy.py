@@ -61,12 +61,19 @@ options:
   identity_file:
     description: The private key file. Without it, the SSH agent at O(ssh_auth_sock) (and ssh's defaults) are used.
     type: path
+  identity_content_file:
+    description:
+      - A 0600 file on tmpfs holding the key's text, written by M(alation.backup.secret_file) right before this task;
+        read and removed as the module starts, then treated as O(identity_content). So the key sits in no task
+        payload on disk while a long copy runs, nor after a cancel.
+    type: path
+    version_added: 0.2.0
   identity_content:
     description:
       - The private key itself. It is written to a 0600 file in a 0700 dir on tmpfs (C(/run) or C(/dev/shm)), named
         C(alation-backup-ssh.<host label>.<pid>.*), for this copy only, and removed when the module ends; a dir that a
         killed copy of this host left is removed by the next run. Never logged.
-      - Mutually exclusive with O(identity_file).
+      - Mutually exclusive with O(identity_file) and O(identity_content_file).
     type: str
   known_hosts_content:
     description: The text of a known_hosts file, written beside O(identity_content) the same way. Mutually exclusive
@@ -197,6 +204,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
+    secret_file_argument_spec, take_secret_options)
 
 
 def key_dir(module):
@@ -246,13 +255,15 @@ def main():
             keep_days=dict(type='int', default=0),
             suffix=dict(type='str', default='alation_backup'),
             required=dict(type='bool', default=False),
-            **_locks.lease_argument_spec()
+            **dict(_locks.lease_argument_spec(), **secret_file_argument_spec('identity_content'))
         ),
-        mutually_exclusive=[('identity_file', 'identity_content'), ('known_hosts', 'known_hosts_content')],
+        mutually_exclusive=[('identity_file', 'identity_content', 'identity_content_file'),
+                            ('known_hosts', 'known_hosts_content')],
         required_if=[('state', 'present', ('src',))],
         supports_check_mode=True,
     )
     p = module.params
+    take_secret_options(module, 'identity_content')
     runner = Runner(module)
     # What a killed copy left: its key dir, on tmpfs, gone with its pid.
     removed_key_dirs = [] if module.check_mode else _offsite.remove_dead_key_dirs()

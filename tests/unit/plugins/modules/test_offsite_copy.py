@@ -67,6 +67,25 @@ def test_the_key_given_as_text_lives_on_tmpfs_only_while_the_module_runs(tmp_pat
     assert KEY not in repr(result)
 
 
+def test_the_key_from_a_secret_file_is_read_removed_and_used_as_its_text(tmp_path, monkeypatch):
+    keys = tmp_path / 'keys'
+    keys.mkdir()
+    monkeypatch.setattr(_offsite, 'KEY_DIR_PARENTS', (str(keys),))
+    monkeypatch.setattr(_offsite, 'fs_type', lambda path: 'tmpfs')
+    seen = []
+
+    def spy(runner, target, host_dir, identity_file=None, *rest):
+        seen.append(open(identity_file).read())
+        raise _offsite.CopyError('stop here')
+    monkeypatch.setattr(_offsite, 'Copier', spy)
+    secret = tmp_path / 'secret'
+    secret.write_text(KEY + '\nx\n')
+    failed, result = run_module(offsite_copy.main, args(tmp_path, dest='b@h:/srv', identity_content_file=str(secret)))
+    assert seen == [KEY + '\nx\n'] and result['copy']['error'] == 'stop here'
+    assert not secret.exists(), 'read and removed as the module starts'
+    assert os.listdir(str(keys)) == [] and KEY not in repr(result)
+
+
 def test_a_key_as_file_and_as_text_are_refused_together(tmp_path):
     failed, result = run_module(offsite_copy.main, args(tmp_path, identity_file='/id', identity_content=KEY))
     assert failed and 'mutually exclusive' in result['msg']
