@@ -9,6 +9,7 @@ import tempfile
 import pytest
 
 import alation_shell
+from backup_host import BackupHost
 from pgcluster import PgCluster
 
 
@@ -49,6 +50,18 @@ def pg_cluster(scratch):
     cluster.pgbench_init(scale=1)
     yield cluster
     cluster.stop('immediate')
+
+
+@pytest.fixture(scope='module')
+def sshd():
+    """A loopback backup host (sshd and a throwaway user) for the off-host copy, stopped afterwards."""
+    workdir = tempfile.mkdtemp(prefix='alation-backup-sshd-')
+    server = BackupHost(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

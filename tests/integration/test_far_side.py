@@ -16,7 +16,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -24,7 +23,7 @@ import pytest
 from ansible_collections.alation.backup.plugins.module_utils import _offsite
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import host_label, tmp_name
 
-from backup_host import SSHD, BackupHost
+from backup_host import SSHD
 from modrun import _argv_env, run_module
 from playbook import HOST, run_playbook
 
@@ -33,17 +32,6 @@ KEY_DIRS = '/dev/shm/%s.*' % _offsite.KEY_DIR_PREFIX
 
 pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 0,
                                 reason='needs root and the OpenSSH server (make deps installs openssh-server)')
-
-
-@pytest.fixture(scope='module')
-def sshd():
-    workdir = tempfile.mkdtemp(prefix='alation-backup-sshd-')
-    server = BackupHost(workdir)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def archive_name(ts):

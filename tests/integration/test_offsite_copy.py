@@ -14,14 +14,13 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils._host import pid_alive
 from ansible_collections.alation.backup.plugins.module_utils._offsite import KEY_DIR_PARENTS, KEY_DIR_PREFIX, OWNER_MARKER
 
-from backup_host import SSHD, BackupHost
+from backup_host import SSHD
 from modrun import run_module
 from playbook import HOST, run_playbook
 
@@ -29,17 +28,6 @@ TAG = '5-17-0-116556'
 
 pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 0,
                                 reason='needs root and the OpenSSH server (make deps installs openssh-server)')
-
-
-@pytest.fixture(scope='module')
-def sshd():
-    workdir = tempfile.mkdtemp(prefix='alation-backup-sshd-')
-    server = BackupHost(workdir)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def publish(directory, ts, uid=None, data=None):
