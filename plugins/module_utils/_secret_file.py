@@ -7,9 +7,12 @@ An async module's arguments sit in its payload under ``~/.ansible/tmp`` for
 the whole step, and after a cancel. So a short task writes the secret into a
 0600 file on a tmpfs (``write_secret``), and the async module reads and
 removes it as it starts (``take_secret``). The file's name carries this
-host's label and the run's key (from its lease token): a later run removes
-what a run that was cancelled between the two tasks left. Standard library
-only.
+host's label, its lease's scope (a digest of the lease's path: one backup
+storage dir) and the run's key (from its lease token): a later run of the
+same lease removes what a run that was cancelled between the two tasks left.
+Only one run holds a lease at a time, so another run key of the same scope is
+a dead run's; runs of other storage dirs on this host are never touched.
+Standard library only.
 """
 
 import hashlib
@@ -30,8 +33,13 @@ def run_key(token):
     return hashlib.sha256((token or 'no-lease').encode('utf-8')).hexdigest()[:12]
 
 
-def secret_name(purpose, key, host=None):
-    return '%s%s.%s.%s%s' % (PREFIX, host or host_label(), purpose, key, SUFFIX)
+def scope_of(lease_path):
+    """The lease's scope in file names: a digest of its path (one backup storage dir's runs)."""
+    return hashlib.sha256((lease_path or 'no-lease').encode('utf-8')).hexdigest()[:8]
+
+
+def secret_name(purpose, key, host=None, scope=None):
+    return '%s%s.%s.%s.%s%s' % (PREFIX, host or host_label(), scope or scope_of(None), purpose, key, SUFFIX)
 
 
 def fs_type(path, mounts='/proc/self/mounts'):
@@ -52,10 +60,11 @@ def fs_type(path, mounts='/proc/self/mounts'):
     return kind
 
 
-def remove_leftovers(directory, key, host=None):
-    """This host's secret files of other runs (a run cancelled between writing and taking); return their names."""
-    pattern = re.compile(r'^%s%s\.[\w-]+\.(?P<key>[0-9a-f]+)%s$' % (re.escape(PREFIX), re.escape(host or host_label()),
-                                                                    re.escape(SUFFIX)))
+def remove_leftovers(directory, key, host=None, scope=None):
+    """This host's secret files of other runs of the same lease (a run cancelled between writing and taking);
+    return their names."""
+    pattern = re.compile(r'^%s%s\.%s\.[\w-]+\.(?P<key>[0-9a-f]+)%s$' % (
+        re.escape(PREFIX), re.escape(host or host_label()), re.escape(scope or scope_of(None)), re.escape(SUFFIX)))
     removed = []
     for name in sorted(os.listdir(directory)):
         m = pattern.match(name)
@@ -68,7 +77,7 @@ def remove_leftovers(directory, key, host=None):
     return removed
 
 
-def write_secret(directory, purpose, token, content, mounts='/proc/self/mounts'):
+def write_secret(directory, purpose, token, content, mounts='/proc/self/mounts', lease_path=None):
     """Write ``content`` 0600 into ``directory`` (a tmpfs); return (path, names of leftovers removed)."""
     if not os.path.isdir(directory):
         raise HostError('dir %s for the secret file does not exist: give a tmpfs dir such as /dev/shm or /run' % directory)
@@ -76,9 +85,9 @@ def write_secret(directory, purpose, token, content, mounts='/proc/self/mounts')
     if kind not in MEMORY_FS:
         raise HostError('dir %s for the secret file is on %s, not in memory (tmpfs): a secret there would outlive '
                         'the run on disk; give a tmpfs dir such as /dev/shm or /run' % (directory, kind or 'an unknown file system'))
-    key = run_key(token)
-    removed = remove_leftovers(directory, key)
-    path = os.path.join(directory, secret_name(purpose, key))
+    key, scope = run_key(token), scope_of(lease_path)
+    removed = remove_leftovers(directory, key, scope=scope)
+    path = os.path.join(directory, secret_name(purpose, key, scope=scope))
     write_file(path, content, mode=0o600)
     return path, removed
 

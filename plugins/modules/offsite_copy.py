@@ -33,6 +33,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
+  - alation.backup.controller
 options:
   src:
     description: The archive (a host path). Its C(.sha256) must be beside it. Required with O(state=present).
@@ -201,7 +202,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite, _watch
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
@@ -255,7 +256,8 @@ def main():
             keep_days=dict(type='int', default=0),
             suffix=dict(type='str', default='alation_backup'),
             required=dict(type='bool', default=False),
-            **dict(_locks.lease_argument_spec(), **secret_file_argument_spec('identity_content'))
+            **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(),
+                                                        **secret_file_argument_spec('identity_content')))
         ),
         mutually_exclusive=[('identity_file', 'identity_content', 'identity_content_file'),
                             ('known_hosts', 'known_hosts_content')],
@@ -269,8 +271,9 @@ def main():
     removed_key_dirs = [] if module.check_mode else _offsite.remove_dead_key_dirs()
     if p['state'] == 'check':
         check(module, runner, removed_key_dirs)
-    # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive.
-    beat = _locks.heartbeat(module)
+    # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive; and it
+    # runs in the background, so it stops itself (ssh, rsync) once its controller stops polling (an AWX cancel).
+    beat = _watch.guard(module, 'copy')
     keys = None
     try:
         keys = key_dir(module)

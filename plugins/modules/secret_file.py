@@ -12,8 +12,10 @@ description:
   - An async module's arguments sit in its payload under C(~/.ansible/tmp) for the whole step, and after a cancel.
     This short task writes the secret into a 0600 file in O(dir), a tmpfs, instead; the background module reads and
     removes it as it starts (for example O(alation.backup.pg_basebackup#module:password_file)).
-  - The file is named C(.alation_backup.<host>.<purpose>.<run key>.secret), the run key a digest of the O(lease) token.
-    This host's secret files of other runs (a run cancelled between this task and the step) are removed first.
+  - The file is named C(.alation_backup.<host>.<scope>.<purpose>.<run key>.secret), the scope a digest of the
+    O(lease) path (one backup storage dir), the run key a digest of its token. This host's secret files of other runs
+    of the same lease (a run cancelled between this task and the step) are removed first; only one run holds a lease
+    at a time, and the files of other storage dirs' runs are never touched.
   - Run it with C(no_log) and right before the background task.
 extends_documentation_fragment:
   - alation.backup.attributes
@@ -82,12 +84,13 @@ def main():
     p = module.params
     if not p['purpose'].replace('_', '').replace('-', '').isalnum():
         module.fail_json(msg='purpose %r must be one word (letters, digits, _ or -): it goes into a file name' % p['purpose'])
-    token = (p['lease'] or {}).get('token')
+    token, lease_path = (p['lease'] or {}).get('token'), (p['lease'] or {}).get('path')
     if module.check_mode:
-        path = os.path.join(p['dir'], _secret_file.secret_name(p['purpose'], _secret_file.run_key(token)))
+        path = os.path.join(p['dir'], _secret_file.secret_name(p['purpose'], _secret_file.run_key(token),
+                                                               scope=_secret_file.scope_of(lease_path)))
         module.exit_json(changed=True, path=path, removed=[])
     try:
-        path, removed = _secret_file.write_secret(p['dir'], p['purpose'], token, p['content'])
+        path, removed = _secret_file.write_secret(p['dir'], p['purpose'], token, p['content'], lease_path=lease_path)
     except (HostError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=True, path=path, removed=removed)

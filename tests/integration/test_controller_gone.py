@@ -283,3 +283,66 @@ def test_a_killed_controller_stops_the_drills_rebuild_and_the_next_drill_starts_
     again = run_restore_playbook('verify_backup.yml', restore_vars(host.role_vars))
     assert again.rc == 0, again.output
     assert again.records[HOST]['result'] == 'ok', again.records[HOST]
+
+
+COPY_SLEEP = '600.7'
+
+
+def slow_ssh_dir(scratch):
+    """A dir for the front of PATH whose ssh first sleeps when it carries the archive (``cat > ``, the stream
+    method), then is the real ssh: the copy outlasts the controller timeout; its other ssh calls are quick."""
+    d = os.path.join(scratch, 'slow-ssh')
+    os.makedirs(d)
+    with open(os.path.join(d, 'ssh'), 'w') as f:
+        f.write('#!/bin/sh\ncase "$*" in *"cat > "*) /bin/sleep %s ;; esac\nexec %s "$@"\n'
+                % (COPY_SLEEP, shutil.which('ssh')))
+    os.chmod(os.path.join(d, 'ssh'), 0o755)
+    return d
+
+
+def test_a_killed_controller_stops_the_copy_and_its_key_goes(alation_host, sshd, scratch):
+    """The off-host copy runs in the background too: killed controller, the copy (ssh and its sleep) stops, the
+    lease is released, the key's tmpfs dir and secret file go, nothing lands under a final name there."""
+    host = alation_host
+    base = dict(host.role_vars, alation_backup_engine='pg_basebackup', alation_backup_controller_timeout=TIMEOUT,
+                alation_backup_progress_interval=1, alation_backup_copy_to=sshd.dest(),
+                alation_backup_copy_ssh_key=sshd.user_key, alation_backup_copy_known_hosts=sshd.known_hosts,
+                alation_backup_copy_method='stream')
+    with open(sshd.user_key) as f:
+        key = f.read().strip().splitlines()[1]  # a line of the key's body
+    workdir = os.path.join(scratch, 'cancelled-copy')
+    os.makedirs(workdir)
+    env = dict(PATH=slow_ssh_dir(scratch) + ':' + os.environ['PATH'])
+    argv, env, dummy = playbook._argv_env('backup.yml', base, workdir=workdir, env=env)  # pylint: disable=protected-access
+    with open(os.path.join(workdir, 'output.txt'), 'w') as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    lease = host.path('/data2/backup/.alation_backup.lock')
+    needle = '/bin/sleep ' + COPY_SLEEP
+    try:
+        assert wait_until(lambda: processes(needle), 300), 'the copy never started'
+        time.sleep(TIMEOUT + 3)
+        assert processes(needle) and proc.poll() is None, 'the copy runs on past the timeout while polled'
+        # On disk, not tmpfs: the key dir the copy uses lives in /dev/shm while it runs, by design.
+        during = files_holding(key, SECRET_DIRS[:2])
+        killed = kill_controller(proc.pid)
+    finally:
+        if proc.poll() is None:
+            kill_controller(proc.pid)
+    proc.wait(timeout=30)
+    assert killed
+    assert wait_until(lambda: not processes(needle) and not os.path.exists(lease), TIMEOUT + MARGIN), \
+        'the copy still runs %ds after the controller died: %s' % (TIMEOUT + MARGIN, processes(needle))
+    assert wait_until(lambda: not processes('AnsiballZ_offsite_copy'), 20)
+    with open(host.path('/data2/backup/.alation_backup.cancelled.json')) as f:
+        state = json.load(f)
+    assert state['result'] == 'cancelled' and state['step'] == 'copy', state
+    # The key was in no payload on disk while the copy ran, and nowhere after (its tmpfs dir went too).
+    assert during == [] and files_holding(key, SECRET_DIRS) == []
+    far = sshd.host_dir(HOST)
+    assert not [n for n in os.listdir(far) if n.endswith('.tar.gz')], 'nothing under a final name there'
+
+    run = run_playbook('backup.yml', dict(base, alation_backup_copy_method='auto'))
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert record['copy']['result'] == 'ok' and record['lock_taken_over'] == '', record
+    assert not [n for n in os.listdir(far) if n.endswith('.tmp')], "the killed copy's temp file went too"

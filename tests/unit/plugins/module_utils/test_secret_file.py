@@ -21,7 +21,8 @@ def tmpfs_mounts(tmp_path):
 def test_written_0600_named_for_host_purpose_and_run_then_taken_once(tmp_path, tmpfs_mounts):
     path, removed = _secret_file.write_secret(str(tmp_path), 'pg_password', 'tok-1', 's3cret', mounts=tmpfs_mounts)
     assert removed == []
-    assert os.path.basename(path) == '.alation_backup.%s.pg_password.%s.secret' % (host_label(), _secret_file.run_key('tok-1'))
+    assert os.path.basename(path) == '.alation_backup.%s.%s.pg_password.%s.secret' % (
+        host_label(), _secret_file.scope_of(None), _secret_file.run_key('tok-1'))
     assert 'tok-1' not in path, 'the lease token itself is never in a name'
     assert oct(os.stat(path).st_mode & 0o777) == '0o600'
     assert _secret_file.take_secret(path) == 's3cret'
@@ -37,6 +38,18 @@ def test_a_cancelled_runs_leftover_is_removed_by_the_next_run_and_other_hosts_fi
     path, removed = _secret_file.write_secret(str(tmp_path), 'pg_password', 'tok-new', 'z', mounts=tmpfs_mounts)
     assert removed == [os.path.basename(old)] and not os.path.exists(old)
     assert other_host.exists() and os.path.exists(path)
+
+
+def test_a_run_of_another_storage_dir_on_this_host_keeps_its_secret_file(tmp_path, tmpfs_mounts):
+    """Two shells (two leases) on one machine: each run's file is its own; only a dead run of the same lease's goes."""
+    a, dummy = _secret_file.write_secret(str(tmp_path), 'ssh_key', 'tok-a', 'x', mounts=tmpfs_mounts,
+                                         lease_path='/opt/a/data2/backup/.alation_backup.lock')
+    b, removed = _secret_file.write_secret(str(tmp_path), 'ssh_key', 'tok-b', 'y', mounts=tmpfs_mounts,
+                                           lease_path='/opt/b/data2/backup/.alation_backup.lock')
+    assert removed == [] and os.path.exists(a) and os.path.exists(b)
+    c, removed = _secret_file.write_secret(str(tmp_path), 'pg_password', 'tok-c', 'z', mounts=tmpfs_mounts,
+                                           lease_path='/opt/a/data2/backup/.alation_backup.lock')
+    assert removed == [os.path.basename(a)] and os.path.exists(b) and os.path.exists(c)
 
 
 def test_a_dir_on_disk_is_refused(tmp_path):
