@@ -6,6 +6,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import inspect
 import time
 
 from ansible.plugins.action import ActionBase
@@ -15,6 +16,7 @@ from ansible.vars.clean import remove_internal_keys
 from ansible_collections.alation.backup.plugins.module_utils._progress import Tracker
 
 display = Display()
+PARSE_TAKES_PROFILE = len(inspect.signature(ActionBase._parse_returned_data).parameters) > 2
 
 ARGUMENT_SPEC = dict(
     job=dict(type='dict', required=True),
@@ -131,7 +133,9 @@ class ActionModule(ActionBase):
         if found.get('job') != 'written':
             return dict(started=True, finished=False, ansible_job_id=jid)
         # The file holds the module's own output (a legacy-profile module's JSON): parsed as Ansible parses it.
-        status = self._parse_returned_data(dict(stdout=found.get('job_text') or ''), 'legacy')
+        res = dict(stdout=found.get('job_text') or '')
+        # ansible-core 2.19 parses by a profile; 2.16 to 2.18 take none.
+        status = self._parse_returned_data(res, 'legacy') if PARSE_TAKES_PROFILE else self._parse_returned_data(res)
         status.pop('_ansible_parsed', None)
         remove_internal_keys(status)
         if 'started' not in status:
