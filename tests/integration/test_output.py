@@ -107,8 +107,9 @@ def test_progress_lines_and_each_hosts_own_durations(big_and_small):
     assert progress.count('archive') >= 2, run.output
     records = run.records
     big_s, small_s = records['alation-big']['durations_s'], records['alation-small']['durations_s']
-    # Each host's total is its own steps' time: the big host's is longer, though both waited for each other.
-    assert big_s['total'] > small_s['total'] * 2, (big_s, small_s)
+    # Each host's total is its own steps' time: the big host's (3.5 times the bytes) is longer, though both waited
+    # for each other. No ratio beyond that: with other tests on the machine the small host's share of the CPUs varies.
+    assert big_s['total'] > small_s['total'], (big_s, small_s)
     assert big_s['wall'] == pytest.approx(small_s['wall'], abs=5)
     assert big_s['total'] == pytest.approx(big_s['stage'] + big_s['database'] + big_s['archive'] + big_s['cleanup'],
                                            abs=0.02)
