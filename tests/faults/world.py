@@ -15,7 +15,11 @@
 - controller: the controller alone killed (kill -9 of ansible-playbook and its workers) during the database
               and the archive step: the detached host job stops within alation_backup_controller_timeout and
               a margin, the lease is gone, the next run starts at once and succeeds, and no file in the
-              module temp dirs, /dev/shm or /run holds the database password;
+              module temp dirs, /dev/shm or /run holds the database password; in the full suite only (not
+              --sample), also during the off-host copy (slowed by an ssh that sleeps before it carries the
+              archive; no file there holds a line of the copy's key after) and the restore drill's unpacking
+              and rebuild (alation_restore_controller_timeout; the scratch dir's lock gone, the next drill
+              passes); the cancel state names the step;
 - farside:    the backup host's per-host dir full (a tmpfs): far-side retention runs first and the copy fits,
               or the copy fails naming the free and needed bytes; a copy killed mid-way leaves a temp file
               there that the next run removes; a per-host dir owned by another machine is refused.
@@ -58,7 +62,7 @@ STALE_AFTER = 30
 # slice: it is held (a step that hangs, as on a slow checkpoint); pigz gets 0.3% of the time.
 STEP_PROGRAMS = {'database': (('pg_basebackup', 'pg_probackup'), 0.0, 1.0), 'archive': (('pigz',), 0.003, 0.997)}
 STEP_TASK = {'database': 'Database | Back up', 'archive': 'Archive |'}
-# The restore drill's long steps: their first task in the background, and their programs, held (SIGSTOP).
+# The restore drill's long steps: their first task in the background, and their programs (slowed as pigz is).
 DRILL_TASK = {'extract': 'Extract | Unpack the archive', 'rebuild': 'Rebuild | Rebuild the data directory'}
 DRILL_PROGRAMS = {'extract': ('tar', 'pigz', 'gzip'), 'rebuild': ('tar', 'pg_probackup')}
 RESTORE_LOCK = '/data2/backup/.alation_restore.lock'
@@ -489,7 +493,7 @@ class WorldKinds(object):
             for step in ('extract', 'rebuild'):
                 case = 'controller-killed-during-%s' % step
                 if self.wanted(case):
-                    self.controller_drill(case, step)
+                    self.controller_drill(case, step, password)
         finally:
             if self.sshd:
                 self.sshd.stop()
@@ -594,11 +598,11 @@ class WorldKinds(object):
             if run.proc.poll() is None or harness.marked_alive(run):
                 harness.kill_tree(run)
 
-    def controller_drill(self, case, step):
+    def controller_drill(self, case, step, password):
         """The controller killed during the restore drill's unpacking or rebuild (its programs held): the step stops
         within alation_restore_controller_timeout and a margin, the scratch dir's lock goes, the next drill passes."""
         # A fresh archive with a site file of random bytes: its unpacking takes long enough to be caught.
-        self.baseline(case + '-baseline', alation_backup_extra_paths=[self.site_file(48)])
+        self.baseline(case + '-baseline', alation_backup_pg_password=password, alation_backup_extra_paths=[self.site_file(48)])
         lock = self.host.path(RESTORE_LOCK)
         variables = restoring.restore_vars(self.host.role_vars, alation_restore_controller_timeout=CONTROLLER_TIMEOUT)
         started = time.time()
@@ -611,7 +615,7 @@ class WorldKinds(object):
                 self.record('controller', case, False, 'the drill never reached its %s step: %s' % (step, run.error()))
                 return
             deadline = time.monotonic() + 60
-            throttle = harness.Throttle(run, DRILL_PROGRAMS[step], run_s=0.0, stop_s=1.0)
+            throttle = harness.Throttle(run, DRILL_PROGRAMS[step], run_s=0.003, stop_s=0.997)
             while not throttle.pids() and run.proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             if not throttle.pids():
