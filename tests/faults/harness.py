@@ -841,7 +841,8 @@ class Throttle(object):
 
     def stop(self):
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # a throttle made but never started (its programs never ran) stops too
+            self._thread.join()
         _signal_all(self.seen, signal.SIGCONT)
         return self
 

@@ -15,7 +15,11 @@
 - controller: the controller alone killed (kill -9 of ansible-playbook and its workers) during the database
               and the archive step: the detached host job stops within alation_backup_controller_timeout and
               a margin, the lease is gone, the next run starts at once and succeeds, and no file in the
-              module temp dirs, /dev/shm or /run holds the database password;
+              module temp dirs, /dev/shm or /run holds the database password; in the full suite only (not
+              --sample), also during the off-host copy (slowed by an ssh that sleeps before it carries the
+              archive; no file there holds a line of the copy's key after) and the restore drill's unpacking
+              and rebuild (alation_restore_controller_timeout; the scratch dir's lock gone, the next drill
+              passes); the cancel state names the step;
 - farside:    the backup host's per-host dir full (a tmpfs): far-side retention runs first and the copy fits,
               or the copy fails naming the free and needed bytes; a copy killed mid-way leaves a temp file
               there that the next run removes; a per-host dir owned by another machine is refused.
@@ -58,6 +62,14 @@ STALE_AFTER = 30
 # slice: it is held (a step that hangs, as on a slow checkpoint); pigz gets 0.3% of the time.
 STEP_PROGRAMS = {'database': (('pg_basebackup', 'pg_probackup'), 0.0, 1.0), 'archive': (('pigz',), 0.003, 0.997)}
 STEP_TASK = {'database': 'Database | Back up', 'archive': 'Archive |'}
+# The restore drill's long steps: their first task in the background, and their programs (slowed as pigz is).
+DRILL_TASK = {'extract': 'Extract | Unpack the archive', 'rebuild': 'Rebuild | Rebuild the data directory'}
+DRILL_PROGRAMS = {'extract': ('tar', 'pigz', 'gzip'), 'rebuild': ('tar', 'pg_probackup')}
+RESTORE_LOCK = '/data2/backup/.alation_restore.lock'
+# The cancel state a step that stopped itself writes beside its lease (in the backup storage dir).
+CANCEL_STATE = '.alation_backup.cancelled.json'
+# The sleep of the copy's slow ssh (before it carries the archive): the copy outlasts the controller timeout.
+COPY_SLEEP = '600.7'
 
 
 def _utc_fields():
@@ -454,6 +466,7 @@ class WorldKinds(object):
         self.shell_up()
         host = self.host
         password = 'FaultCtl-%s-Wq4' % hashlib.sha256(str(self.seed).encode()).hexdigest()[:12]
+        workdir = None
         try:
             # The database password is needed (scram-sha-256), as in kind secrets.
             host.psql("ALTER ROLE alation PASSWORD '%s'" % password)
@@ -471,8 +484,172 @@ class WorldKinds(object):
                 case = 'controller-killed-during-%s' % step
                 if self.wanted(case):
                     self.controller_case(case, step, password, site)
+            # The other long steps (the off-host copy, the drill's unpacking and rebuild): only in the full suite.
+            if self.sample:
+                return
+            if self.wanted('controller-killed-during-copy'):
+                workdir = tempfile.mkdtemp(prefix='faults-backup-host-')
+                self.controller_copy('controller-killed-during-copy', password, workdir)
+            for step in ('extract', 'rebuild'):
+                case = 'controller-killed-during-%s' % step
+                if self.wanted(case):
+                    self.controller_drill(case, step, password)
         finally:
+            if self.sshd:
+                self.sshd.stop()
+                self.sshd = None
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
             self.shell_down()
+
+    def controller_stopped(self, run, t0, lease, step, started):
+        """After the controller was killed at ``t0``: problems when the detached job outlived the timeout and its
+        margin, ``lease`` (a host path) is still there, or no cancel state for ``step`` was written after
+        ``started`` (wall clock). Return (problems, seconds the job took to stop)."""
+        problems = []
+        limit = CONTROLLER_TIMEOUT + CONTROLLER_MARGIN
+        while (harness.marked_alive(run) or os.path.lexists(lease)) and time.monotonic() - t0 < limit:
+            time.sleep(0.2)
+        left = harness.marked_alive(run)
+        stopped_after = time.monotonic() - t0
+        if left:
+            problems.append('the detached job still ran %d s after the controller was killed (controller_timeout %d s): %s'
+                            % (limit, CONTROLLER_TIMEOUT, one_line(' | '.join(harness.cmdlines(left).values()), 400)))
+            harness.kill_tree(run)
+        if os.path.lexists(lease):
+            holder = read_json(lease) or {}
+            problems.append('the lease %s is still there %.0f s after the kill (last renewed %.0f s before the check)'
+                            % (lease, time.monotonic() - t0, time.time() - float(holder.get('renewed', 0))))
+        state = read_json(os.path.join(self.storage(), CANCEL_STATE)) or {}
+        if state.get('result') != 'cancelled' or state.get('step') != step or float(state.get('stopped_ts') or 0) < started:
+            problems.append('no cancel state for the %s step written by this run: %s' % (step, one_line(state, 300)))
+        return problems, stopped_after
+
+    def controller_copy(self, case, password, workdir):
+        """The controller killed while the off-host copy runs (slowed by an ssh that sleeps before it carries the
+        archive): the copy stops, its lease and key go, nothing lands under a final name there, the next run copies."""
+        from backup_host import SSHD, BackupHost  # pylint: disable=import-outside-toplevel
+        if not os.access(SSHD, os.X_OK):
+            self.skip('controller', case, 'no OpenSSH server (%s; make deps installs openssh-server)' % SSHD)
+            return
+        self.sshd = BackupHost(workdir)
+        storage = self.storage()
+        far = self.sshd.host_dir('faults-controller')
+        with open(self.sshd.user_key) as f:
+            key = f.read().strip().splitlines()[-2]  # a line of its private part (the first lines are alike in every key)
+        slow = os.path.join(workdir, 'slow-ssh')
+        os.makedirs(slow)
+        with open(os.path.join(slow, 'ssh'), 'w') as f:
+            f.write('#!/bin/sh\ncase "$*" in *"cat > "*) /bin/sleep %s ;; esac\nexec %s "$@"\n'
+                    % (COPY_SLEEP, shutil.which('ssh')))
+        os.chmod(os.path.join(slow, 'ssh'), 0o755)
+        variables = self.copy_vars(alation_backup_controller_timeout=CONTROLLER_TIMEOUT, alation_backup_pg_password=password,
+                                   alation_backup_copy_host_dir='faults-controller', alation_backup_copy_method='stream')
+        started = time.time()
+        run = Run(case, variables, env=dict(PATH=slow + ':' + os.environ['PATH']))
+        problems = []
+        try:
+            deadline = time.monotonic() + 300
+            sleeping = []
+            while not sleeping and run.proc.poll() is None and time.monotonic() < deadline:
+                sleeping = [p for p, c in harness.cmdlines(harness.marked_alive(run)).items() if '/bin/sleep ' + COPY_SLEEP in c]
+                time.sleep(0.2)
+            if not sleeping:
+                run.wait()
+                self.record('controller', case, False, 'the copy never started (its slow ssh never ran): %s' % run.error())
+                return
+            time.sleep(2)
+            in_task = run.current_task()
+            during = harness.grep_files(SECRET_DIRS[:2], key)
+            killed, detached = harness.kill_controller(run)
+            t0 = time.monotonic()
+            if not harness.job_pids(detached):
+                problems.append('harness: no detached async job after the controller was killed in %r (left: %s)'
+                                % (in_task, detached))
+            if during:
+                problems.append("during the copy a line of the copy's private key is on disk in: %s" % ', '.join(during[:5]))
+            more, stopped_after = self.controller_stopped(run, t0, os.path.join(storage, harness.LEASE), 'copy', started)
+            problems += more
+            after = harness.grep_files(SECRET_DIRS, key) + harness.grep_files(SECRET_DIRS, password)
+            if after:
+                problems.append('after the copy stopped its key or the password is on disk in: %s' % ', '.join(after[:5]))
+            finals = [n for n in harness.dir_entries(far) if n.endswith('.tar.gz')]
+            if finals:
+                problems.append('the cancelled copy left files under a final name there: %s' % finals)
+            if self.lease_left():
+                self.wait_until_stale()
+            harness.age_archives(storage)
+            nxt = Run(case + '-next', dict(variables, alation_backup_copy_method='auto')).wait()
+            copy = nxt.record.get('copy') or {}
+            if not nxt.ok() or copy.get('result') != 'ok':
+                problems.append('the next run, started at once, or its copy failed: %s / %s'
+                                % (nxt.error(), one_line(copy.get('error') or copy, 300)))
+            elif nxt.record.get('lock_taken_over'):
+                problems.append('the next run had to take the lease over: %s' % nxt.record.get('lock_taken_over'))
+            if self.far_hidden(far):
+                problems.append("the killed copy's temp files are still there after the next run: %s" % self.far_hidden(far))
+            problems += harness.storage_problems(storage)
+            harness.age_archives(storage)
+            harness.prune_archives(storage, keep=2)
+            self.record('controller', case, not problems, '; '.join(problems) or
+                        'controller killed in %r (%d processes); the copy stopped %.1f s later, its key gone; the next '
+                        'run started at once and copied' % (in_task, len(killed), stopped_after))
+        finally:
+            if run.proc.poll() is None or harness.marked_alive(run):
+                harness.kill_tree(run)
+
+    def controller_drill(self, case, step, password):
+        """The controller killed during the restore drill's unpacking or rebuild (its programs held): the step stops
+        within alation_restore_controller_timeout and a margin, the scratch dir's lock goes, the next drill passes."""
+        # A fresh archive with a site file of random bytes: its unpacking takes long enough to be caught.
+        self.baseline(case + '-baseline', alation_backup_pg_password=password, alation_backup_extra_paths=[self.site_file(48)])
+        lock = self.host.path(RESTORE_LOCK)
+        variables = restoring.restore_vars(self.host.role_vars, alation_restore_controller_timeout=CONTROLLER_TIMEOUT)
+        started = time.time()
+        run = Run(case, variables, book='verify_backup.yml')
+        throttle = None
+        problems = []
+        try:
+            if not run.wait_for_task(re.escape(DRILL_TASK[step]), timeout=300):
+                run.wait()
+                self.record('controller', case, False, 'the drill never reached its %s step: %s' % (step, run.error()))
+                return
+            deadline = time.monotonic() + 60
+            throttle = harness.Throttle(run, DRILL_PROGRAMS[step], run_s=0.003, stop_s=0.997)
+            while not throttle.pids() and run.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not throttle.pids():
+                run.wait()
+                self.record('controller', case, False, 'harness: none of %s ran in the %s step (%s)' % (
+                    ', '.join(DRILL_PROGRAMS[step]), step, run.error() if run.rc is not None else 'still running'))
+                return
+            throttle.start()
+            time.sleep(2)
+            in_task = run.current_task()
+            killed, detached = harness.kill_controller(run)
+            t0 = time.monotonic()
+            if not harness.job_pids(detached):
+                problems.append('harness: no detached async job after the controller was killed in %r (left: %s)'
+                                % (in_task, detached))
+            more, stopped_after = self.controller_stopped(run, t0, lock, step, started)
+            throttle.stop()
+            throttle = None
+            problems += more
+            if os.path.lexists(lock):
+                os.unlink(lock)
+            nxt = restoring.run_restore_playbook('verify_backup.yml', restoring.restore_vars(self.host.role_vars))
+            rec = nxt.records.get('alation-test-host', {}) if nxt.rc is not None else {}
+            if nxt.rc != 0 or rec.get('result') != 'ok':
+                problems.append('the next drill, started at once, failed (rc %s): %s'
+                                % (nxt.rc, one_line(rec.get('error') or nxt.output[-1500:])))
+            self.record('controller', case, not problems, '; '.join(problems) or
+                        'controller killed in %r (%d processes); the %s step stopped %.1f s later; the next drill '
+                        'started at once and passed' % (in_task, len(killed), step, stopped_after))
+        finally:
+            if throttle:
+                throttle.stop()
+            if run.proc.poll() is None or harness.marked_alive(run):
+                harness.kill_tree(run)
 
     def controller_case(self, case, step, password, site):
         storage = self.storage()
