@@ -490,6 +490,8 @@ def _ansible_playbook():
 
 def _case_vars(host, c, conf_commands):
     v = dict(host.role_vars)
+    # A case that expects a backup takes the engine the shell has (a fresh machine has no pg_probackup).
+    v.setdefault('alation_backup_engine', 'pg_probackup' if host.has_pg_probackup else 'pg_basebackup')
     for k, value in c['vars'].items():
         v[k] = value.replace('{root}', host.root) if isinstance(value, str) else value
     if c['id'] in conf_commands:
