@@ -248,7 +248,8 @@ def machine_words(record):
                           ' (machine id %s...)' % mid[:12] if mid else '')
 
 
-def _utc(ts):
+def utc_text(ts):
+    """Epoch seconds as ISO 8601 UTC, for messages and records."""
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts or 0))
 
 
@@ -280,7 +281,7 @@ def describe(holder, now=None, renewed=True, uptime=None):
     text = 'run %s of %s (pid %s)%s, started %s' % (
         holder.get('run_id', '?'), holder.get('owner', '?'), holder.get('pid', '?'),
         ' on %s' % machine_words(holder) if holder.get('hostname') or holder.get('machine_id') else '',
-        _utc(holder.get('started')))
+        utc_text(holder.get('started')))
     return text + (', last renewed %ds ago' % max(0, int(silence(holder, now, uptime))) if renewed else '')
 
 

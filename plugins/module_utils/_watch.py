@@ -51,10 +51,6 @@ def watch_argument_spec():
     )
 
 
-def _utc(ts):
-    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts or 0))
-
-
 # -- process trees -----------------------------------------------------------------
 
 def _proc_stat(pid, proc='/proc'):
@@ -134,10 +130,10 @@ def cancel_record(step, last_poll, pids=(), now=None):
     """What a step that stopped because its controller stopped polling records."""
     now = time.time() if now is None else now
     return dict(result='cancelled', step=step, host=host_label(), pid=os.getpid(),
-                last_poll=_utc(last_poll), last_poll_ts=round(last_poll, 3), stopped_ts=round(now, 3),
+                last_poll=_locks.utc_text(last_poll), last_poll_ts=round(last_poll, 3), stopped_ts=round(now, 3),
                 stopped_pids=list(pids), reported=False,
                 message='cancelled: the controller stopped polling at %s; the %s step stopped at %s'
-                        % (_utc(last_poll), step, _utc(now)))
+                        % (_locks.utc_text(last_poll), step, _locks.utc_text(now)))
 
 
 def write_state(directory, record):
@@ -291,7 +287,7 @@ class Guard(object):
             self.cancelled = write_state(where, cancel_record(self.step, last_poll, sorted(pids)))['message']
         except OSError as e:
             self.cancelled = 'cancelled: the controller stopped polling at %s (state not written: %s)' % (
-                _utc(last_poll), e)
+                _locks.utc_text(last_poll), e)
         self._done.set()
         if not self._arrived.is_set():
             os._exit(1)  # the module never came back: nothing more may run under a released lease
