@@ -272,7 +272,12 @@ def thaw(pids):
 def kill_tree(run):
     """kill -9 the whole tree of ``run`` at once (all stopped first, so none acts on another's death);
     return {pid: command line} of what was killed."""
-    stopped = freeze(run)
+    return _kill_stopped(run, freeze(run))
+
+
+def _kill_stopped(run, stopped):
+    """SIGKILL the stopped pids of ``run`` and wait (30 s at most) for the controller and each of them to go;
+    return {pid: command line} of what was killed."""
     killed = cmdlines(stopped)
     _signal_all(stopped, signal.SIGKILL)
     try:
@@ -280,8 +285,7 @@ def kill_tree(run):
     except subprocess.TimeoutExpired:
         pass
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(os.path.exists('/proc/%d/cmdline' % p) and _alive(p)
-                                              for p in stopped):
+    while time.monotonic() < deadline and any(_alive(p) for p in stopped):
         time.sleep(0.1)
     return killed
 
@@ -773,15 +777,7 @@ def kill_controller(run):
             break
         _signal_all(new, signal.SIGSTOP)
         stopped |= new
-    killed = cmdlines(stopped)
-    _signal_all(stopped, signal.SIGKILL)
-    try:
-        run.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_alive(p) for p in stopped):
-        time.sleep(0.1)
+    killed = _kill_stopped(run, stopped)
     detached = {p for p in _marked(run.marker) if _alive(p)} - stopped
     return killed, cmdlines(detached)
 

@@ -20,7 +20,9 @@ import pytest
 from playbook import HOST, run_playbook
 from restoring import copy_archive, write_sha256
 
-parser = pytest.importorskip('prometheus_client.parser')
+pytest.importorskip('prometheus_client.parser')
+
+from test_metrics import metrics  # noqa: E402  pylint: disable=wrong-import-position
 
 ARCHIVE_RE = re.compile(r'^(?P<ts>\d{12})_5-17-0-116556_alation_backup\.tar\.gz$')
 FUTURE = ('203101010000', '203101020000', '203101030000')
@@ -33,16 +35,6 @@ def archives(host):
 
 def name_time(path):
     return calendar.timegm(time.strptime(ARCHIVE_RE.match(os.path.basename(path)).group('ts'), '%Y%m%d%H%M'))
-
-
-def metrics(path):
-    with open(path) as f:
-        text = f.read()
-    found = {}
-    for family in parser.text_string_to_metric_families(text):
-        for s in family.samples:
-            found[(s.name[len('alation_backup_'):], tuple(sorted(s.labels.items())))] = s.value
-    return found
 
 
 def named_in_the_future(archive, scratch, stamps=FUTURE):
