@@ -264,7 +264,7 @@ class Extract(object):
         # An encrypted archive reaches tar on its stdin, from gpg --decrypt: no plaintext copy on disk.
         argv = ['tar', '--extract', '--file', '-' if self.encrypted else p['path'],
                 '--use-compress-program=%s' % program]
-        if p.get('chroot'):
+        if Accounts(p.get('chroot')).root:
             # The archive's numeric ids are the shell's; its names would be looked up on the host.
             argv.append('--numeric-owner')
         return argv

@@ -45,12 +45,14 @@ TIMEOUT_RCS = (124, 137)
 TIMEOUT_GRACE_S = 5
 
 
+def shell_argument_spec():
+    """The ``chroot`` option of the modules that work in the Alation shell ('', None or '/': a plain host)."""
+    return dict(chroot=dict(type='path'))
+
+
 def runner_argument_spec():
-    """Options shared by modules that run programs on an Alation host."""
-    return dict(
-        chroot=dict(type='path'),
-        run_as=dict(type='str'),
-    )
+    """Options shared by modules that run programs on an Alation host: the shell, and the OS user."""
+    return dict(shell_argument_spec(), run_as=dict(type='str'))
 
 
 def join_argv(argv):

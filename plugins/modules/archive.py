@@ -48,6 +48,7 @@ description:
     decrypts it (M(alation.backup.archive_extract) with its C(decrypt_key)); the host never needs it.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.lease
   - alation.backup.controller
 options:
@@ -106,20 +107,14 @@ options:
     default: '0600'
   owner:
     description:
-      - Owner (name or uid) of the archive and its C(.sha256). Default the user running the module.
+      - Owner (name or uid) of the archive and its C(.sha256), an account of the Alation shell with O(chroot). Default the
+        user running the module.
     type: str
   group:
     description:
       - Group (name or gid) of the archive and its C(.sha256). Omit for O(owner)'s primary group (without O(owner),
         the group of the user running the module).
     type: str
-  chroot:
-    description:
-      - The host path of the Alation shell whose users and groups O(owner) and O(group) name, and whose names go into
-        the tar headers. They are looked up in the shell's own C(etc/passwd) and C(etc/group), never on the host, where
-        the same names may be missing or have other ids.
-      - Omit on a plain host.
-    type: path
   space_check:
     description:
       - Before writing, fail if the free space in O(dest) is less than the uncompressed size of the sources
@@ -324,9 +319,9 @@ def _terminated(signum, frame):
     raise ArchiveError('terminated by signal %d while archiving; the temporary file was removed' % signum)
 
 
-def cancelled(beat):
-    # A cancel (the controller stopped polling) explains whatever failed after it.
-    return beat.cancelled if beat is not None else None
+def failed(module, lease, msg):
+    # Once the lease is kept, a cancel (the controller stopped polling) explains whatever failed after it.
+    (lease.fail_json if lease is not None else module.fail_json)(msg=msg)
 
 
 def main():
@@ -360,7 +355,7 @@ def main():
             module.exit_json(changed=False, **check_before_run(module.params))
         except ArchiveError as e:
             module.fail_json(msg=str(e), changed=False)
-    beat = None
+    lease = None
     try:
         plan = Plan(module.params)
         if module.check_mode:
@@ -368,26 +363,22 @@ def main():
             plan.close()
             module.exit_json(**preview)
         previous = signal.signal(signal.SIGTERM, _terminated)
-        beat = _watch.guard(module, 'archive')
+        lease = _locks.leased(module, 'touching the backup storage dir further: no archive was published, its '
+                                      'temporary files were removed', _watch.guard(module, 'archive'))
         try:
-            result = create_archive(plan, lease_check=beat.check)
-        except _locks.LeaseLost as e:
-            module.fail_json(msg=_locks.stopped(e, 'touching the backup storage dir further: no archive was '
-                                                   'published, its temporary files were removed'))
+            with lease:
+                result = create_archive(plan, lease_check=lease.check)
         finally:
             signal.signal(signal.SIGTERM, previous)
-            lost = beat.stop()
             plan.close()  # the private keyring of the encryption
     except ArchiveError as e:
-        module.fail_json(msg=cancelled(beat) or str(e))
+        failed(module, lease, str(e))
     except OSError as e:
-        module.fail_json(msg=cancelled(beat) or 'archiving failed: %s' % e)
+        failed(module, lease, 'archiving failed: %s' % e)
     except KeyboardInterrupt:
         # The controller watch stops a writer busy in Python this way, once the temporary file is removed.
-        module.fail_json(msg=cancelled(beat) or 'archiving interrupted; the temporary file was removed')
-    if lost:
-        module.fail_json(msg='%s. The archive %s was written and verified.' % (lost, result.get('path')), **result)
-    module.exit_json(**result)
+        failed(module, lease, 'archiving interrupted; the temporary file was removed')
+    lease.exit_json(done='The archive %s was written and verified.' % result.get('path'), **result)
 
 
 if __name__ == '__main__':

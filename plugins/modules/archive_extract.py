@@ -22,6 +22,7 @@ description:
     restore.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.lease
   - alation.backup.controller
 options:
@@ -61,7 +62,11 @@ options:
     type: raw
     default: '0700'
   owner:
-    description: Owner of O(dest) when the module makes it (not with O(strip)). Default the user running the module.
+    description:
+      - Owner of O(dest) when the module makes it (not with O(strip)), an account of the Alation shell with O(chroot).
+        Default the user running the module.
+      - With O(chroot) (the shell the archive came from) the files get the archive's numeric ids (the shell's), not
+        those the host gives the names.
     type: str
   decrypt_key:
     description:
@@ -84,12 +89,6 @@ options:
     type: path
   decrypt_passphrase_file:
     description: The same for O(decrypt_passphrase).
-    type: path
-  chroot:
-    description:
-      - The host path of the Alation shell the archive came from. O(owner) is then looked up in the shell's own
-        C(etc/passwd), and the files get the archive's numeric ids (the shell's), not those the host gives the names.
-      - Omit on a plain host.
     type: path
 attributes:
   check_mode:
@@ -196,20 +195,15 @@ def main():
     take_secret_options(module, 'decrypt_key', 'decrypt_passphrase')
     extract = Extract(module.params, Runner(module), check_mode=module.check_mode, warn=module.warn,
                       set_mode=lambda path: module.set_mode_if_different(path, module.params['mode'], False))
-    beat = _watch.guard(module, 'extract')
-    try:
-        result = extract.run()
-    except HostError as e:
-        lost = beat.stop()
-        module.fail_json(msg=beat.cancelled or str(e), **extract.result)
-    except KeyboardInterrupt:
-        lost = beat.stop()
-        module.fail_json(msg=beat.cancelled or 'interrupted', **extract.result)
-    finally:
-        lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost, **result)
-    module.exit_json(**result)
+    lease = _locks.leased(module, 'unpacking further', _watch.guard(module, 'extract'))
+    with lease:
+        try:
+            result = extract.run()
+        except HostError as e:
+            lease.fail_json(str(e), **extract.result)
+        except KeyboardInterrupt:
+            lease.fail_json('interrupted', **extract.result)
+    lease.exit_json(**result)
 
 
 if __name__ == '__main__':

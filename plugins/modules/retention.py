@@ -133,26 +133,20 @@ def main():
     )
     p = module.params
     # Hashing the newest archive in full takes minutes on a big one: keep the host's lock alive meanwhile.
-    beat = _locks.heartbeat(module)
-    try:
-        planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
-                                  protect=p['protect'])
-        removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned, beat.check)
-    except _locks.LeaseLost as e:
-        beat.stop()
-        module.fail_json(msg='retention in %s: %s' % (p['dir'], _locks.stopped(e, 'removing anything more')))
-    except (HostError, OSError) as e:
-        module.fail_json(msg='retention in %s: %s' % (p['dir'], e))
-    lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost)
+    with _locks.leased(module, 'removing anything more from %s' % p['dir']) as lease:
+        try:
+            planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
+                                      protect=p['protect'])
+            removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned, lease.check)
+        except (HostError, OSError) as e:
+            lease.fail_json('retention in %s: %s' % (p['dir'], e))
     if planned['refused']:
         module.warn(planned['refused'])
     if planned['future']:
         module.warn('retention in %s: %s' % (p['dir'], _retention.future_warning(planned)))
-    module.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),
-                     kept=planned['kept'], refused=planned['refused'],
-                     future_archives=[f['path'] for f in planned['future']])
+    lease.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),
+                    kept=planned['kept'], refused=planned['refused'],
+                    future_archives=[f['path'] for f in planned['future']])
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
+  - alation.backup.lease
 options:
   path:
     description: The backup storage dir (a host path); its nearest existing parent counts when it does not exist yet.
@@ -72,6 +73,7 @@ needs_retention:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._alation import backup_space
 from ansible_collections.alation.backup.plugins.module_utils._host import human
 
@@ -83,11 +85,14 @@ def main():
             pgdata=dict(type='path', required=True),
             extra_paths=dict(type='list', elements='path', default=[]),
             reclaimable=dict(type='int', default=0),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
     p = module.params
-    space = backup_space(p['path'], p['pgdata'], p['extra_paths'])
+    # Measuring a big PGDATA takes a while: keep the host's lock alive meanwhile.
+    with _locks.leased(module) as lease:
+        space = backup_space(p['path'], p['pgdata'], p['extra_paths'])
     reclaimable = max(0, p['reclaimable'])
     space['needs_retention'] = space['free'] < space['needed'] <= space['free'] + reclaimable
     if space['free'] + reclaimable < space['needed']:
@@ -103,7 +108,7 @@ def main():
     if space['needs_retention']:
         module.warn('the backup storage dir %s has %s free, the backup may need %s: retention frees %s of old '
                     'archives first' % (p['path'], human(space['free']), human(space['needed']), human(reclaimable)))
-    module.exit_json(changed=False, **space)
+    lease.exit_json(changed=False, **space)
 
 
 if __name__ == '__main__':
