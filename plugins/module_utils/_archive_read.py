@@ -89,6 +89,14 @@ def read_sha256_file(path, archive_name):
         raise RestoreError(str(e))
 
 
+def decrypt_argument_spec():
+    """The options of the modules that read an encrypted archive (the decrypt doc fragment); open_decryption reads them."""
+    return dict(
+        decrypt_key=dict(type='str', no_log=True),
+        decrypt_passphrase=dict(type='str', no_log=True),
+    )
+
+
 def open_decryption(params):
     """The secret key of ``params['decrypt_key']`` in a private keyring, or None without one (close it after)."""
     if not params.get('decrypt_key'):

@@ -16,9 +16,11 @@ description:
     C(<archive>.sha256) file beside it. A mismatch or a missing C(.sha256) fails the task, saying so.
   - Newest means the latest C(<YYYYMMDDHHMM>) in the name; among equal names' times, the latest modified.
     Hidden temporary files of an archive being written are never taken.
+  - An encrypted archive needs O(decrypt_key) to read its manifest only; O(checksum) and O(newest_good) read no content.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
+  - alation.backup.decrypt
 options:
   path:
     description: The archive, as a host path.
@@ -52,18 +54,6 @@ options:
         O(checksum); O(manifest) is not read.
     type: bool
     default: false
-  decrypt_key:
-    description:
-      - The ASCII-armored secret key that decrypts an encrypted archive (C(.tar.gz.gpg)), needed to read its
-        manifest. It is imported into a private keyring made for this run (in C(/dev/shm) where there is one) and
-        removed afterwards, with the gpg-agent that held it; it never appears on a command line.
-      - Not needed for a plain C(.tar.gz), nor for O(checksum) or O(newest_good), which read no content.
-    type: str
-  decrypt_passphrase:
-    description:
-      - The passphrase of O(decrypt_key), when it has one. It reaches gpg through a pipe (C(--passphrase-fd)),
-        never its command line or environment.
-    type: str
 '''
 
 EXAMPLES = r'''
@@ -140,7 +130,7 @@ duration_s:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._archive_read import ArchiveInfo
+from ansible_collections.alation.backup.plugins.module_utils._archive_read import ArchiveInfo, decrypt_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 
 
@@ -153,8 +143,7 @@ def main():
             checksum=dict(type='bool', default=False),
             manifest=dict(type='bool', default=True),
             newest_good=dict(type='bool', default=False),
-            decrypt_key=dict(type='str', no_log=True),
-            decrypt_passphrase=dict(type='str', no_log=True),
+            **decrypt_argument_spec()
         ),
         required_one_of=[('path', 'dir')],
         mutually_exclusive=[('path', 'dir')],

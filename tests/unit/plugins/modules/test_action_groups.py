@@ -108,3 +108,15 @@ def test_a_module_run_with_every_groups_none_values_works_as_without_them(tmp_pa
     except AnsibleFailJson as e:  # pragma: no cover
         raise AssertionError(e.args)
     assert not failed and result['changed'] and d.is_dir()
+
+
+@pytest.mark.parametrize('name', ['archive_info', 'archive_extract'])
+def test_the_readers_of_an_encrypted_archive_take_one_decrypt_spec_and_fragment(name, monkeypatch):
+    from ansible_collections.alation.backup.plugins.module_utils._archive_read import decrypt_argument_spec
+    spec = argument_spec(name, monkeypatch)
+    for key, option in decrypt_argument_spec().items():
+        assert spec[key] == option
+    module = importlib.import_module('ansible_collections.alation.backup.plugins.modules.%s' % name)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert 'alation.backup.decrypt' in doc['extends_documentation_fragment']
+    assert not set(decrypt_argument_spec()) & set(doc['options']), 'documented once, in the fragment'
