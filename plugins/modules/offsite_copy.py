@@ -98,7 +98,9 @@ options:
     type: int
     default: 30
   keep_count:
-    description: Archives kept on the far side by retention. V(0) turns retention there off.
+    description:
+      - Archives kept on the far side by retention. V(0), the default, turns retention there off (as in
+        M(alation.backup.retention)); the backup role passes C(alation_backup_keep_count), 7 unless set.
     type: int
     default: 0
   keep_days:
@@ -203,6 +205,7 @@ executed_commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite, _watch
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
@@ -254,7 +257,7 @@ def main():
             connect_timeout=dict(type='int', default=30),
             keep_count=dict(type='int', default=0),
             keep_days=dict(type='int', default=0),
-            suffix=dict(type='str', default='alation_backup'),
+            suffix=dict(type='str', default=DEFAULT_SUFFIX),
             required=dict(type='bool', default=False),
             **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(),
                                                         **secret_file_argument_spec('identity_content')))
