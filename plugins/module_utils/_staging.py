@@ -390,3 +390,74 @@ def dir_state(path):
     if not stat.S_ISDIR(st.st_mode):
         return 'not_dir'
     return 'not_empty' if os.listdir(path) else 'empty'
+
+
+def fix_dir(path, mode=0o700, uid=None, gid=None):
+    """Give directory ``path`` ``mode`` and owner ``uid``/``gid`` (None: as it is) where they differ, never through
+    a symlink. True when something changed."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, 'not a directory (or a symlink)', path)
+    changed = False
+    want_uid = st.st_uid if uid in (None, -1) else uid
+    want_gid = st.st_gid if gid in (None, -1) else gid
+    if (want_uid, want_gid) != (st.st_uid, st.st_gid):
+        os.chown(path, want_uid, want_gid, follow_symlinks=False)
+        changed = True
+    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+        changed = True
+    return changed
+
+
+def make_dir(path, mode=0o700, uid=None, gid=None):
+    """Make directory ``path`` (its missing parents as ``mkdir -p`` makes them) with ``mode`` whatever the umask,
+    owned by ``uid``/``gid`` (None: the module user's). An existing one is left as it is. True when made."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        # Private until its owner and mode are set.
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return False
+    fix_dir(path, mode, uid, gid)
+    return True
+
+
+def empty_dir(path, dry_run=False, check=None):
+    """Remove what is in directory ``path`` (kept), as ``clear_tree`` does (never following a link, staying on its
+    filesystem); a TreeResult. RemovalError when it fails part way or when a mount point inside had to stay (the
+    dir is then not empty)."""
+    result = clear_tree(path, remove_self=False, dry_run=dry_run, mount_points=mount_points_below(resolved_path(path)),
+                        check=check)
+    if result.skipped_mounts:
+        raise RemovalError(result.skipped_mounts[0], 'a mount point (another filesystem or a bind mount) is inside; '
+                           'it was left alone, so the directory is not empty', result)
+    return result
+
+
+class Refused(ValueError):
+    """A path the staging rules refuse (``refusal``'s message)."""
+
+
+def fresh_dir(path, mode=0o700, uid=None, gid=None, allowed_roots=(), shell_root=None, dry_run=False, check=None):
+    """Make ``path`` an empty directory with ``mode`` and owner ``uid``/``gid``, as a staging dir's state=empty:
+    refused by the staging rules (Refused), emptied when it exists (``empty_dir``; ``check`` is the run's lease
+    check), made when it is missing (``make_dir``), its mode and owner set where they differ. With ``dry_run``
+    nothing is touched. Returns (changed, the TreeResult of what was (or would be) removed)."""
+    why = refusal(path, allowed_roots, shell_root)
+    if why:
+        raise Refused(why)
+    path = os.path.normpath(path)
+    if not os.path.lexists(path):
+        if not dry_run:
+            if check is not None:
+                check()
+            make_dir(path, mode, uid, gid)
+        return True, TreeResult()
+    tree = empty_dir(path, dry_run=dry_run, check=check)
+    changed = bool(tree.files or tree.dirs)
+    if dry_run:
+        st = os.lstat(path)
+        return changed or (mode is not None and stat.S_IMODE(st.st_mode) != mode) or \
+            uid not in (None, -1, st.st_uid) or gid not in (None, -1, st.st_gid), tree
+    return fix_dir(path, mode, uid, gid) or changed, tree
