@@ -306,4 +306,3 @@ def too_recent(fresh, min_interval):
     if not min_interval or not fresh.get('path') or fresh['age_s'] >= min_interval * 3600:
         return ''
     return '%s is younger than alation_backup_min_interval (%g h)' % (os.path.basename(fresh['path']), min_interval)
-
