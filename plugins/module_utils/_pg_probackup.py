@@ -575,6 +575,8 @@ class Catalog:
         # staging rules' allowed_roots for making and removing it.
         self.owner = (None, None)
         self.allowed_roots = ()
+        # The Alation shell whose system dirs the staging rules guard too (the runner's chroot).
+        self.shell_root = runner.chroot
 
     # The run's lease check (Heartbeat.check), set by the module; None: no lease to check.
     lease_check = None
@@ -609,7 +611,7 @@ class Catalog:
     def make_dir(self):
         """Make the missing catalog dir, 0700 and owned by the user pg_probackup runs as (so its init and backups
         may write there), under the staging rules. True when made."""
-        why = refusal(self.host_catalog, self.allowed_roots, shell_root=self.runner.chroot)
+        why = refusal(self.host_catalog, self.allowed_roots, shell_root=self.shell_root)
         if why:
             raise PgProbackupError('not making catalog %s: %s' % (self.catalog, why))
         try:
@@ -620,7 +622,7 @@ class Catalog:
 
     def remove(self):
         """Remove the catalog dir with everything in it (the staging rules; never through a symlink)."""
-        remove_tree(self.host_catalog, shell_root=self.runner.chroot, allowed_roots=self.allowed_roots)
+        remove_tree(self.host_catalog, shell_root=self.shell_root, allowed_roots=self.allowed_roots)
 
     def show_all(self):
         """The whole catalog as parsed JSON ([] when it is missing or not initialised)."""
@@ -816,7 +818,7 @@ def run_backup(cat, p, check_mode, now=None):
         if reset:
             # Empty the catalog but keep its directory (owner and mode stay as the admin made them).
             cat.check_lease('emptying catalog %s (on_broken_chain=reset)' % cat.catalog)
-            remove_tree(cat.host_catalog, keep_top=True, shell_root=cat.runner.chroot, allowed_roots=cat.allowed_roots)
+            remove_tree(cat.host_catalog, keep_top=True, shell_root=cat.shell_root, allowed_roots=cat.allowed_roots)
             changed.append(True)
         elif plan['recovery'] == 'repair':
             _repair(cat, plan, backups)

@@ -423,13 +423,13 @@ def make_dir(path, mode=0o700, uid=None, gid=None):
     return True
 
 
-def empty_dir(path, dry_run=False, check=None):
+def empty_dir(path, dry_run=False, check=None, mounts_fail=True):
     """Remove what is in directory ``path`` (kept), as ``clear_tree`` does (never following a link, staying on its
-    filesystem); a TreeResult. RemovalError when it fails part way or when a mount point inside had to stay (the
-    dir is then not empty)."""
+    filesystem); a TreeResult. RemovalError when it fails part way, or (``mounts_fail``) when a mount point inside
+    had to stay (the dir is then not empty)."""
     result = clear_tree(path, remove_self=False, dry_run=dry_run, mount_points=mount_points_below(resolved_path(path)),
                         check=check)
-    if result.skipped_mounts:
+    if result.skipped_mounts and mounts_fail:
         raise RemovalError(result.skipped_mounts[0], 'a mount point (another filesystem or a bind mount) is inside; '
                            'it was left alone, so the directory is not empty', result)
     return result
@@ -439,11 +439,14 @@ class Refused(ValueError):
     """A path the staging rules refuse (``refusal``'s message)."""
 
 
-def fresh_dir(path, mode=0o700, uid=None, gid=None, allowed_roots=(), shell_root=None, dry_run=False, check=None):
+def fresh_dir(path, mode=0o700, uid=None, gid=None, allowed_roots=(), shell_root=None, dry_run=False, check=None,
+              mounts_fail=True):
     """Make ``path`` an empty directory with ``mode`` and owner ``uid``/``gid``, as a staging dir's state=empty:
     refused by the staging rules (Refused), emptied when it exists (``empty_dir``; ``check`` is the run's lease
     check), made when it is missing (``make_dir``), its mode and owner set where they differ. With ``dry_run``
-    nothing is touched. Returns (changed, the TreeResult of what was (or would be) removed)."""
+    nothing is touched. A mount point inside fails it (RemovalError) unless ``mounts_fail`` is off: it is then
+    left alone, in the result's ``skipped_mounts``. Returns (changed, the TreeResult of what was (or would be)
+    removed)."""
     why = refusal(path, allowed_roots, shell_root)
     if why:
         raise Refused(why)
@@ -454,10 +457,24 @@ def fresh_dir(path, mode=0o700, uid=None, gid=None, allowed_roots=(), shell_root
                 check()
             make_dir(path, mode, uid, gid)
         return True, TreeResult()
-    tree = empty_dir(path, dry_run=dry_run, check=check)
+    tree = empty_dir(path, dry_run=dry_run, check=check, mounts_fail=mounts_fail)
     changed = bool(tree.files or tree.dirs)
     if dry_run:
         st = os.lstat(path)
         return changed or (mode is not None and stat.S_IMODE(st.st_mode) != mode) or \
             uid not in (None, -1, st.st_uid) or gid not in (None, -1, st.st_gid), tree
     return fix_dir(path, mode, uid, gid) or changed, tree
+
+
+def remove_dir(path, allowed_roots=(), shell_root=None, dry_run=False, check=None):
+    """Remove directory ``path`` with everything in it, as a staging dir's state=absent: refused by the staging rules
+    (Refused), never following a link, staying on its filesystem (a mount point inside is left alone with the dirs
+    above it, in ``skipped_mounts``). The TreeResult, or None when it is already absent."""
+    why = refusal(path, allowed_roots, shell_root)
+    if why:
+        raise Refused(why)
+    path = os.path.normpath(path)
+    if not os.path.lexists(path):
+        return None
+    return clear_tree(path, remove_self=True, dry_run=dry_run, mount_points=mount_points_below(resolved_path(path)),
+                      check=check)

@@ -90,7 +90,7 @@ RETURN = r'''
 pg_staging_dir:
   description:
     - Where the backup was written (O(dest), as seen by the program).
-    - Returned as C(dest) in 0.2.0; renamed because Ansible overwrites C(mode), C(owner) and C(state) of a result
+    - Formerly returned as C(dest); renamed because Ansible overwrites C(mode), C(owner) and C(state) of a result
       that has a C(dest) naming an existing path, and RV(mode) is the backup mode.
   returned: always
   type: str
