@@ -773,15 +773,11 @@ def run_backup(cat, p, check_mode, now=None):
     if fresh and not p.get('pgdata'):
         raise PgProbackupError('pgdata is required with fresh=true: the new catalog needs instance %s added '
                                '(pg_probackup add-instance -D PGDATA); nothing was removed' % cat.instance)
-    if fresh:
-        res['fresh_removed'] = remove_catalog(cat, check_mode)
-    # In check mode a fresh catalog is only foreseen: the old one is still there to be read.
-    state = 'absent' if fresh and check_mode else cat.state()
+    state = cat.state()
     _refuse_odd_catalog(cat, state)
-    if state == 'absent' and not check_mode:
-        res['made_catalog_dir'] = cat.make_dir()
-        state = cat.state()
     if fresh:
+        # Decided (and refused) as state=absent decides, before anything is touched; removed below.
+        res['fresh_removed'] = remove_catalog(cat, True)
         instance_exists, backups = False, []
     else:
         # A missing catalog or instance reads as empty (recorded errors of show).
@@ -798,7 +794,7 @@ def run_backup(cat, p, check_mode, now=None):
             sorted(set(b['id'] for b in backups) - set(b['id'] for b in plan['remaining']), key=id_key, reverse=True)
         res['recovered'] = dict(action=plan['recovery'], broken=plan['bad'], deleted=gone)
     reset = plan['recovery'] == 'reset'
-    needs_init = reset or state in ('absent', 'empty')
+    needs_init = reset or fresh or state in ('absent', 'empty')
     needs_instance = reset or not instance_exists
     pgdata = p.get('pgdata')
     if needs_instance and not pgdata and instance_exists:
@@ -813,8 +809,15 @@ def run_backup(cat, p, check_mode, now=None):
         res['changed'] = True
         return res
 
-    changed = [True] if res['fresh_removed'] or res['made_catalog_dir'] else []
+    changed = []
     try:
+        if res['fresh_removed']:
+            remove_catalog(cat, False)
+            changed.append(True)
+        if fresh or state == 'absent':
+            # Made here, once the plan holds: a refused run leaves no dir behind.
+            res['made_catalog_dir'] = cat.make_dir()
+            changed.append(res['made_catalog_dir'])
         if reset:
             # Empty the catalog but keep its directory (owner and mode stay as the admin made them).
             cat.check_lease('emptying catalog %s (on_broken_chain=reset)' % cat.catalog)
@@ -855,7 +858,7 @@ def run_backup(cat, p, check_mode, now=None):
                                       'the next FULL that validates deletes it' % (backup_id, new.get('status'),
                                                                                    p['validate']))
     except PgProbackupError as e:
-        e.extra.setdefault('changed', bool(changed))
+        e.extra.setdefault('changed', any(changed))
         e.extra.setdefault('recovered', res['recovered'])
         e.extra.setdefault('mode_taken', res['mode_taken'])
         raise

@@ -13,6 +13,7 @@ reports the same counts without touching anything (check mode).
 
 import errno
 import os
+import shutil
 import stat
 import time
 
@@ -478,3 +479,66 @@ def remove_dir(path, allowed_roots=(), shell_root=None, dry_run=False, check=Non
         return None
     return clear_tree(path, remove_self=True, dry_run=dry_run, mount_points=mount_points_below(resolved_path(path)),
                       check=check)
+
+
+EXTRA_PATHS_DIR = 'extra_paths'
+
+
+def extra_path_target(staging_dir, shell_path, host_path):
+    """Where an extra path is staged: ``<staging dir>/extra_paths<dirname(shell_path)>/<its name>``, its own path in
+    the Alation shell kept below ``extra_paths/`` so that two files of one name do not collide."""
+    parent = os.path.normpath(os.path.join(staging_dir, EXTRA_PATHS_DIR + os.path.dirname(shell_path)))
+    return os.path.join(parent, os.path.basename(os.path.normpath(host_path)))
+
+
+def _copy_tree(src, dst, counts):
+    """Copy directory ``src`` into ``dst`` (made, or merged into), modes and times kept; a symlink inside is copied
+    as a link (never followed out of the source); sockets, fifos and devices are skipped."""
+    os.makedirs(dst, exist_ok=True)
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        st = os.lstat(s)
+        if stat.S_ISLNK(st.st_mode):
+            if os.path.lexists(d):
+                os.unlink(d)
+            os.symlink(os.readlink(s), d)
+            counts['files'] += 1
+        elif stat.S_ISDIR(st.st_mode):
+            _copy_tree(s, d, counts)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copy2(s, d)
+            counts['files'] += 1
+            counts['bytes'] += st.st_size
+    shutil.copystat(src, dst)
+
+
+def stage_extra_paths(staging_dir, extra_paths, dry_run=False):
+    """Copy each extra path (``{host_path, shell_path}``, as alation_info returns them; a file or a dir, modes kept)
+    to ``extra_path_target``. The path named is followed when it is a link; links inside a dir are copied as links.
+    Returns [{host_path, shell_path, dest, files, bytes}] (with ``dry_run``, what would be copied, nothing touched).
+    ValueError for an entry without both paths or a host path that is missing."""
+    done = []
+    for entry in extra_paths or ():
+        host_path, shell_path = (entry or {}).get('host_path'), (entry or {}).get('shell_path')
+        if not host_path or not shell_path or not os.path.isabs(host_path) or not os.path.isabs(shell_path):
+            raise ValueError('extra_paths entry %r needs an absolute host_path and shell_path (as alation_info '
+                             'returns them)' % (entry,))
+        if not os.path.exists(host_path):
+            raise ValueError('extra path %s (%s in the Alation shell) does not exist: create it or take it out of '
+                             'extra_paths' % (host_path, shell_path))
+        dest = extra_path_target(staging_dir, shell_path, host_path)
+        counts = dict(files=0, bytes=0)
+        if os.path.isdir(host_path):
+            if dry_run:
+                for root, dummy, files in os.walk(host_path):
+                    counts['files'] += len(files)
+                    counts['bytes'] += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+            else:
+                _copy_tree(host_path, dest, counts)
+        else:
+            counts.update(files=1, bytes=os.stat(host_path).st_size)
+            if not dry_run:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy2(host_path, dest)
+        done.append(dict(host_path=host_path, shell_path=shell_path, dest=dest, **counts))
+    return done
