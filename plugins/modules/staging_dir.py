@@ -171,7 +171,12 @@ extra_paths_staged:
   returned: success with O(extra_paths)
   type: list
   elements: dict
-  sample: [{host_path: /opt/alation/alation/etc/site.conf, shell_path: /etc/site.conf, dest: /opt/alation/alation/data2/tmp/extra_paths/etc/site.conf, files: 1, bytes: 812}]
+  sample:
+    - host_path: /opt/alation/alation/etc/site.conf
+      shell_path: /etc/site.conf
+      dest: /opt/alation/alation/data2/tmp/extra_paths/etc/site.conf
+      files: 1
+      bytes: 812
 '''
 
 import os

@@ -376,6 +376,5 @@ def test_extra_paths_bad_entries_are_named(tmp_path, entry, words):
 
 def test_extra_paths_need_state_empty(tmp_path):
     shell, extra = extra_sources(tmp_path)
-    failed, result = run_module(main, dict(path=str(tmp_path / 'data2' / 'tmp'), state='present',
-                                                       extra_paths=extra))
+    failed, result = run_module(main, dict(path=str(tmp_path / 'data2' / 'tmp'), state='present', extra_paths=extra))
     assert failed and 'give state=empty' in result['msg']
