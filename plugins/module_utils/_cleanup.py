@@ -95,7 +95,7 @@ def run(p, runner, uid, gid, check_mode, beat, warn):
         errors.append(('lease', lost))
     result['changed'] = any(result[k].get('changed') for k in ('staging', 'pg_staging'))
     # (c) Whatever happened above: a lock left behind would refuse every run for stale_after.
-    lease = p.get('lease') or {}
+    lease = _locks.lease_of(p) or {}
     if lease and not check_mode:
         try:
             result['released'] = _locks.release_lease(lease['path'], lease['token'])

@@ -178,8 +178,8 @@ def main():
     if problem is not None:
         # Bad input touches no dir, but the lock still goes: a run that ends here must not hold the host.
         beat.stop()
-        released = bool(p.get('lease')) and not module.check_mode and \
-            _locks.release_lease(p['lease']['path'], p['lease']['token'])
+        lease = _locks.lease_of(p)
+        released = bool(lease) and not module.check_mode and _locks.release_lease(lease['path'], lease['token'])
         module.fail_json(msg='cleanup failed: %s%s' % (problem, '; the host lock was released' if released else ''),
                          staging={}, pg_staging={}, released=released, failed_parts=['staging'], duration_s=0.0)
     result, failed = _cleanup.run(p, Runner(module), uid, gid, module.check_mode, beat, module.warn)

@@ -23,6 +23,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
   - alation.backup.postgres.password_file
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.lease
   - alation.backup.controller
@@ -231,42 +232,38 @@ def main():
 
     argv = [program, '-D', p['dest'], '--format=tar', '--wal-method=stream', '--checkpoint=%s' % p['checkpoint'],
             '--label=%s' % p['label'], '--no-password'] + connection_argv(dict(p, dbname=None))
-    beat = _watch.guard(module, 'database')
-    try:
-        emptied, tree = _staging.fresh_dir(host_dest, 0o700, uid, gid, p['allowed_roots'], p['chroot'],
-                                           dry_run=module.check_mode, check=beat.check)
-    except _locks.LeaseLost as e:
-        beat.stop()
-        fail(_locks.stopped(e, 'emptying the pg staging dir %s (any further)' % host_dest), changed=True)
-    except _staging.RemovalError as e:
-        beat.stop()
-        fail('emptying dest %s before the backup: %s. Fix the cause (permissions, a busy mount) and run again.'
-             % (host_dest, e), changed=bool(e.result.files or e.result.dirs), emptied=e.result.as_dict())
-    except (_staging.Refused, OSError) as e:
-        beat.stop()
-        fail('dest %s: %s' % (p['dest'], e))
-    result['emptied'] = tree.as_dict()
+    with _locks.leased(module, 'emptying the pg staging dir %s (any further)' % host_dest,
+                       beat=_watch.guard(module, 'database')) as lease:
+        lease.result = result
+        try:
+            dummy, tree = _staging.fresh_dir(host_dest, 0o700, uid, gid, p['allowed_roots'], p['chroot'],
+                                             dry_run=module.check_mode, check=lease.check)
+        except _staging.RemovalError as e:
+            lease.fail_json('emptying dest %s before the backup: %s. Fix the cause (permissions, a busy mount) and run '
+                            'again.' % (host_dest, e), changed=bool(e.result.files or e.result.dirs),
+                            emptied=e.result.as_dict(), duration_s=round(time.monotonic() - started, 2))
+        except (_staging.Refused, OSError) as e:
+            lease.fail_json('dest %s: %s' % (p['dest'], e), duration_s=round(time.monotonic() - started, 2))
+        result['emptied'] = tree.as_dict()
+        if not module.check_mode:
+            run = runner.run(argv, env=connection_env(p))
     if module.check_mode:
-        beat.stop()
         result.update(changed=True, executed_commands=[runner.preview(argv)])
         inventory(module, runner, p, result)
-        module.exit_json(duration_s=round(time.monotonic() - started, 2), **result)
+        lease.exit_json(duration_s=round(time.monotonic() - started, 2), **result)
 
-    run = runner.run(argv, env=connection_env(p))
-    lost = beat.stop()
-    result.update(changed=True, executed_commands=runner.executed_commands)
-    if beat.cancelled:
-        fail(beat.cancelled, rc=run['rc'])
-    if run['rc'] != 0:
-        fail(command_failure('pg_basebackup', run['rc'], run['stderr']), rc=run['rc'], stderr=run['stderr'])
+    result.update(changed=True, executed_commands=runner.executed_commands,
+                  duration_s=round(time.monotonic() - started, 2))
+    if lease.cancelled or run['rc'] != 0:
+        lease.fail_json(command_failure('pg_basebackup', run['rc'], run['stderr']),
+                        rc=run['rc'], stderr=run['stderr'], **result)
     files = {}
     for name in sorted(os.listdir(host_dest)):
         files[name] = os.lstat(os.path.join(host_dest, name)).st_size
     result.update(files=files, bytes=sum(files.values()))
-    if lost:
-        fail(lost)
     inventory(module, runner, p, result)
-    module.exit_json(duration_s=round(time.monotonic() - started, 2), **result)
+    result['duration_s'] = round(time.monotonic() - started, 2)
+    lease.exit_json(**result)
 
 
 def inventory(module, runner, p, result):

@@ -23,6 +23,7 @@ description:
     catalog (O(state=absent)).
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.postgres
   - alation.backup.postgres.password_file
@@ -172,11 +173,6 @@ options:
       - A count that fails never fails the backup; RV(databases_error) says why.
     type: bool
     default: false
-  bindir:
-    description:
-      - Directory holding C(psql), for O(inventory). Omit to search as for pg_probackup, then
-        C(/usr/lib/postgresql/<newest>/bin) and C(/usr/pgsql-<newest>/bin).
-    type: path
   allowed_roots:
     description:
       - Directories below which the catalog may be made, emptied or removed even when it is directly inside a system
@@ -192,6 +188,13 @@ options:
         (C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin)); inside O(chroot), in the chroot's standard directories
         C(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) and its PostgreSQL program directories.
     type: str
+  bindir:
+    description:
+      - Directory holding C(psql), used only by O(inventory); omit to search E(PATH), then
+        C(/usr/lib/postgresql/<newest>/bin) and C(/usr/pgsql-<newest>/bin) (inside O(chroot) when set).
+      - pg_probackup itself is found through O(binary), not here. As for the other modules of the
+        C(group/alation.backup.postgres) action group, C(module_defaults) can set it for the whole group.
+    type: path
 notes:
   - A backup this run started that fails (server down, wrong role or database, killed) leaves an ERROR entry in
     the catalog; the module deletes that entry at once (C(delete -i ID), only when C(show) reports it failed),
@@ -462,11 +465,11 @@ def argument_spec():
         validate=dict(type='bool', default=True),
         lock_timeout=dict(type='int', default=0),
         binary=dict(type='str'),
+        bindir=dict(type='path'),
         full_every=dict(type='int', default=7),
         full_every_days=dict(type='float', default=7),
         fresh=dict(type='bool', default=False),
         inventory=dict(type='bool', default=False),
-        bindir=dict(type='path'),
         allowed_roots=dict(type='list', elements='path', default=[]),
     )
     spec.update(runner_argument_spec())
@@ -532,20 +535,17 @@ def main():
         except ValueError as e:
             module.fail_json(msg=str(e), changed=False)
 
-    beat = _watch.guard(module, 'database')
-    cat.lease_check = beat.check
+    lease = _locks.leased(module, beat=_watch.guard(module, 'database'))
+    cat.lease_check = lease.check
 
     def finish(result, failed_msg=None):
-        lost = beat.stop()
-        # A cancel (the controller stopped polling) explains whatever failed after it.
-        failed_msg = beat.cancelled or failed_msg or lost
         if result.get('prune_error'):
             module.warn(result['prune_error'])
         result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,
                       duration_s=round(time.monotonic() - started, 3))
         if failed_msg:
-            module.fail_json(msg=failed_msg, **result)
-        module.exit_json(**result)
+            lease.fail_json(failed_msg, **result)
+        lease.exit_json(**result)
 
     lock = None
     # show only reads; check mode writes nothing (not even the lock file).

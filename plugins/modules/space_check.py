@@ -23,10 +23,11 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
 options:
-  path:
+  storage_dir:
     description: The backup storage dir (a host path); its nearest existing parent counts when it does not exist yet.
     type: path
     required: true
+    aliases: [path]
   pgdata:
     description: The PostgreSQL data directory (a host path).
     type: path
@@ -68,13 +69,13 @@ attributes:
 EXAMPLES = r'''
 - name: Refuse when the backup storage dir is short of space
   alation.backup.space_check:
-    path: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     pgdata: /opt/alation/alation/data1/pgsql/data
 '''
 
 RETURN = r'''
 free:
-  description: Free bytes for unprivileged users in O(path)'s filesystem.
+  description: Free bytes for unprivileged users in O(storage_dir)'s filesystem.
   returned: always
   type: int
 needed:
@@ -139,7 +140,7 @@ from ansible_collections.alation.backup.plugins.module_utils._host import HostEr
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type='path', required=True),
+            storage_dir=dict(type='path', required=True, aliases=['path']),
             pgdata=dict(type='path', required=True),
             extra_paths=dict(type='list', elements='path', default=[]),
             reclaimable=dict(type='int', default=0),
@@ -150,58 +151,50 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    storage = p['storage_dir']
     if p['keep_count'] < 0:
         module.fail_json(msg='keep_count=%s must be 0 (retention off) or more archives' % p['keep_count'])
-    # Hashing the newest archive (retention's plan) takes minutes on a big one: keep the host's lock alive meanwhile.
-    beat = _locks.heartbeat(module)
     planned = None
     reclaimable = max(0, p['reclaimable'])
-    if p['keep_count'] and os.path.isdir(p['path']):
-        try:
-            # This run's archive is not written yet: room for it among the newest.
-            planned = _retention.plan(p['path'], p['keep_count'], p['keep_days'], make_room_for=1)
-        except (HostError, OSError) as e:
-            beat.stop()
-            module.fail_json(msg='retention in %s: %s' % (p['path'], e))
-        reclaimable = sum(r['bytes'] for r in planned['remove'] + planned['orphans'])
-    space = backup_space(p['path'], p['pgdata'], p['extra_paths'])
-    space.update(reclaimable=reclaimable, removed=[], freed_bytes=0,
-                 future_archives=[f['path'] for f in planned['future']] if planned else [])
-    space['needs_retention'] = space['free'] < space['needed'] <= space['free'] + reclaimable
-    if space['free'] + reclaimable < space['needed']:
-        beat.stop()
-        module.fail_json(
-            msg='the backup storage dir %s has %s free%s; the backup may need %s (PGDATA %s is %s, for the pg staging '
+    # Measuring a big PGDATA and hashing the newest archive (retention's plan) take a while: keep the host's lock
+    # alive meanwhile.
+    with _locks.leased(module, 'removing anything more') as lease:
+        if p['keep_count'] and os.path.isdir(storage):
+            try:
+                # This run's archive is not written yet: room for it among the newest.
+                planned = _retention.plan(storage, p['keep_count'], p['keep_days'], make_room_for=1)
+            except (HostError, OSError) as e:
+                lease.fail_json('retention in %s: %s' % (storage, e))
+            reclaimable = sum(r['bytes'] for r in planned['remove'] + planned['orphans'])
+        space = backup_space(storage, p['pgdata'], p['extra_paths'])
+        space.update(reclaimable=reclaimable, removed=[], freed_bytes=0,
+                     future_archives=[f['path'] for f in planned['future']] if planned else [])
+        lease.result = space
+        space['needs_retention'] = space['free'] < space['needed'] <= space['free'] + reclaimable
+        if space['free'] + reclaimable < space['needed']:
+            lease.fail_json(
+                'the backup storage dir %s has %s free%s; the backup may need %s (PGDATA %s is %s, for the pg staging '
                 'dir and again for the archive at worst, plus %s of extra paths). Free space there, keep fewer '
                 'archives (alation_backup_keep_count), or set alation_backup_space_check=false if you know the data '
                 'compresses well.'
-                % (p['path'], human(space['free']),
+                % (storage, human(space['free']),
                    ' and retention would free %s more' % human(reclaimable) if reclaimable else '',
-                   human(space['needed']), p['pgdata'], human(space['pgdata_bytes']), human(space['extra_bytes'])),
-            **space)
-    if space['needs_retention']:
-        module.warn('the backup storage dir %s has %s free, the backup may need %s: retention frees %s of old '
-                    'archives first' % (p['path'], human(space['free']), human(space['needed']), human(reclaimable)))
-    if space['needs_retention'] and planned is not None:
-        if planned['refused']:
-            module.warn(planned['refused'])
-        if planned['future']:
-            module.warn('retention in %s: %s' % (p['path'], _retention.future_warning(planned)))
-        try:
-            space['removed'] = planned['remove'] + planned['orphans'] if module.check_mode else \
-                _retention.apply(planned, beat.check)
-        except _locks.LeaseLost as e:
-            beat.stop()
-            module.fail_json(msg='retention in %s: %s' % (p['path'], _locks.stopped(e, 'removing anything more')),
-                             **space)
-        except (HostError, OSError) as e:
-            beat.stop()
-            module.fail_json(msg='retention in %s: %s' % (p['path'], e), **space)
-        space['freed_bytes'] = sum(r['bytes'] for r in space['removed'])
-    lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost, changed=bool(space['removed']), **space)
-    module.exit_json(changed=bool(space['removed']), **space)
+                   human(space['needed']), p['pgdata'], human(space['pgdata_bytes']), human(space['extra_bytes'])))
+        if space['needs_retention']:
+            module.warn('the backup storage dir %s has %s free, the backup may need %s: retention frees %s of old '
+                        'archives first' % (storage, human(space['free']), human(space['needed']), human(reclaimable)))
+        if space['needs_retention'] and planned is not None:
+            if planned['refused']:
+                module.warn(planned['refused'])
+            if planned['future']:
+                module.warn('retention in %s: %s' % (storage, _retention.future_warning(planned)))
+            try:
+                space['removed'] = planned['remove'] + planned['orphans'] if module.check_mode else \
+                    _retention.apply(planned, lease.check)
+            except (HostError, OSError) as e:
+                lease.fail_json('retention in %s: %s' % (storage, e))
+            space['freed_bytes'] = sum(r['bytes'] for r in space['removed'])
+    lease.exit_json(changed=bool(space['removed']), **space)
 
 
 if __name__ == '__main__':

@@ -147,3 +147,9 @@ def test_without_a_lease(host):
 def test_pg_staging_dir_is_required_to_remove_it(host):
     failed, result = run_module(cleanup.main, args(host, remove_pg_staging=True))
     assert failed and 'pg_staging_dir' in result['msg']
+
+
+def test_an_empty_lease_is_no_lease(host):
+    # What module_defaults on the leased group gives a call outside a run.
+    failed, result = run_module(cleanup.main, dict(staging_dir=str(host['staging']), lease={}, chroot=''))
+    assert not failed and not result['released'] and os.path.exists(host['lock'])
