@@ -38,6 +38,7 @@ description:
     host that was renamed is refused by its own old marker; remove the marker then.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
 options:
   path:
     description: The lock file. Keep it outside the staging dirs so their cleanup cannot remove it.
@@ -98,16 +99,13 @@ options:
     type: str
     default: '0755'
   storage_dir_owner:
-    description: User (name or uid) who owns a O(storage_dir) this module makes. Omit for the module user.
+    description:
+      - User (name or uid) who owns a O(storage_dir) this module makes, an account of the Alation shell with O(chroot).
+        Omit for the module user. The module runs no program; O(chroot) only names the shell of the accounts.
     type: str
   storage_dir_group:
     description: Group (name or gid) of a O(storage_dir) this module makes. Omit for O(storage_dir_owner)'s primary group.
     type: str
-  chroot:
-    description:
-      - The host path of the Alation shell whose users and groups O(storage_dir_owner) and O(storage_dir_group) name;
-        they are then looked up in its C(etc/passwd) and C(etc/group). Omit (or V('')) on a plain host.
-    type: path
 attributes:
   check_mode:
     support: full
@@ -227,6 +225,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import newest_good_info, too_recent
+from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._staging import make_dir
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
@@ -256,7 +255,7 @@ def main():
             storage_dir_mode=dict(type='str', default='0755'),
             storage_dir_owner=dict(type='str'),
             storage_dir_group=dict(type='str'),
-            chroot=dict(type='path'),
+            **shell_argument_spec()
         ),
         required_if=[('state', 'present', ['run_id']), ('state', 'absent', ['token'])],
         supports_check_mode=True,

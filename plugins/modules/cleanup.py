@@ -22,9 +22,11 @@ description:
     O(alation.backup.backup_lock#module:state=absent) does, even when a part above failed; the module then fails
     naming which part (RV(failed_parts)).
   - The path rules of M(alation.backup.staging_dir) apply to both dirs (not C(/), not a system directory nor directly
-    inside one, at least two components, not a symlink; O(allowed_roots)).
+    inside one, at least two components, not a symlink; O(allowed_roots)), inside the Alation shell O(chroot) too.
+  - Both dirs are host paths; O(chroot) only names the shell whose accounts O(owner) and O(group) are.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.lease
 options:
   staging_dir:
@@ -46,12 +48,6 @@ options:
       - Group (name or numeric gid) of the staging dir. Omit for O(owner)'s primary group, or, without O(owner), to
         leave it as it is.
     type: str
-  chroot:
-    description:
-      - The host path of the Alation shell whose users and groups O(owner) and O(group) name (looked up in its
-        C(etc/passwd) and C(etc/group)); its system dirs are guarded as the host's are. Omit (or V('')) on a plain
-        host.
-    type: path
   allowed_roots:
     description:
       - Directories below which the dirs are accepted even when directly inside a system directory, as for
@@ -138,7 +134,7 @@ duration_s:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _cleanup, _locks
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, shell_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
@@ -149,13 +145,12 @@ def main():
             mode=dict(type='str', default='0700'),
             owner=dict(type='str'),
             group=dict(type='str'),
-            chroot=dict(type='path'),
             allowed_roots=dict(type='list', elements='path', default=[]),
             remove_pg_staging=dict(type='bool', default=False),
             pg_staging_dir=dict(type='path'),
             engine=dict(type='str', choices=list(_cleanup.ENGINES), default='pg_probackup'),
             lock_timeout=dict(type='int', default=0),
-            **_locks.lease_argument_spec()
+            **dict(_locks.lease_argument_spec(), **shell_argument_spec())
         ),
         required_if=[('remove_pg_staging', True, ['pg_staging_dir'])],
         supports_check_mode=True,
