@@ -69,3 +69,47 @@ def test_pg_basebackup_makes_its_dest_counts_and_returns_the_shape(pg_cluster, s
     again = run_module('pg_basebackup', dict(args, inventory=False))
     assert not again['failed'], again['msg']
     assert again['emptied']['removed_files'] == len(result['files'])
+
+
+def test_preflight_and_cleanup_in_three_calls(scratch):
+    """backup_lock makes the storage dir and hands out the lease, space_check makes room with retention under it,
+    cleanup empties the staging dir, removes the pg staging dir and releases the lease: each a real module run."""
+    import hashlib
+    from ansible_collections.alation.backup.plugins.module_utils._archive_names import sidecar_text
+    storage = os.path.join(scratch, 'data2', 'backup')
+    lock = os.path.join(storage, '.alation_backup.lock')
+    taken = run_module('backup_lock', dict(path=lock, run_id='run-1', owner='test', storage_dir=storage,
+                                           min_interval=24))
+    assert not taken['failed'], taken['msg']
+    assert taken['storage_dir_made'] and taken['lease'] == dict(path=lock, token=taken['token'])
+    assert stat.S_IMODE(os.lstat(storage).st_mode) == 0o755
+
+    names = ['2024010%d0000_5-17-0-1_alation_backup.tar.gz' % day for day in (1, 2, 3)]
+    for name in names:
+        data = name.encode() * 1000
+        with open(os.path.join(storage, name), 'wb') as f:
+            f.write(data)
+        with open(os.path.join(storage, name + '.sha256'), 'w') as f:
+            f.write(sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data)))
+    pgdata = os.path.join(scratch, 'pgdata')
+    os.mkdir(pgdata)
+    space = run_module('space_check', dict(storage_dir=storage, pgdata=pgdata, keep_count=2, lease=taken['lease']))
+    assert not space['failed'] and not space['needs_retention'] and space['removed'] == []
+    assert space['reclaimable'] > 2 * len(names[0]) * 1000
+
+    staging = os.path.join(scratch, 'data2', 'tmp')
+    os.makedirs(os.path.join(staging, 'stale'))
+    pg_staging = os.path.join(storage, 'pgbackup')
+    os.makedirs(os.path.join(pg_staging, 'backups', 'alation'))
+    os.makedirs(os.path.join(pg_staging, 'wal', 'alation'))
+    done = run_module('cleanup', dict(staging_dir=staging, remove_pg_staging=True, pg_staging_dir=pg_staging,
+                                      engine='pg_probackup', lease=taken['lease'], chroot=''))
+    assert not done['failed'], done['msg']
+    assert os.listdir(staging) == [] and not os.path.exists(pg_staging) and done['released']
+    assert not os.path.exists(lock)
+
+    # The next run within min_interval skips: the newest archive vouched for is young (just written).
+    again = run_module('backup_lock', dict(path=lock, run_id='run-2', owner='test', storage_dir=storage,
+                                           min_interval=24))
+    assert not again['failed'] and again['lease'] == {} and not os.path.exists(lock)
+    assert again['skip_reason'] == '%s is younger than alation_backup_min_interval (24 h)' % names[-1]
