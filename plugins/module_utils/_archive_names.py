@@ -289,3 +289,20 @@ def newest_good(directory, suffix=DEFAULT_SUFFIX, rehash=False, now=None):
             continue
         return path, ignored
     return None, ignored
+
+
+def newest_good_info(directory, suffix=DEFAULT_SUFFIX, rehash=False, now=None):
+    """``newest_good`` as the callers report it: {path (None when none counts), age_s (seconds since it was
+    written, by its mtime; None), ignored, future_archives}."""
+    now = time.time() if now is None else now
+    path, ignored = newest_good(directory, suffix, rehash=rehash, now=now)
+    return dict(path=path, age_s=round(now - os.path.getmtime(path), 1) if path else None, ignored=ignored,
+                future_archives=future_archives(directory, suffix, now))
+
+
+def too_recent(fresh, min_interval):
+    """Why a run skips (its newest good archive, ``newest_good_info``, is younger than ``min_interval`` hours),
+    or '' (none counts, it is older, or ``min_interval`` is 0: off)."""
+    if not min_interval or not fresh.get('path') or fresh['age_s'] >= min_interval * 3600:
+        return ''
+    return '%s is younger than alation_backup_min_interval (%g h)' % (os.path.basename(fresh['path']), min_interval)
