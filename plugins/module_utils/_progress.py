@@ -265,7 +265,7 @@ def look(params, check_mode=False, clock=time.monotonic, sleep=time.sleep):
     leave_mark()
     where = dict(watch=p.get('watch') or (), archive_dest=p.get('archive_dest'),
                  archive_sources=p.get('archive_sources') or (), estimate_paths=p.get('estimate_paths') or ())
-    when = p.get('measure') or ['end']
+    when = ['end'] if p.get('measure') is None else p['measure']
     result = dict(changed=False, bytes=None, estimate_bytes=0)
     if 'start' in when:
         found = measure(**where)
