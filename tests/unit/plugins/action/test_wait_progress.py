@@ -89,7 +89,7 @@ def action(args, job, probes=lambda now: {'bytes': 0}, clock=None, failing=(), t
         return found
 
     plugin._execute_module = execute_module
-    plugin._parse_returned_data = lambda res, profile: json.loads(res['stdout'])
+    plugin._parse_returned_data = lambda res, profile=None: json.loads(res['stdout'])  # 2.16 to 2.18 pass no profile
     plugin._remote_expand_user = lambda path, **kw: '/root/.ansible_async'
     plugin.get_shell_option = lambda name, default=None: default
     plugin._remove_tmp_path = lambda path, **kw: None
