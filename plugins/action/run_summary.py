@@ -77,10 +77,3 @@ class ActionModule(ActionBase):
                 result['report_error'] = problem
                 result['warnings'] = [problem]
         return result
-            try:
-                write_report(path, records)
-            except (IOError, OSError) as e:
-                result.update(failed=True, msg='could not write the report %s: %s' % (path, to_text(e)))
-                return result
-            result['report_path'] = path
-        return result
