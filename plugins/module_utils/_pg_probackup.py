@@ -26,6 +26,7 @@ import stat
 import time
 
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure, exit_description, pid_state
+from ansible_collections.alation.backup.plugins.module_utils._locks import LeaseLost, stopped
 from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, not_found
 from ansible_collections.alation.backup.plugins.module_utils._staging import (
     RemovalError, clear_tree, dir_state, make_dir, mount_points_below, refusal, resolved_path)
@@ -587,8 +588,8 @@ class Catalog:
             return
         try:
             self.lease_check()
-        except Exception as e:  # LeaseLost; _locks is not imported here
-            raise LeaseStop('%s. Stopped before %s: nothing more was changed' % (e, before))
+        except LeaseLost as e:
+            raise LeaseStop(stopped(e, before))
 
     def run(self, action, args, check=True, env=None):
         result = self.runner.run([self.binary] + list(args), env=env)
