@@ -5,17 +5,22 @@ step_progress waiting on it), on the newest ansible-core and on the oldest with 
 
 A step that ends before its first progress line costs one call on the host, and its end is seen at once (the
 look waits on the host and watches the job's status file); a longer one costs a call a line, its lines as before.
+A look whose controller dies ends at once and leaves the poll mark no more.
 """
 
 import datetime
 import json
 import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
 
+import playbook
 from playbook import HOST, run_playbook
+from test_controller_gone import cmdline, descendants, processes, wait_until
 from test_oldest_hosts import ANSIBLE_216, pyenv_python
 
 PLAY = r'''
@@ -113,3 +118,88 @@ def test_a_short_step_costs_one_look_and_a_long_one_a_look_a_line(controller, sc
     # Lines as they were (how many depends on the machine's load: a look is late when the module is slow to start).
     assert lines, run.output
     assert os.path.getsize(os.path.join(grow_dir, 'poll')) > 0, 'the looks left the poll mark'
+
+
+LONG_PLAY = r'''
+- name: A long background step and its wait
+  hosts: alation
+  gather_facts: false
+  tasks:
+    - name: A step of 47.5 s
+      ansible.builtin.command: sleep 47.5
+      async: 120
+      poll: 0
+      register: long_job
+
+    - name: Wait for it
+      alation.backup.wait_progress:
+        job: "{{ long_job }}"
+        label: long
+        controller_mark: "{{ mark }}"
+        controller_timeout: 180
+'''
+LOOK = 'AnsiballZ_step_progress'
+
+
+def kill_controller_but(pid, spared):
+    """kill -9 ansible-playbook and its tree (all stopped first) but the processes whose command line holds
+    ``spared``: as when a controller dies while its call runs on a remote host, out of its reach."""
+    stopped = set()
+    for dummy in range(50):
+        new = {p for p in ({pid} | descendants(pid)) - stopped if spared not in cmdline(p)}
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        stopped |= new
+    for p in stopped:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return stopped
+
+
+def test_a_look_whose_controller_dies_ends_at_once_and_leaves_the_mark_no_more(scratch):
+    play, mark = os.path.join(scratch, 'play.yml'), os.path.join(scratch, 'lock.poll')
+    with open(play, 'w') as f:
+        f.write(LONG_PLAY)
+    with open(mark, 'w') as f:
+        f.write('')  # the step's poll mark, as its module makes it
+    argv, env, dummy = playbook._argv_env(play, dict(mark=mark), workdir=scratch)  # pylint: disable=protected-access
+    with open(os.path.join(scratch, 'output.txt'), 'w') as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    job = []
+
+    def looks():  # this run's (other tests on the machine may look at their own steps)
+        return [p for p in looking if LOOK in cmdline(p)]
+
+    try:
+        assert wait_until(lambda: [p for p in descendants(proc.pid) if LOOK in cmdline(p)], 120), 'no look started'
+        looking = [p for p in descendants(proc.pid) if LOOK in cmdline(p)]
+        job = [p for p in processes('sleep 47.5') if '/bin/sh' not in cmdline(p)]
+        time.sleep(3)  # into the look's 30 s
+        with open(mark) as f:
+            left = f.read()
+        assert left, 'the look left the mark when it started'
+        killed = time.monotonic()
+        kill_controller_but(proc.pid, LOOK)
+        proc.wait(timeout=30)
+        # Nobody reads the look's output any more: it ends at the next look at the job file, not 27 s later.
+        assert wait_until(lambda: not looks(), 10), 'the look still waits %.0fs after its controller died' % (
+            time.monotonic() - killed)
+        took = time.monotonic() - killed
+        with open(mark) as f:
+            assert f.read() == left, 'the look left the mark after its controller died'
+        print('the look ended %.1fs after its controller died, the mark left as it was' % took)
+    finally:
+        if proc.poll() is None:
+            kill_controller_but(proc.pid, 'no process spared')
+        for pid in job:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
