@@ -93,9 +93,9 @@ class ActionModule(ActionBase):
                 looked = self.clock()
                 if first:
                     due = looked + interval  # the first line an interval after the baseline, whenever it is measured
-                wait = min(cap, due - looked, deadline - looked if deadline is not None else cap)
-                wait = max(0.0, wait)
-                line = looked + wait >= due
+                to_line = due - looked
+                wait = max(0.0, min(cap, to_line, deadline - looked if deadline is not None else cap))
+                line = wait >= to_line  # this look ends when the line is due (wait is to_line itself then)
                 measure = (['start'] if first else []) + (['end'] if line else [])
                 found = self._poll(args, task_vars, jid, async_dir, wait, measure, estimate=first)
                 looks += 1
@@ -103,8 +103,12 @@ class ActionModule(ActionBase):
                     failures += 1
                     display.vvv('%s: job %s not looked at: %s' % (args['label'], jid, found.get('msg')))
                     if failures >= POLL_FAILURES:
+                        hint = ''
+                        if wait > RETRY_S:  # a connection that cuts a silent command would fail every long look
+                            hint = (' (a look waits on the host up to %ds, silent: if the connection cuts commands '
+                                    'that long, give a lower look_max)' % round(wait))
                         result.update(failed=True, ansible_job_id=jid, msg='%s: job %s could not be looked at %d times '
-                                      'in a row: %s' % (args['label'], jid, failures, found.get('msg')))
+                                      'in a row: %s%s' % (args['label'], jid, failures, found.get('msg'), hint))
                         return result
                     rest = min(RETRY_S, cap)
                 else:

@@ -20,6 +20,7 @@ Standard library only: the module side runs on the hosts' Python 3.6+.
 
 import json
 import os
+import select
 import stat
 import time
 
@@ -212,12 +213,24 @@ def _file_signature(path):
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def wait_job(async_dir, job_id, wait=0, clock=time.monotonic, sleep=time.sleep):
+def nobody_reads(fd=1):
+    """True once the pipe or socket ``fd`` writes to has no reader: the controller that called this module (through
+    its connection) is gone. False for anything else (a file, a terminal) and when poll will not say."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for dummy, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def wait_job(async_dir, job_id, wait=0, clock=time.monotonic, sleep=time.sleep, gone=lambda: False):
     """``read_job``, waiting up to ``wait`` seconds for the job to finish: (state, text, over).
 
     async_wrapper writes the status file whole (a temporary file renamed over it), so between two reads a
     ``stat`` every JOB_LOOK_S tells whether it changed: the file is read again only then. Returns as soon as
-    the job finished (or its file is missing), else after ``wait`` seconds with what the file says then.
+    the job finished (or its file is missing), or ``gone()`` says the caller went away, else after ``wait``
+    seconds with what the file says then.
     """
     path = _job_file(async_dir, job_id)
     deadline = clock() + max(0.0, float(wait or 0))
@@ -225,7 +238,7 @@ def wait_job(async_dir, job_id, wait=0, clock=time.monotonic, sleep=time.sleep):
     state, text, over = _read_job_file(path)
     while not over:
         left = deadline - clock()
-        if left <= 0:
+        if left <= 0 or gone():
             break
         sleep(min(JOB_LOOK_S, left))
         now = _file_signature(path)
@@ -247,12 +260,13 @@ def measure(watch=(), archive_dest=None, archive_sources=(), estimate_paths=()):
     return found
 
 
-def look(params, check_mode=False, clock=time.monotonic, sleep=time.sleep):
+def look(params, check_mode=False, clock=time.monotonic, sleep=time.sleep, gone=nobody_reads):
     """step_progress's result for its ``params``: the poll mark left, the bytes measured before the wait
     (``start_bytes``) and after it (``bytes``, None when the job finished meanwhile), the job's status file.
 
     The mark is left when the look starts and again when it ends, so the step sees a silence of at most
-    ``wait`` seconds during a look, and a controller that died during one is silent from its end on.
+    ``wait`` seconds during a look. A look whose controller went away meanwhile (``gone()``: nobody reads
+    its output any more) ends at once and leaves no mark: the step's silence counts from the look's start.
     The estimate is measured once, with the first measure of the look.
     """
     p = params
@@ -273,10 +287,13 @@ def look(params, check_mode=False, clock=time.monotonic, sleep=time.sleep):
         where['estimate_paths'] = ()
     over = False
     if p.get('job_id'):
-        result['job'], text, over = wait_job(os.path.expanduser(p.get('async_dir') or '~/.ansible_async'), p['job_id'], p.get('wait') or 0,
-                                             clock, sleep)
+        result['job'], text, over = wait_job(os.path.expanduser(p.get('async_dir') or '~/.ansible_async'), p['job_id'],
+                                             p.get('wait') or 0, clock, sleep, gone)
         if text is not None:
             result['job_text'] = text
+    if not over and gone():
+        result['controller_gone'] = True  # nobody will read it: what matters is the mark not left
+        return result
     if not over:
         leave_mark()  # a finished step has removed its mark: it must not come back
         if 'end' in when:

@@ -25,7 +25,8 @@ description:
   - The bytes are measured when O(measure) says, once for each of V(start) and V(end); the estimate once a look.
   - With O(controller_mark), the look leaves its mark when it starts and again when it returns (unless the job
     finished), so the step's module sees the controller is still there; during a look the mark is O(wait) seconds
-    old at most.
+    old at most. A look whose output nobody reads any more (the controller died and its connection closed the pipe)
+    ends at once and leaves no mark.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only

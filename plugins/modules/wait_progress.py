@@ -92,8 +92,9 @@ options:
   controller_mark:
     description:
       - The step's poll mark (the module's C(controller_mark)). Each look rewrites it when it starts and when it ends,
-        so the step on the host knows its controller is still there. A controller that dies during a look leaves the
-        mark once more at that look's end, so the step stops itself O(controller_timeout) seconds after that at most.
+        so the step on the host knows its controller is still there. When the controller dies during a look, the look
+        ends at once without leaving the mark if the connection closes its output (seen with the local connection);
+        else it leaves it once more at its end, and the step stops itself O(controller_timeout) seconds after that.
     type: path
   controller_timeout:
     description:

@@ -220,8 +220,17 @@ def test_a_host_that_cannot_be_looked_at_three_times_in_a_row_fails_the_task(sho
     plugin, host = action(dict(job=dict(RUNNING, ansible_job_id='j5'), label='database', watch=['/x']),
                           until(1000), clock=clock, failing={0, 1, 2})
     result = plugin.run(task_vars={})
-    assert result['failed'] is True and 'could not be looked at 3 times in a row: ssh: connection reset' in result['msg']
+    assert result['failed'] is True and result['msg'] == (
+        'database: job j5 could not be looked at 3 times in a row: ssh: connection reset (a look waits on the host up '
+        'to 30s, silent: if the connection cuts commands that long, give a lower look_max)')
     assert host.looks == 3 and clock.now - 1000 == pytest.approx(2 * wait_progress.RETRY_S)
+
+
+def test_short_looks_that_fail_need_no_word_on_look_max(shown):
+    plugin, host = action(dict(job=dict(RUNNING, ansible_job_id='j5'), label='database', watch=['/x'], look_max=5),
+                          until(1000), failing={0, 1, 2})
+    result = plugin.run(task_vars={})
+    assert result['msg'] == 'database: job j5 could not be looked at 3 times in a row: ssh: connection reset'
 
 
 @pytest.mark.parametrize('look_max, controller_timeout, interval, longest', [

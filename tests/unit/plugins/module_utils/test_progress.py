@@ -205,9 +205,9 @@ def test_a_failed_job_ends_the_wait_too(tmp_path):
 
 
 def marks(monkeypatch):
-    """The times the poll mark is left, on the fake clock of the host under test."""
+    """The poll marks left, one entry each time."""
     left = []
-    monkeypatch.setattr(_progress, 'touch_mark', lambda path: left.append(path))
+    monkeypatch.setattr(_progress, 'touch_mark', left.append)
     return left
 
 
@@ -267,3 +267,30 @@ def test_a_look_measures_before_and_after_the_wait_and_the_estimate_once(tmp_pat
     # Without measure, the default: one measure, after the wait (as a look with no wait always did).
     found = _progress.look(dict(watch=[str(staging)]))
     assert found['bytes'] == 150 and 'start_bytes' not in found and 'job' not in found
+
+
+def test_nobody_reads_once_the_reader_of_the_pipe_is_gone(tmp_path):
+    reader, writer = os.pipe()
+    try:
+        assert _progress.nobody_reads(writer) is False
+        os.close(reader)
+        assert _progress.nobody_reads(writer) is True
+    finally:
+        os.close(writer)
+    with open(str(tmp_path / 'out'), 'w') as f:
+        assert _progress.nobody_reads(f.fileno()) is False, 'a file always takes what is written'
+    assert _progress.nobody_reads(-1) is False, 'poll will not say: not gone'
+
+
+def test_a_look_whose_controller_went_away_ends_at_once_and_leaves_no_mark(tmp_path, monkeypatch):
+    mark = tmp_path / 'lock.poll'
+    mark.write_text('')
+    touched = []
+    host = Host(str(tmp_path))
+    monkeypatch.setattr(_progress, 'touch_mark', lambda path: touched.append(host.now))
+    # The controller dies 1 s into a 30 s look: the step's silence must count from the look's start.
+    found = _progress.look(dict(job_id='j1', async_dir=str(tmp_path), wait=30, controller_mark=str(mark),
+                                watch=[str(tmp_path)], measure=['end']),
+                           clock=host.clock, sleep=host.sleep, gone=lambda: host.now >= 1)
+    assert touched == [0.0] and found['controller_gone'] is True and found['bytes'] is None
+    assert host.now == pytest.approx(1.0)
