@@ -138,7 +138,7 @@ async 0
 def test_notes_parse_into_own_and_children_cpu(tmp_path):
     assert playrun.parse_notes(NOTES) == [('sync', pytest.approx(0.186)), ('async', pytest.approx(63.004))]
     (tmp_path / '123').write_text(NOTES)
-    (tmp_path / '124').write_text(NOTES.split('async')[0])
+    (tmp_path / '124').write_text(NOTES.split('async', maxsplit=1)[0])
     cpu = playrun.module_cpu(str(tmp_path))
     assert cpu == dict(sync=pytest.approx(0.372), sync_calls=2, async_cpu=pytest.approx(63.004), async_calls=1)
     assert playrun.module_cpu(str(tmp_path / 'none')) == dict(sync=0.0, sync_calls=0, async_cpu=0.0, async_calls=0)
