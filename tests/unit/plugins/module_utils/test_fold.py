@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from ansible_collections.alation.backup.plugins.module_utils import _pg_inventory, _staging
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _pg_inventory, _staging
 from ansible_collections.alation.backup.plugins.module_utils import _pg_probackup as pp
 
 from .runner_double import runner
@@ -215,7 +215,7 @@ def test_fresh_stops_at_a_lost_lease(catalog):
     cat, dummy = catalog
 
     def lost():
-        raise RuntimeError('the lease is gone')
+        raise _locks.LeaseLost('/data2/backup/.alation_backup.lock', None)
 
     cat.lease_check = lost
     with pytest.raises(pp.LeaseStop):
