@@ -32,7 +32,7 @@ ARGUMENT_SPEC = dict(
     interval=dict(type='int', default=30),
     timeout=dict(type='int', default=0),
     watch=dict(type='list', elements='path', default=[]),
-    archive_dest=dict(type='path'),
+    storage_dir=dict(type='path', aliases=['archive_dest']),
     archive_sources=dict(type='list', elements='path', default=[]),
     estimate=dict(type='int', default=0),
     estimate_paths=dict(type='list', elements='path', default=[]),
@@ -81,7 +81,7 @@ class ActionModule(ActionBase):
         cap = look_cap(args['look_max'], args['controller_timeout'])
         try:
             # The archive's bytes count from 0; a watched dir grows from what it held.
-            tracker = Tracker(args['estimate'], baseline=0 if args['archive_dest'] else None)
+            tracker = Tracker(args['estimate'], baseline=0 if args['storage_dir'] else None)
             started = self.clock()
             deadline = started + args['timeout'] if args['timeout'] else None
             # Each look is one call on the host that waits there until the step finishes (seen within 0.2 s), or
@@ -153,8 +153,8 @@ class ActionModule(ActionBase):
             probe['controller_mark'] = args['controller_mark']
         if measure:
             probe['watch'] = args['watch']
-            if args['archive_dest']:
-                probe.update(archive_dest=args['archive_dest'], archive_sources=args['archive_sources'])
+            if args['storage_dir']:
+                probe.update(storage_dir=args['storage_dir'], archive_sources=args['archive_sources'])
             if estimate and not args['estimate']:
                 probe['estimate_paths'] = args['estimate_paths']
         return self._execute_module(module_name='alation.backup.step_progress', module_args=probe, task_vars=task_vars)

@@ -250,11 +250,11 @@ def wait_job(async_dir, job_id, wait=0, clock=time.monotonic, sleep=time.sleep, 
 
 # -- one look (the step_progress module) ---------------------------------------------
 
-def measure(watch=(), archive_dest=None, archive_sources=(), estimate_paths=()):
-    """How far the step has come now: ``{'bytes', 'estimate_bytes'}`` (and ``writer_pid`` with ``archive_dest``)."""
+def measure(watch=(), storage_dir=None, archive_sources=(), estimate_paths=()):
+    """How far the step has come now: ``{'bytes', 'estimate_bytes'}`` (and ``writer_pid`` with ``storage_dir``, the backup storage dir the archive is written to)."""
     found = dict(bytes=watched_bytes(watch), estimate_bytes=watched_bytes(estimate_paths))
-    if archive_dest:
-        pid = archive_writer(archive_dest)
+    if storage_dir:
+        pid = archive_writer(storage_dir)
         done, total = archive_read_bytes(archive_sources, read_positions(pid) if pid else {})
         found.update(bytes=done, writer_pid=pid, estimate_bytes=found['estimate_bytes'] or total)
     return found
@@ -277,7 +277,7 @@ def look(params, check_mode=False, clock=time.monotonic, sleep=time.sleep, gone=
             touch_mark(mark)
 
     leave_mark()
-    where = dict(watch=p.get('watch') or (), archive_dest=p.get('archive_dest'),
+    where = dict(watch=p.get('watch') or (), storage_dir=p.get('storage_dir'),
                  archive_sources=p.get('archive_sources') or (), estimate_paths=p.get('estimate_paths') or ())
     when = ['end'] if p.get('measure') is None else p['measure']
     result = dict(changed=False, bytes=None, estimate_bytes=0)

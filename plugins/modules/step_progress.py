@@ -16,7 +16,7 @@ description:
     with one remote call a look, however long the look.
   - With O(watch), the file bytes under those paths (like C(du -s --apparent-size)), for a step that writes there,
     such as the database step into the pg staging dir.
-  - With O(archive_dest) and O(archive_sources), the source bytes the archive writer of this host has read so far
+  - With O(storage_dir) and O(archive_sources), the source bytes the archive writer of this host has read so far
     (the bytes of the files it has done, in the order it reads them, plus its offset in the file it has open, from
     C(/proc)), and the source bytes in all.
   - With O(estimate_paths), the file bytes under those paths too, as the step's estimate.
@@ -36,9 +36,10 @@ options:
     type: list
     elements: path
     default: []
-  archive_dest:
+  storage_dir:
     description: The dir where M(alation.backup.archive) writes its temporary file C(.<name>.<host>.<pid>.tmp).
     type: path
+    aliases: [archive_dest]
   archive_sources:
     description: The archive's source paths on the host, in the order of its O(alation.backup.archive#module:sources).
     type: list
@@ -83,7 +84,7 @@ options:
 EXAMPLES = r'''
 - name: How far is the archive writer?
   alation.backup.step_progress:
-    archive_dest: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     archive_sources:
       - /opt/alation/alation/data2/tmp
       - /opt/alation/alation/data2/backup/pgbackup
@@ -99,9 +100,9 @@ EXAMPLES = r'''
 RETURN = r'''
 bytes:
   description:
-    - File bytes under O(watch); or, with O(archive_dest), source bytes the archive writer has read; measured after the
+    - File bytes under O(watch); or, with O(storage_dir), source bytes the archive writer has read; measured after the
       wait (V(end) in O(measure)).
-    - With O(archive_dest), null while no writer is found or it has no source file open (between two files).
+    - With O(storage_dir), null while no writer is found or it has no source file open (between two files).
     - Null when not measured (no V(end) in O(measure), or the job finished during the wait).
   returned: always
   type: int
@@ -110,7 +111,7 @@ start_bytes:
   returned: with V(start) in O(measure)
   type: int
 estimate_bytes:
-  description: File bytes under O(estimate_paths), or with O(archive_dest) the archive's source bytes in all; 0 when neither.
+  description: File bytes under O(estimate_paths), or with O(storage_dir) the archive's source bytes in all; 0 when neither.
   returned: always
   type: int
 job:
@@ -125,7 +126,7 @@ job_text:
   type: str
 writer_pid:
   description: The pid of the archive writer (named by its temporary file), null when none runs.
-  returned: with O(archive_dest)
+  returned: with O(storage_dir)
   type: int
 '''
 
@@ -138,7 +139,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             watch=dict(type='list', elements='path', default=[]),
-            archive_dest=dict(type='path'),
+            storage_dir=dict(type='path', aliases=['archive_dest']),
             archive_sources=dict(type='list', elements='path', default=[]),
             estimate_paths=dict(type='list', elements='path', default=[]),
             job_id=dict(type='str'),

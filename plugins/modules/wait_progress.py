@@ -102,11 +102,12 @@ options:
         silent that long while the controller is there; 0 when the step has none.
     type: int
     default: 0
-  archive_dest:
+  storage_dir:
     description:
       - For the archive step, the dir it writes to; progress is then the source bytes the archive writer has read.
         See M(alation.backup.step_progress).
     type: path
+    aliases: [archive_dest]
   archive_sources:
     description: The archive's source paths on the host, in order.
     type: list
@@ -142,7 +143,7 @@ EXAMPLES = r'''
   alation.backup.wait_progress:
     job: "{{ archive_job }}"
     label: archive
-    archive_dest: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     archive_sources:
       - /opt/alation/alation/data2/tmp
       - /opt/alation/alation/data2/backup/pgbackup
