@@ -181,6 +181,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _staging
+from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
@@ -218,10 +219,9 @@ def main():
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
             group=dict(type='str'),
-            chroot=dict(type='path'),
             allowed_roots=dict(type='list', elements='path', default=[]),
             extra_paths=dict(type='list', elements='dict', default=[]),
-            **_locks.lease_argument_spec()
+            **dict(shell_argument_spec(), **_locks.lease_argument_spec())
         ),
         supports_check_mode=True,
     )
