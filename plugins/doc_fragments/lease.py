@@ -15,15 +15,14 @@ options:
         renaming or removing on the backup host) the module checks, renewing it, that the lease is still this run's. Once it
         is another run's (it was taken over) or gone, the module stops there, changing nothing more, and fails saying so.
         Work without such an act (a database backup, a check) fails at its end instead.
-      - Omit when no host lock is held.
+      - Omit, or give C({}) or null, when no host lock is held (what C(module_defaults) on the C(group/alation.backup.leased)
+        action group gives a task outside a run). O(lease.path) and O(lease.token) go together.
     type: dict
     suboptions:
       path:
         description: The lock file.
         type: path
-        required: true
       token:
         description: The token M(alation.backup.backup_lock) returned.
         type: str
-        required: true
 '''

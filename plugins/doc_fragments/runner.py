@@ -4,18 +4,14 @@
 
 
 class ModuleDocFragment(object):
-    # Options of modules that run programs inside the Alation shell.
+    # The run_as option of modules that run programs as another OS user (runner_argument_spec() in module_utils/_runner.py,
+    # with the chroot of alation.backup.shell).
     DOCUMENTATION = r'''
 options:
-  chroot:
-    description:
-      - Run the external programs inside this chroot (the Alation shell, usually C(/opt/alation/alation)).
-      - Omit, or set C(/), on a plain host.
-      - Paths given to the program are paths as seen inside the chroot.
-    type: path
   run_as:
     description:
-      - OS user to run the external programs as (with C(runuser), or C(chroot --userspec) inside O(chroot)).
-      - Omit to run as the user Ansible connects or becomes.
+      - OS user to run the external programs as (with C(runuser), or C(chroot --userspec) inside O(chroot)); with O(chroot),
+        an account of the Alation shell.
+      - Omit, or set V(''), to run as the user Ansible connects or becomes.
     type: str
 '''

@@ -347,7 +347,7 @@ def alation_info_argument_spec():
         read_conf=dict(type='bool', default=True),
         staging_dir=dict(type='str'),
         pg_staging_dir=dict(type='str', default=PG_STAGING_DIR),
-        backup_storage_dir=dict(type='str', default=BACKUP_STORAGE_DIR),
+        storage_dir=dict(type='str', default=BACKUP_STORAGE_DIR, aliases=['backup_storage_dir']),
         pgdata=dict(type='str', default=PGDATA),
         paths=dict(type='dict', default={}),
         extra_paths=dict(type='list', elements='str', default=[]),

@@ -73,7 +73,7 @@ def resolve_owner(owner, group, accounts=None):
 def check_space(dest, needed):
     return _check_space(
         dest, needed, 'the archive (at worst the uncompressed size of the sources)',
-        'free some space, choose another dest, or set space_check: false if you know the data compresses well',
+        'free some space, choose another storage_dir, or set space_check: false if you know the data compresses well',
         error=ArchiveError)
 
 
@@ -336,9 +336,9 @@ class Plan(object):
 
     def __init__(self, params, available=None, now=None):
         self.sources = normalize_sources(params['sources'])
-        self.dest = os.path.abspath(params['dest'])
+        self.dest = os.path.abspath(params['storage_dir'])
         if not os.path.isdir(self.dest):
-            raise ArchiveError('dest %s is not an existing directory: create the backup storage dir first'
+            raise ArchiveError('storage_dir %s is not an existing directory: create the backup storage dir first'
                                % self.dest)
         self.version_tag = normalize_version_tag(params['version_tag'])
         self.suffix = validate_suffix(params.get('suffix') or DEFAULT_SUFFIX)
@@ -544,7 +544,7 @@ def create_archive(plan, sleep=time.sleep, lease_check=None):
         if is_enospc(e):
             raise ArchiveError('no space left in %s while writing the archive (%d compressed bytes written, '
                                '%s of sources): the temporary file was removed; free space or choose another '
-                               'dest' % (plan.dest, out.size, human(plan.totals['bytes'])))
+                               'storage_dir' % (plan.dest, out.size, human(plan.totals['bytes'])))
         raise
     finally:
         out.finish()

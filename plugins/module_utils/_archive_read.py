@@ -89,6 +89,14 @@ def read_sha256_file(path, archive_name):
         raise RestoreError(str(e))
 
 
+def decrypt_argument_spec():
+    """The options of the modules that read an encrypted archive (the decrypt doc fragment); open_decryption reads them."""
+    return dict(
+        decrypt_key=dict(type='str', no_log=True),
+        decrypt_passphrase=dict(type='str', no_log=True),
+    )
+
+
 def open_decryption(params):
     """The secret key of ``params['decrypt_key']`` in a private keyring, or None without one (close it after)."""
     if not params.get('decrypt_key'):
@@ -97,7 +105,7 @@ def open_decryption(params):
 
 
 class ArchiveInfo(object):
-    """Find the archive (``path``, or the newest in ``dir``), check its sha256, read its manifest.
+    """Find the archive (``path``, or the newest in ``storage_dir``), check its sha256, read its manifest.
 
     ``params``: archive_info's options. Read-only, so check mode changes nothing.
     """
@@ -111,30 +119,30 @@ class ArchiveInfo(object):
         try:
             return self._run()
         except OSError as e:
-            raise RestoreError('reading %s failed: %s' % (self.result.get('path') or self.p['dir'], e))
+            raise RestoreError('reading %s failed: %s' % (self.result.get('path') or self.p['storage_dir'], e))
 
     def _run(self):
         p, result = self.p, self.result
         path = p['path']
-        if p['dir'] and p.get('newest_good'):
-            if not os.path.isdir(p['dir']):
-                raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
+        if p['storage_dir'] and p.get('newest_good'):
+            if not os.path.isdir(p['storage_dir']):
+                raise RestoreError('the backup storage dir %s does not exist' % p['storage_dir'])
             now = time.time()
-            path, result['ignored'] = newest_good(p['dir'], p['suffix'], rehash=p['checksum'], now=now)
+            path, result['ignored'] = newest_good(p['storage_dir'], p['suffix'], rehash=p['checksum'], now=now)
             result.update(path=path, age_s=round(now - os.path.getmtime(path), 1) if path else None,
-                          future_archives=future_archives(p['dir'], p['suffix'], now))
+                          future_archives=future_archives(p['storage_dir'], p['suffix'], now))
             if not path:
                 return result
             result.update(size=os.path.getsize(path), sha256_path=path + '.sha256')
             return result
-        if p['dir']:
-            if not os.path.isdir(p['dir']):
-                raise RestoreError('the backup storage dir %s does not exist' % p['dir'])
-            archives = list_archives(p['dir'], p['suffix'])
+        if p['storage_dir']:
+            if not os.path.isdir(p['storage_dir']):
+                raise RestoreError('the backup storage dir %s does not exist' % p['storage_dir'])
+            archives = list_archives(p['storage_dir'], p['suffix'])
             result['archives'] = len(archives)
             if not archives:
                 raise RestoreError('no archive in %s (looked for <YYYYMMDDHHMM>_<version>_%s.tar.gz[.gpg]): back up '
-                                   'first, or name one' % (p['dir'], p['suffix']))
+                                   'first, or name one' % (p['storage_dir'], p['suffix']))
             path = archives[-1]
         if not os.path.isfile(path):
             raise RestoreError('the archive %s does not exist or is not a file' % path)
@@ -264,7 +272,7 @@ class Extract(object):
         # An encrypted archive reaches tar on its stdin, from gpg --decrypt: no plaintext copy on disk.
         argv = ['tar', '--extract', '--file', '-' if self.encrypted else p['path'],
                 '--use-compress-program=%s' % program]
-        if p.get('chroot'):
+        if Accounts(p.get('chroot')).root:
             # The archive's numeric ids are the shell's; its names would be looked up on the host.
             argv.append('--numeric-owner')
         return argv

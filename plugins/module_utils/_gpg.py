@@ -24,7 +24,7 @@ import tempfile
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import ArchiveError
 from ansible_collections.alation.backup.plugins.module_utils._gzip import BLOCK_SIZE, PipeCompressor
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure, stderr_summary
-from ansible_collections.alation.backup.plugins.module_utils._runner import C_LOCALE, find_program, join_argv
+from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, join_argv, start
 
 GPG_NAMES = ('gpg', 'gpg2')
 INSTALL_HINT = 'install GnuPG on the host (apt-get install gnupg / dnf install gnupg2)'
@@ -125,10 +125,7 @@ class Keyring(object):
         argv = self.argv(*args, agent=agent)
         self.agent = self.agent or agent
         self.commands.append(join_argv(argv))
-        env = dict(os.environ, **C_LOCALE)
-        env.pop('LANGUAGE', None)
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                close_fds=True, env=env)
+        proc = start(argv)
         out, err = proc.communicate(data or b'')
         return proc.returncode, out if raw else out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
 
@@ -215,8 +212,8 @@ class Keyring(object):
             gpgconf = find_program(None, os.path.join(os.path.dirname(self.gpg), 'gpgconf'))[0] or \
                 find_program(None, 'gpgconf')[0]
             if gpgconf:
-                subprocess.call([gpgconf, '--homedir', self.home, '--kill', 'gpg-agent'],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                start([gpgconf, '--homedir', self.home, '--kill', 'gpg-agent'], stdin=subprocess.DEVNULL,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
             # Without gpgconf the agent ends by itself once its socket is gone.
         if self.owned:
             shutil.rmtree(self.home, ignore_errors=True)
@@ -331,13 +328,10 @@ class DecryptStream(object):
         self.cmd = join_argv(self.argv)
         ring.commands.append(self.cmd)
         ring.agent = True
-        env = dict(os.environ, **C_LOCALE)
-        env.pop('LANGUAGE', None)
         self.stderr = tempfile.TemporaryFile()
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=self.stderr, close_fds=True, pass_fds=(rfd,) if rfd else (),
-                                         env=env, bufsize=BLOCK_SIZE)
+            self.proc = start(self.argv, stdin=subprocess.DEVNULL, stderr=self.stderr,
+                              pass_fds=(rfd,) if rfd else (), bufsize=BLOCK_SIZE)
         finally:
             if rfd is not None:
                 os.close(rfd)
@@ -397,11 +391,8 @@ class Decryption(object):
     def pipe_into(self, path, argv):
         """Run ``gpg --decrypt path | argv``; a dict as Runner.run's, plus decrypt_error (gpg's failure, or None)."""
         stream = self.open(path)
-        env = dict(os.environ, **C_LOCALE)
-        env.pop('LANGUAGE', None)
         try:
-            proc = subprocess.Popen(argv, stdin=stream.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    close_fds=True, env=env)
+            proc = start(argv, stdin=stream.stdout)
         except BaseException:
             stream.abort()
             raise

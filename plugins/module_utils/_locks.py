@@ -430,11 +430,21 @@ def release_lease(path, token):
 
 
 def lease_argument_spec():
-    """The ``lease`` option of the modules that work while a run holds the host lock."""
+    """The ``lease`` option of the modules that work while a run holds the host lock.
+
+    ``{}`` or null is no lease: what ``module_defaults`` on the ``leased`` group gives a module
+    called outside a run. ``path`` and ``token`` go together.
+    """
     return dict(lease=dict(type='dict', options=dict(
-        path=dict(type='path', required=True),
-        token=dict(type='str', required=True, no_log=True),
-    )))
+        path=dict(type='path'),
+        token=dict(type='str', no_log=True),
+    ), required_together=[('path', 'token')]))
+
+
+def lease_of(params):
+    """The ``lease`` option of a module's ``params`` (a dict with ``path`` and ``token``), or None for no lease."""
+    lease = params.get('lease')
+    return lease if lease and lease.get('path') and lease.get('token') else None
 
 
 class Heartbeat(object):
@@ -539,12 +549,75 @@ class Heartbeat(object):
 
 def heartbeat(module):
     """Start renewing the lease of ``module``'s ``lease`` option (none in check mode: no lease was taken)."""
-    return Heartbeat(None if module.check_mode else module.params.get('lease')).start()
+    return Heartbeat(None if module.check_mode else lease_of(module.params)).start()
 
 
 def stopped(lost, before):
     """The message of a module that stopped at a lost lease, ``before`` saying what it did not do."""
     return '%s. Stopped before %s: nothing more was changed' % (lost, before)
+
+
+class Leased(object):
+    """The run's lease around one module's work: the one way a module keeps it, stops keeping it, and fails for it.
+
+    ``with _locks.leased(module, 'removing anything more') as lease:`` starts the beat (a ``Heartbeat``, or
+    the ``_watch.Guard`` of a step in the background), gives ``lease.check`` to the work for each destructive
+    act, and stops the beat on every way out. A ``LeaseLost`` out of the block fails the module with
+    ``stopped(lost, before)`` and ``lease.result``. After the block, ``lease.exit_json(**result)`` ends the
+    module: failing with the cancel's or the lost lease's message when there is one. ``lease.fail_json(msg)``
+    fails it: a cancel explains whatever failed after it, so its message wins.
+    """
+
+    def __init__(self, module, before='going on', beat=None):
+        self.module = module
+        self.before = before
+        self.beat = heartbeat(module) if beat is None else beat
+        # What a failure returns besides its message; the module fills it in as it goes.
+        self.result = {}
+        self._why = None
+        self._stopped = False
+
+    def check(self):
+        """Before each destructive act: raise LeaseLost unless the lease is this run's right now."""
+        self.beat.check()
+
+    @property
+    def cancelled(self):
+        """The cancel's message once the controller stopped polling (a step in the background), else None."""
+        return getattr(self.beat, 'cancelled', None)
+
+    def stop(self):
+        """Stop the beat (once); why the module must fail though its work may have ended, else None."""
+        if not self._stopped:
+            self._stopped = True
+            self._why = self.beat.stop()
+        return self.cancelled or self._why
+
+    def fail_json(self, msg, **result):
+        self.stop()
+        self.module.fail_json(msg=self.cancelled or msg, **dict(self.result, **result))
+
+    def exit_json(self, done=None, **result):
+        """Exit with ``result``, or fail with it when the lease was lost (``done``: what was done all the same)."""
+        why = self.stop()
+        if why:
+            self.module.fail_json(msg='%s. %s' % (why, done) if done and not self.cancelled else why, **result)
+        self.module.exit_json(**result)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        if exc_type is not None and issubclass(exc_type, LeaseLost):
+            self.module.fail_json(msg=self.cancelled or stopped(exc, self.before), **self.result)
+        return False
+
+
+def leased(module, before='going on', beat=None):
+    """``Leased`` of ``module``: ``before`` says what a lost lease stops it before; ``beat`` a started
+    ``_watch.Guard`` for a step in the background (default: the lease's ``Heartbeat``)."""
+    return Leased(module, before, beat)
 
 
 # -- the owner marker: one machine per backup storage dir ---------------------------

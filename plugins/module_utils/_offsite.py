@@ -40,7 +40,6 @@ import shlex
 import shutil
 import socket
 import stat
-import subprocess
 import tempfile
 import time
 
@@ -50,7 +49,7 @@ from ansible_collections.alation.backup.plugins.module_utils._archive_names impo
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError, human, pid_alive, write_file
 from ansible_collections.alation.backup.plugins.module_utils._retention import plan_listing
 from ansible_collections.alation.backup.plugins.module_utils._runner import (
-    C_LOCALE, NOT_RUN, find_program, join_argv, not_found)
+    NOT_RUN, find_program, join_argv, not_found, start)
 
 METHODS = ('auto', 'rsync', 'stream')
 # ssh's own exit code when it, not the remote command, failed (refused host key, no route, bad key).
@@ -251,13 +250,8 @@ def send_file(runner, argv, path, env):
     """Run ``argv`` with ``path`` on its stdin (the plain stream): run_command cannot stream a file."""
     cmd = join_argv(argv) + ' < ' + shlex.quote(path)
     runner.executed_commands.append(cmd)
-    environ = dict(os.environ)
-    environ.pop('LANGUAGE', None)
-    environ.update(C_LOCALE)
-    environ.update(env)
     with open(path, 'rb') as f:
-        proc = subprocess.Popen(argv, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
-                                env=environ)
+        proc = start(argv, stdin=f, env=env)
         out, err = proc.communicate()
     return dict(cmd=cmd, rc=proc.returncode, stdout=out.decode('utf-8', 'replace'),
                 stderr=err.decode('utf-8', 'replace'))

@@ -72,6 +72,11 @@ def psql_argument_spec(**more):
     return spec
 
 
+def maintenance_db(params):
+    """The database the psql modules connect to first: ``dbname``, or postgres when it is omitted or '' (unset)."""
+    return params.get('dbname') or 'postgres'
+
+
 def psql_client(module):
     """(Runner, Psql) for the connection in ``module``'s params; InventoryError naming where psql was looked for."""
     p = module.params

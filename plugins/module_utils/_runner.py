@@ -45,12 +45,14 @@ TIMEOUT_RCS = (124, 137)
 TIMEOUT_GRACE_S = 5
 
 
+def shell_argument_spec():
+    """The ``chroot`` option of the modules that work in the Alation shell ('', None or '/': a plain host)."""
+    return dict(chroot=dict(type='path'))
+
+
 def runner_argument_spec():
-    """Options shared by modules that run programs on an Alation host."""
-    return dict(
-        chroot=dict(type='path'),
-        run_as=dict(type='str'),
-    )
+    """Options shared by modules that run programs on an Alation host: the shell, and the OS user."""
+    return dict(shell_argument_spec(), run_as=dict(type='str'))
 
 
 def join_argv(argv):
@@ -237,22 +239,40 @@ def not_found(runner, names, searched, hint):
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
 
 
-def open_pipe(argv, stderr, pipe_size=None):
-    """Start ``argv`` with pipes on stdin and stdout, for programs that stream
-    (a compressor in the archive step): ``run_command`` cannot stream.
-
-    ``pipe_size`` widens both pipes (1 MiB instead of 64 KiB made the igzip
-    path 2.4x faster: far fewer wake-ups); where the system caps pipe sizes
-    lower, the default stays.
-    """
-    env = dict(os.environ, **C_LOCALE)
+def program_env(extra=None):
+    """The environment of a program started with ``start``: this process's, in the C locale (``LC_ALL=C``, no
+    ``LANGUAGE``), plus ``extra`` (secrets such as ``SSH_AUTH_SOCK``: never on the command line)."""
+    env = dict(os.environ)
     env.pop('LANGUAGE', None)
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                            bufsize=0, close_fds=True, env=env)
+    env.update(C_LOCALE)
+    env.update(extra or {})
+    return env
+
+
+def start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None, chroot=None,
+          run_as=None, pipe_size=None, **popen):
+    """Start ``argv`` and return its ``subprocess.Popen``, for what ``run_command`` cannot do: stream through
+    pipes, pass an fd, feed a file or another program's output.
+
+    Pipes on stdin, stdout and stderr unless other files are given; the environment of ``program_env(env)``;
+    inside ``chroot`` as ``run_as`` as ``Runner.run`` wraps them; ``pipe_size`` widens the pipes (1 MiB instead
+    of 64 KiB made the igzip path 2.4x faster: far fewer wake-ups; where the system caps pipe sizes lower, the
+    default stays). ``popen``: more ``Popen`` arguments (``pass_fds``, ``bufsize``).
+    """
+    proc = subprocess.Popen(wrap_argv(argv, chroot, run_as), stdin=stdin, stdout=stdout, stderr=stderr,
+                            close_fds=True, env=program_env(env), **popen)
     if pipe_size:
         for f in (proc.stdin, proc.stdout):
+            if f is None:
+                continue
             try:
                 fcntl.fcntl(f.fileno(), F_SETPIPE_SZ, pipe_size)
             except OSError:
                 pass
     return proc
+
+
+def open_pipe(argv, stderr, pipe_size=None):
+    """Start ``argv`` with pipes on stdin and stdout, unbuffered, for programs that stream (a compressor in the
+    archive step)."""
+    return start(argv, stderr=stderr, pipe_size=pipe_size, bufsize=0)

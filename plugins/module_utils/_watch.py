@@ -321,4 +321,4 @@ def guard(module, step, cleanup=None):
     p = module.params
     if module.check_mode:
         return Guard(None, step).start()
-    return Guard(p.get('lease'), step, p.get('controller_mark'), p.get('controller_timeout') or 0, cleanup).start()
+    return Guard(_locks.lease_of(p), step, p.get('controller_mark'), p.get('controller_timeout') or 0, cleanup).start()

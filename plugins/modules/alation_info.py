@@ -49,10 +49,13 @@ options:
     description: The pg staging dir, inside the shell.
     type: str
     default: /data2/backup/pgbackup
-  backup_storage_dir:
-    description: The backup storage dir, inside the shell. The backup lock (C(.alation_backup.lock)) is in it.
+  storage_dir:
+    description:
+      - The backup storage dir, inside the shell. The backup lock (C(.alation_backup.lock)) is in it.
+      - Returned as RV(paths.backup_storage_dir).
     type: str
     default: /data2/backup
+    aliases: [backup_storage_dir]
   pgdata:
     description: The PostgreSQL data directory, inside the shell.
     type: str
@@ -349,7 +352,7 @@ def main():
     try:
         paths = _alation.shell_paths(
             root, data_temp_dir, use_chroot=p['use_chroot'], staging_dir=p['staging_dir'],
-            pg_staging_dir=p['pg_staging_dir'], backup_storage_dir=p['backup_storage_dir'], pgdata=p['pgdata'],
+            pg_staging_dir=p['pg_staging_dir'], backup_storage_dir=p['storage_dir'], pgdata=p['pgdata'],
             named=p['paths'] or {})
         inside = _alation.in_shell(root, p['use_chroot'])
         extra = [_alation.path_entry(root, e, inside, 'extra') for e in p['extra_paths'] or []]

@@ -9,7 +9,7 @@ short_description: Pack the staging dir and the pg staging dir into one verified
 version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
-  - Writes C(<timestamp>_<version_tag>_<suffix>.tar.gz) into the backup storage dir O(dest), the file name
+  - Writes C(<timestamp>_<version_tag>_<suffix>.tar.gz) into the backup storage dir O(storage_dir), the file name
     Alation's Backup V1 restore expects, and C(<archive>.sha256) beside it in C(sha256sum -c) format.
   - The archive is one standard gzip stream holding a GNU-format tar that C(tar -xzf) and Python's C(tarfile)
     read. Symlinks are stored as symlinks (never followed); modes, owners (ids and names) and mtimes are kept;
@@ -19,7 +19,7 @@ description:
     timestamp, the version tag, the compressor, each source with its counts and bytes, and O(manifest_extra).
   - The sources are scanned (lstat only) before anything is written, for the manifest, the space check and the
     verification.
-  - The archive is written to a hidden temporary file C(.<archive>.<host>.<pid>.tmp) in O(dest) and read
+  - The archive is written to a hidden temporary file C(.<archive>.<host>.<pid>.tmp) in O(storage_dir) and read
     back completely from that file (gzip CRC and length, and the tar index read by Python's C(tarfile); member
     count and file bytes must match what was written). With 4 or more CPUs the reader follows the file while it
     is written, so the check adds little time; with fewer it reads after the write (about 1 s per GB). The file is then fsynced, given O(mode), O(owner) and
@@ -48,6 +48,7 @@ description:
     decrypts it (M(alation.backup.archive_extract) with its C(decrypt_key)); the host never needs it.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.lease
   - alation.backup.controller
 options:
@@ -61,15 +62,15 @@ options:
       - Required with O(state=present).
     type: list
     elements: dict
-  dest:
+  storage_dir:
     description:
       - The backup storage dir. It must exist.
       - It may be a parent of a source (the pg staging dir usually is inside it), but not inside a source,
         since the archive would then pack itself.
-      - C(dest_dir), its name in 0.1.0, still works as an alias.
+      - C(dest) and C(dest_dir), its earlier names, still work as aliases.
       - Required with O(state=present).
     type: path
-    aliases: [dest_dir]
+    aliases: [dest, dest_dir]
   version_tag:
     description:
       - Required with O(state=present).
@@ -79,10 +80,10 @@ options:
   timestamp:
     description:
       - C(YYYYMMDDHHMM) (UTC) at the start of the archive's name, or V(auto).
-      - V(auto) takes the current minute (UTC). When an archive of that name is already in O(dest) (a run
+      - V(auto) takes the current minute (UTC). When an archive of that name is already in O(storage_dir) (a run
         earlier in the same minute), it takes the next minute, and waits until that minute starts (a minute at
         most) before writing. Check mode reports the name it would take, without waiting.
-      - A timestamp given is used as it is; an archive of that name already in O(dest) fails the task.
+      - A timestamp given is used as it is; an archive of that name already in O(storage_dir) fails the task.
     type: str
     default: auto
   suffix:
@@ -106,23 +107,17 @@ options:
     default: '0600'
   owner:
     description:
-      - Owner (name or uid) of the archive and its C(.sha256). Default the user running the module.
+      - Owner (name or uid) of the archive and its C(.sha256), an account of the Alation shell with O(chroot). Default the
+        user running the module.
     type: str
   group:
     description:
       - Group (name or gid) of the archive and its C(.sha256). Omit for O(owner)'s primary group (without O(owner),
         the group of the user running the module).
     type: str
-  chroot:
-    description:
-      - The host path of the Alation shell whose users and groups O(owner) and O(group) name, and whose names go into
-        the tar headers. They are looked up in the shell's own C(etc/passwd) and C(etc/group), never on the host, where
-        the same names may be missing or have other ids.
-      - Omit on a plain host.
-    type: path
   space_check:
     description:
-      - Before writing, fail if the free space in O(dest) is less than the uncompressed size of the sources
+      - Before writing, fail if the free space in O(storage_dir) is less than the uncompressed size of the sources
         (the worst case). Running out of space while writing fails cleanly either way.
     type: bool
     default: true
@@ -155,7 +150,7 @@ options:
   state:
     description:
       - V(present) writes the archive.
-      - V(check) writes nothing and needs neither O(sources) nor O(dest). It checks, before a run touches
+      - V(check) writes nothing and needs neither O(sources) nor O(storage_dir). It checks, before a run touches
         anything, what would otherwise fail only at the archive step, hours later. With O(encrypt_recipient),
         the key exactly as V(present) takes it (from O(encrypt_public_key) or O(gpg_homedir)), that it is that
         fingerprint's, neither expired nor revoked, that it can encrypt (a trial message is encrypted to it in
@@ -198,7 +193,7 @@ EXAMPLES = r'''
         arcname: tmp
       - path: /opt/alation/alation/data2/backup/pgbackup
         arcname: pgbackup
-    dest: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     version_tag: "{{ alation_version_tag }}"
     manifest_extra:
       pg_backup_id: "{{ pg_backup.backup_id }}"
@@ -316,6 +311,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._archive import (
     ArchiveError, Plan, check_before_run, create_archive)
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
 from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRESSORS
 
 
@@ -324,20 +320,20 @@ def _terminated(signum, frame):
     raise ArchiveError('terminated by signal %d while archiving; the temporary file was removed' % signum)
 
 
-def cancelled(beat):
-    # A cancel (the controller stopped polling) explains whatever failed after it.
-    return beat.cancelled if beat is not None else None
+def failed(module, lease, msg):
+    # Once the lease is kept, a cancel (the controller stopped polling) explains whatever failed after it.
+    (lease.fail_json if lease is not None else module.fail_json)(msg=msg)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             sources=dict(type='list', elements='dict'),
-            dest=dict(type='path', aliases=['dest_dir']),
+            storage_dir=dict(type='path', aliases=['dest', 'dest_dir']),
             version_tag=dict(type='str'),
             state=dict(type='str', default='present', choices=['present', 'check']),
             timestamp=dict(type='str', default='auto'),
-            suffix=dict(type='str', default='alation_backup'),
+            suffix=dict(type='str', default=DEFAULT_SUFFIX),
             compression_level=dict(type='int', default=6),
             threads=dict(type='int'),
             mode=dict(type='raw', default='0600'),
@@ -352,7 +348,7 @@ def main():
             gpg_homedir=dict(type='path'),
             **dict(_locks.lease_argument_spec(), **_watch.watch_argument_spec())
         ),
-        required_if=[('state', 'present', ('sources', 'dest', 'version_tag'))],
+        required_if=[('state', 'present', ('sources', 'storage_dir', 'version_tag'))],
         supports_check_mode=True,
     )
     if module.params['state'] == 'check':
@@ -360,7 +356,7 @@ def main():
             module.exit_json(changed=False, **check_before_run(module.params))
         except ArchiveError as e:
             module.fail_json(msg=str(e), changed=False)
-    beat = None
+    lease = None
     try:
         plan = Plan(module.params)
         if module.check_mode:
@@ -368,26 +364,22 @@ def main():
             plan.close()
             module.exit_json(**preview)
         previous = signal.signal(signal.SIGTERM, _terminated)
-        beat = _watch.guard(module, 'archive')
+        lease = _locks.leased(module, 'touching the backup storage dir further: no archive was published, its '
+                                      'temporary files were removed', _watch.guard(module, 'archive'))
         try:
-            result = create_archive(plan, lease_check=beat.check)
-        except _locks.LeaseLost as e:
-            module.fail_json(msg=_locks.stopped(e, 'touching the backup storage dir further: no archive was '
-                                                   'published, its temporary files were removed'))
+            with lease:
+                result = create_archive(plan, lease_check=lease.check)
         finally:
             signal.signal(signal.SIGTERM, previous)
-            lost = beat.stop()
             plan.close()  # the private keyring of the encryption
     except ArchiveError as e:
-        module.fail_json(msg=cancelled(beat) or str(e))
+        failed(module, lease, str(e))
     except OSError as e:
-        module.fail_json(msg=cancelled(beat) or 'archiving failed: %s' % e)
+        failed(module, lease, 'archiving failed: %s' % e)
     except KeyboardInterrupt:
         # The controller watch stops a writer busy in Python this way, once the temporary file is removed.
-        module.fail_json(msg=cancelled(beat) or 'archiving interrupted; the temporary file was removed')
-    if lost:
-        module.fail_json(msg='%s. The archive %s was written and verified.' % (lost, result.get('path')), **result)
-    module.exit_json(**result)
+        failed(module, lease, 'archiving interrupted; the temporary file was removed')
+    lease.exit_json(done='The archive %s was written and verified.' % result.get('path'), **result)
 
 
 if __name__ == '__main__':

@@ -20,8 +20,12 @@ description:
     land directly in O(dest), which takes the mode and owner recorded for C(tmp)). It is unpacked into a hidden
     directory beside O(dest) and renamed into place when complete and checked, so O(dest) never holds half a
     restore.
+  - An encrypted archive (C(.tar.gz.gpg)) needs O(decrypt_key) to read its manifest and to unpack; it is decrypted
+    while it is unpacked (C(gpg --decrypt | tar)), and no plaintext copy is written.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
+  - alation.backup.decrypt
   - alation.backup.lease
   - alation.backup.controller
 options:
@@ -61,20 +65,11 @@ options:
     type: raw
     default: '0700'
   owner:
-    description: Owner of O(dest) when the module makes it (not with O(strip)). Default the user running the module.
-    type: str
-  decrypt_key:
     description:
-      - The ASCII-armored secret key that decrypts an encrypted archive (C(.tar.gz.gpg)), needed to read its
-        manifest and unpack it. It is imported into a private keyring made for this run (in C(/dev/shm) where
-        there is one) and removed afterwards, with the gpg-agent that held it; it never appears on a command line.
-      - The archive is decrypted while it is unpacked (C(gpg --decrypt | tar)); no plaintext copy is written.
-      - Not needed for a plain C(.tar.gz).
-    type: str
-  decrypt_passphrase:
-    description:
-      - The passphrase of O(decrypt_key), when it has one. It reaches gpg through a pipe (C(--passphrase-fd)),
-        never its command line or environment.
+      - Owner of O(dest) when the module makes it (not with O(strip)), an account of the Alation shell with O(chroot).
+        Default the user running the module.
+      - With O(chroot) (the shell the archive came from) the files get the archive's numeric ids (the shell's), not
+        those the host gives the names.
     type: str
   decrypt_key_file:
     description:
@@ -84,12 +79,6 @@ options:
     type: path
   decrypt_passphrase_file:
     description: The same for O(decrypt_passphrase).
-    type: path
-  chroot:
-    description:
-      - The host path of the Alation shell the archive came from. O(owner) is then looked up in the shell's own
-        C(etc/passwd), and the files get the archive's numeric ids (the shell's), not those the host gives the names.
-      - Omit on a plain host.
     type: path
 attributes:
   check_mode:
@@ -162,7 +151,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
     secret_file_argument_spec, take_secret_options)
-from ansible_collections.alation.backup.plugins.module_utils._archive_read import Extract
+from ansible_collections.alation.backup.plugins.module_utils._archive_read import Extract, decrypt_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 
@@ -170,6 +159,7 @@ from ansible_collections.alation.backup.plugins.module_utils._runner import Runn
 def options_of_a_background_step():
     spec = _locks.lease_argument_spec()
     spec.update(_watch.watch_argument_spec())
+    spec.update(decrypt_argument_spec())
     spec.update(secret_file_argument_spec('decrypt_key', 'decrypt_passphrase'))
     return spec
 
@@ -187,8 +177,6 @@ def main():
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
             chroot=dict(type='path'),
-            decrypt_key=dict(type='str', no_log=True),
-            decrypt_passphrase=dict(type='str', no_log=True),
             **options_of_a_background_step()
         ),
         supports_check_mode=True,
@@ -196,20 +184,15 @@ def main():
     take_secret_options(module, 'decrypt_key', 'decrypt_passphrase')
     extract = Extract(module.params, Runner(module), check_mode=module.check_mode, warn=module.warn,
                       set_mode=lambda path: module.set_mode_if_different(path, module.params['mode'], False))
-    beat = _watch.guard(module, 'extract')
-    try:
-        result = extract.run()
-    except HostError as e:
-        lost = beat.stop()
-        module.fail_json(msg=beat.cancelled or str(e), **extract.result)
-    except KeyboardInterrupt:
-        lost = beat.stop()
-        module.fail_json(msg=beat.cancelled or 'interrupted', **extract.result)
-    finally:
-        lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost, **result)
-    module.exit_json(**result)
+    lease = _locks.leased(module, 'unpacking further', _watch.guard(module, 'extract'))
+    with lease:
+        try:
+            result = extract.run()
+        except HostError as e:
+            lease.fail_json(str(e), **extract.result)
+        except KeyboardInterrupt:
+            lease.fail_json('interrupted', **extract.result)
+    lease.exit_json(**result)
 
 
 if __name__ == '__main__':

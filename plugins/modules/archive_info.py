@@ -9,25 +9,28 @@ short_description: Find an Alation backup archive, read its manifest and check i
 version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
-  - Finds the newest archive in the backup storage dir (O(dir)), or takes the one named by O(path), and reads
+  - Finds the newest archive in the backup storage dir (O(storage_dir)), or takes the one named by O(path), and reads
     its manifest, the first member of every archive the M(alation.backup.archive) module writes. Only the
     start of the archive is read for that.
   - With O(checksum=true) it also reads the whole archive, computes its SHA-256 and compares it with the
     C(<archive>.sha256) file beside it. A mismatch or a missing C(.sha256) fails the task, saying so.
   - Newest means the latest C(<YYYYMMDDHHMM>) in the name; among equal names' times, the latest modified.
     Hidden temporary files of an archive being written are never taken.
+  - An encrypted archive needs O(decrypt_key) to read its manifest only; O(checksum) and O(newest_good) read no content.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
+  - alation.backup.decrypt
 options:
   path:
     description: The archive, as a host path.
     type: path
-  dir:
+  storage_dir:
     description: The backup storage dir (a host path); its newest archive is taken.
     type: path
+    aliases: [dir]
   suffix:
-    description: The last part of the archive names to look for in O(dir).
+    description: The last part of the archive names to look for in O(storage_dir).
     type: str
     default: alation_backup
   checksum:
@@ -44,7 +47,7 @@ options:
     default: true
   newest_good:
     description:
-      - With O(dir), take the newest archive that its C(.sha256) vouches for - a line for it, and the size recorded at
+      - With O(storage_dir), take the newest archive that its C(.sha256) vouches for - a line for it, and the size recorded at
         publish equal to the file's (with O(checksum), its hash too) - instead of the newest name. A lone C(.sha256), a
         temporary file, a damaged archive or one named more than an hour ahead of this host's clock (a clock that
         ran ahead) never counts; each is listed in RV(ignored), those named in the future in RV(future_archives) too.
@@ -52,29 +55,17 @@ options:
         O(checksum); O(manifest) is not read.
     type: bool
     default: false
-  decrypt_key:
-    description:
-      - The ASCII-armored secret key that decrypts an encrypted archive (C(.tar.gz.gpg)), needed to read its
-        manifest. It is imported into a private keyring made for this run (in C(/dev/shm) where there is one) and
-        removed afterwards, with the gpg-agent that held it; it never appears on a command line.
-      - Not needed for a plain C(.tar.gz), nor for O(checksum) or O(newest_good), which read no content.
-    type: str
-  decrypt_passphrase:
-    description:
-      - The passphrase of O(decrypt_key), when it has one. It reaches gpg through a pipe (C(--passphrase-fd)),
-        never its command line or environment.
-    type: str
 '''
 
 EXAMPLES = r'''
 - name: The newest archive and its manifest
   alation.backup.archive_info:
-    dir: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
   register: newest
 
 - name: The newest archive its .sha256 vouches for (the backup role's freshness guard)
   alation.backup.archive_info:
-    dir: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     newest_good: true
   register: fresh
 
@@ -113,8 +104,8 @@ manifest:
   returned: success with O(manifest=true)
   type: dict
 archives:
-  description: How many archives O(dir) holds.
-  returned: with O(dir)
+  description: How many archives O(storage_dir) holds.
+  returned: with O(storage_dir)
   type: int
 encrypted:
   description: Whether the archive is encrypted (C(.tar.gz.gpg)); its manifest is then read only with O(decrypt_key).
@@ -140,7 +131,8 @@ duration_s:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils._archive_read import ArchiveInfo
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
+from ansible_collections.alation.backup.plugins.module_utils._archive_read import ArchiveInfo, decrypt_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 
 
@@ -148,16 +140,15 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path'),
-            dir=dict(type='path'),
-            suffix=dict(type='str', default='alation_backup'),
+            storage_dir=dict(type='path', aliases=['dir']),
+            suffix=dict(type='str', default=DEFAULT_SUFFIX),
             checksum=dict(type='bool', default=False),
             manifest=dict(type='bool', default=True),
             newest_good=dict(type='bool', default=False),
-            decrypt_key=dict(type='str', no_log=True),
-            decrypt_passphrase=dict(type='str', no_log=True),
+            **decrypt_argument_spec()
         ),
-        required_one_of=[('path', 'dir')],
-        mutually_exclusive=[('path', 'dir')],
+        required_one_of=[('path', 'storage_dir')],
+        mutually_exclusive=[('path', 'storage_dir')],
         supports_check_mode=True,
     )
     info = ArchiveInfo(module.params)

@@ -98,7 +98,9 @@ options:
     type: int
     default: 30
   keep_count:
-    description: Archives kept on the far side by retention. V(0) turns retention there off.
+    description:
+      - Archives kept on the far side by retention. V(0), the default, turns retention there off (as in
+        M(alation.backup.retention)); the backup role passes C(alation_backup_keep_count), 7 unless set.
     type: int
     default: 0
   keep_days:
@@ -203,6 +205,7 @@ executed_commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite, _watch
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
 from ansible_collections.alation.backup.plugins.module_utils._secret_file import (
@@ -254,7 +257,7 @@ def main():
             connect_timeout=dict(type='int', default=30),
             keep_count=dict(type='int', default=0),
             keep_days=dict(type='int', default=0),
-            suffix=dict(type='str', default='alation_backup'),
+            suffix=dict(type='str', default=DEFAULT_SUFFIX),
             required=dict(type='bool', default=False),
             **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(),
                                                         **secret_file_argument_spec('identity_content')))
@@ -273,19 +276,17 @@ def main():
         check(module, runner, removed_key_dirs)
     # A copy over a slow link can take longer than the lock's stale_after: keep the host's lock alive; and it
     # runs in the background, so it stops itself (ssh, rsync) once its controller stops polling (an AWX cancel).
-    beat = _watch.guard(module, 'copy')
+    lease = _locks.leased(module, 'renaming or removing anything more on the backup host (a copy still under '
+                                  'temporary names was removed)', _watch.guard(module, 'copy'))
+    lease.result.update(executed_commands=runner.executed_commands)
     keys = None
     try:
-        keys = key_dir(module)
-        copy = copier(runner, p, keys)
-        copy.lease_check = beat.check
-        changed, record, warnings = _offsite.run_copy(copy, p['src'], p['keep_count'], p['keep_days'], p['suffix'],
-                                                      module.check_mode)
-    except _locks.LeaseLost as e:
-        beat.stop()
-        module.fail_json(msg=_locks.stopped(e, 'renaming or removing anything more on the backup host (a copy '
-                                               'still under temporary names was removed)'),
-                         executed_commands=runner.executed_commands)
+        with lease:
+            keys = key_dir(module)
+            copy = copier(runner, p, keys)
+            copy.lease_check = lease.check
+            changed, record, warnings = _offsite.run_copy(copy, p['src'], p['keep_count'], p['keep_days'],
+                                                          p['suffix'], module.check_mode)
     except HostError as e:
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
@@ -295,19 +296,15 @@ def main():
         if keys is not None:
             keys.close()
     changed = changed or bool(removed_key_dirs)
-    lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost, copy=record, removed_key_dirs=removed_key_dirs,
-                         executed_commands=runner.executed_commands)
     if record['result'] == 'failed':
         if p['required']:
-            module.fail_json(msg='off-host copy of %s: %s' % (p['src'], record['error']), copy=record,
-                             removed_key_dirs=removed_key_dirs, executed_commands=runner.executed_commands)
+            lease.fail_json('off-host copy of %s: %s' % (p['src'], record['error']), copy=record,
+                            removed_key_dirs=removed_key_dirs)
         warnings.append('off-host copy of %s failed (the local archive is kept): %s' % (p['src'], record['error']))
     for warning in warnings:
         module.warn(warning)
-    module.exit_json(changed=changed, copy=record, removed_key_dirs=removed_key_dirs,
-                     executed_commands=runner.executed_commands)
+    lease.exit_json(changed=changed, copy=record, removed_key_dirs=removed_key_dirs,
+                    executed_commands=runner.executed_commands)
 
 
 if __name__ == '__main__':

@@ -19,11 +19,12 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.lease
 options:
   dbname:
-    description: Database to connect to first (pg_amcheck's C(--maintenance-db)).
+    description: Database to connect to first (pg_amcheck's C(--maintenance-db)); V('') (unset) is the default too.
     type: str
     default: postgres
     aliases: [db, login_db]
@@ -116,6 +117,7 @@ from ansible_collections.alation.backup.plugins.module_utils._pg_inventory impor
     InventoryError,
     Psql,
     amcheck_problems,
+    maintenance_db,
     psql_argument_spec,
 )
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure
@@ -149,7 +151,7 @@ def main():
             module.fail_json(msg=not_found(runner, name, searched, 'pg_amcheck comes with PostgreSQL 14 and later; '
                                                                    'set bindir to its directory.'), **result)
     conn = connection_argv(dict(p, dbname=None))
-    argv = [programs['pg_amcheck'], '--all', '--maintenance-db=%s' % p['dbname'], '--jobs=%d' % max(1, p['threads']),
+    argv = [programs['pg_amcheck'], '--all', '--maintenance-db=%s' % maintenance_db(p), '--jobs=%d' % max(1, p['threads']),
             '--no-password'] + conn + (['--heapallindexed'] if p['heapallindexed'] else [])
     if module.check_mode:
         result['executed_commands'] = [runner.preview(argv)]
@@ -157,7 +159,7 @@ def main():
 
     psql = Psql(runner, programs['psql'], conn, connection_env(p))
     try:
-        databases = psql.json(p['dbname'], LIST_CONNECTABLE_SQL)
+        databases = psql.json(maintenance_db(p), LIST_CONNECTABLE_SQL)
         if p['install_missing']:
             for name in databases:
                 if psql.integer(name, AMCHECK_INSTALLED_SQL) == 0:
@@ -167,11 +169,11 @@ def main():
         module.fail_json(msg='cannot prepare the check: %s' % e, **result)
     result['databases'] = databases
 
-    beat = _locks.heartbeat(module)
+    lease = _locks.leased(module, 'checking further')
     try:
-        run = runner.run(argv, env=connection_env(p))
+        with lease:
+            run = runner.run(argv, env=connection_env(p))
     finally:
-        lost = beat.stop()
         # Leave every database as it was, also when pg_amcheck failed.
         for name in result['installed']:
             try:
@@ -181,15 +183,12 @@ def main():
 
     problems = amcheck_problems(run['stdout'])
     result.update(problems=problems[:MAX_PROBLEMS], problem_count=len(problems), rc=run['rc'])
-    if lost:
-        module.fail_json(msg=lost, **result)
-    if run['rc'] == 0 and not problems:
-        module.exit_json(**result)
     if problems:
-        module.fail_json(msg='pg_amcheck found corruption in %d place(s) of %s; first: %s'
-                             % (len(problems), ', '.join(databases), '; '.join(problems[:3])), **result)
-    module.fail_json(msg=command_failure('pg_amcheck', run['rc'], run['stderr'], limit=1),
-                     stderr=run['stderr'], **result)
+        lease.fail_json('pg_amcheck found corruption in %d place(s) of %s; first: %s'
+                        % (len(problems), ', '.join(databases), '; '.join(problems[:3])), **result)
+    if run['rc'] != 0:
+        lease.fail_json(command_failure('pg_amcheck', run['rc'], run['stderr'], limit=1), stderr=run['stderr'], **result)
+    lease.exit_json(**result)
 
 
 if __name__ == '__main__':

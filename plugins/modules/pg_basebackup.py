@@ -19,6 +19,7 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.postgres
   - alation.backup.postgres.password_file
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.lease
   - alation.backup.controller
@@ -155,23 +156,18 @@ def main():
         module.exit_json(**result)
 
     started = time.monotonic()
-    beat = _watch.guard(module, 'database')
-    run = runner.run(argv, env=connection_env(p))
-    lost = beat.stop()
+    with _locks.leased(module, beat=_watch.guard(module, 'database')) as lease:
+        run = runner.run(argv, env=connection_env(p))
     result.update(changed=True, executed_commands=runner.executed_commands,
                   duration_s=round(time.monotonic() - started, 2))
-    if beat.cancelled:
-        module.fail_json(msg=beat.cancelled, rc=run['rc'], **result)
-    if run['rc'] != 0:
-        module.fail_json(msg=command_failure('pg_basebackup', run['rc'], run['stderr']),
-                         rc=run['rc'], stderr=run['stderr'], **result)
+    if lease.cancelled or run['rc'] != 0:
+        lease.fail_json(command_failure('pg_basebackup', run['rc'], run['stderr']),
+                        rc=run['rc'], stderr=run['stderr'], **result)
     files = {}
     for name in sorted(os.listdir(host_dest)):
         files[name] = os.lstat(os.path.join(host_dest, name)).st_size
     result.update(files=files, bytes=sum(files.values()))
-    if lost:
-        module.fail_json(msg=lost, **result)
-    module.exit_json(**result)
+    lease.exit_json(**result)
 
 
 if __name__ == '__main__':

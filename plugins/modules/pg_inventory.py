@@ -19,10 +19,11 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
   - alation.backup.postgres
+  - alation.backup.shell
   - alation.backup.runner
 options:
   dbname:
-    description: Database to read the list of databases from.
+    description: Database to read the list of databases from; V('') (unset) is the default too.
     type: str
     default: postgres
     aliases: [db, login_db]
@@ -92,7 +93,7 @@ executed_commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import (
-    InventoryError, compare, inventory, psql_argument_spec, psql_client)
+    InventoryError, compare, inventory, maintenance_db, psql_argument_spec, psql_client)
 
 
 def main():
@@ -104,7 +105,7 @@ def main():
         module.fail_json(msg=str(e), changed=False)
     result = dict(changed=False, executed_commands=runner.executed_commands)
     try:
-        result.update(inventory(client, p['dbname']))
+        result.update(inventory(client, maintenance_db(p)))
     except InventoryError as e:
         module.fail_json(msg='cannot list the databases: %s. Check the connection options (host, port, user) '
                              'and that the server runs.' % e, stderr=e.result.get('stderr', ''), **result)

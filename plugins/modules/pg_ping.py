@@ -21,11 +21,12 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.postgres
 options:
   dbname:
-    description: Database to connect to.
+    description: Database to connect to; V('') (unset) is the default too.
     type: str
     default: postgres
     aliases: [db, login_db]
@@ -97,7 +98,8 @@ executed_commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import (
-    SERVER_VERSION_SQL, InventoryError, data_directory_problem, psql_argument_spec, psql_client, replication_problem)
+    SERVER_VERSION_SQL, InventoryError, data_directory_problem, maintenance_db, psql_argument_spec, psql_client,
+    replication_problem)
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import PgProbackupError, check_binary
 
 
@@ -106,22 +108,23 @@ def main():
                               pg_probackup=dict(type='bool', default=False), pg_probackup_binary=dict(type='str'))
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
+    dbname = maintenance_db(p)
     try:
         runner, psql = psql_client(module)
     except InventoryError as e:
         module.fail_json(msg=str(e), changed=False, replication=None, pg_probackup=None)
     result = dict(changed=False, replication=None, pg_probackup=None, executed_commands=runner.executed_commands)
     try:
-        result['server_version_num'] = psql.integer(p['dbname'], SERVER_VERSION_SQL)
+        result['server_version_num'] = psql.integer(dbname, SERVER_VERSION_SQL)
     except InventoryError as e:
         module.fail_json(msg='cannot connect to PostgreSQL: %s. Check host, port, user and password, and that the '
                              'server runs.' % e, **result)
     if p['replication']:
-        problem = replication_problem(psql, p['dbname'], p['host'], p['user'])
+        problem = replication_problem(psql, dbname, p['host'], p['user'])
         if problem:
             module.fail_json(msg=problem, **result)
         result['replication'] = True
-    problem = data_directory_problem(psql, p['dbname'], p['pgdata']) if p['pgdata'] else None
+    problem = data_directory_problem(psql, dbname, p['pgdata']) if p['pgdata'] else None
     if problem:
         module.fail_json(msg=problem, **result)
     if p['pg_probackup']:

@@ -23,6 +23,7 @@ description:
     catalog (O(state=absent)).
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.postgres
   - alation.backup.postgres.password_file
@@ -163,6 +164,12 @@ options:
         (C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin)); inside O(chroot), in the chroot's standard directories
         C(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) and its PostgreSQL program directories.
     type: str
+  bindir:
+    description:
+      - Not used. pg_probackup runs no PostgreSQL program (it reads PGDATA and talks to the server itself) and is found
+        through O(binary), not in the PostgreSQL client directory the other modules of the C(group/alation.backup.postgres)
+        action group take from O(bindir); it is accepted so that C(module_defaults) can set O(bindir) for the whole group.
+    type: path
 notes:
   - A backup this run started that fails (server down, wrong role or database, killed) leaves an ERROR entry in
     the catalog; the module deletes that entry at once (C(delete -i ID), only when C(show) reports it failed),
@@ -396,6 +403,7 @@ def argument_spec():
         validate=dict(type='bool', default=True),
         lock_timeout=dict(type='int', default=0),
         binary=dict(type='str'),
+        bindir=dict(type='path'),
         full_every=dict(type='int', default=7),
         full_every_days=dict(type='float', default=7),
     )
@@ -455,20 +463,17 @@ def main():
     cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 
-    beat = _watch.guard(module, 'database')
-    cat.lease_check = beat.check
+    lease = _locks.leased(module, beat=_watch.guard(module, 'database'))
+    cat.lease_check = lease.check
 
     def finish(result, failed_msg=None):
-        lost = beat.stop()
-        # A cancel (the controller stopped polling) explains whatever failed after it.
-        failed_msg = beat.cancelled or failed_msg or lost
         if result.get('prune_error'):
             module.warn(result['prune_error'])
         result.update(executed_commands=runner.executed_commands, tool_warnings=cat.warnings,
                       duration_s=round(time.monotonic() - started, 3))
         if failed_msg:
-            module.fail_json(msg=failed_msg, **result)
-        module.exit_json(**result)
+            lease.fail_json(failed_msg, **result)
+        lease.exit_json(**result)
 
     lock = None
     # show only reads; check mode writes nothing (not even the lock file).

@@ -23,6 +23,7 @@ description:
     When the restore fails, what it wrote is removed and a directory it moved aside is put back.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.runner
   - alation.backup.lease
   - alation.backup.controller
@@ -154,20 +155,15 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     runner = Runner(module, chroot=module.params['chroot'], run_as=module.params['run_as'])
     rebuild = Rebuild(module.params, runner, check_mode=module.check_mode, warn=module.warn)
-    beat = _watch.guard(module, 'rebuild')
-    try:
-        result = rebuild.run()
-    except HostError as e:
-        lost = beat.stop()
-        module.fail_json(msg=beat.cancelled or str(e), **rebuild.result)
-    except KeyboardInterrupt:
-        lost = beat.stop()
-        module.fail_json(msg=beat.cancelled or 'interrupted', **rebuild.result)
-    finally:
-        lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost, **result)
-    module.exit_json(**result)
+    lease = _locks.leased(module, 'rebuilding further', _watch.guard(module, 'rebuild'))
+    with lease:
+        try:
+            result = rebuild.run()
+        except HostError as e:
+            lease.fail_json(str(e), **rebuild.result)
+        except KeyboardInterrupt:
+            lease.fail_json('interrupted', **rebuild.result)
+    lease.exit_json(**result)
 
 
 if __name__ == '__main__':

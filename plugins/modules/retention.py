@@ -25,14 +25,18 @@ extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
 options:
-  dir:
+  storage_dir:
     description: The backup storage dir (a host path).
     type: path
     required: true
+    aliases: [dir]
   keep_count:
-    description: How many of the newest archives to keep, at least 1.
+    description:
+      - How many of the newest archives to keep.
+      - V(0), the default, keeps every archive (retention off, nothing is removed), as in
+        M(alation.backup.offsite_copy); the backup role passes C(alation_backup_keep_count), 7 unless set.
     type: int
-    default: 7
+    default: 0
   keep_days:
     description:
       - Keep every archive younger than this many days too (by the UTC time in its name). V(0) turns this rule off.
@@ -50,7 +54,7 @@ options:
     default: alation_backup
   protect:
     description:
-      - Archives (paths, or names in O(dir)) never removed, whatever their names say; they count toward
+      - Archives (paths, or names in O(storage_dir)) never removed, whatever their names say; they count toward
         O(keep_count). The backup role passes the archive its run wrote.
     type: list
     elements: path
@@ -68,7 +72,7 @@ attributes:
 EXAMPLES = r'''
 - name: Keep the 7 newest archives, and any younger than 14 days
   alation.backup.retention:
-    dir: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     keep_count: 7
     keep_days: 14
     protect:
@@ -112,47 +116,48 @@ future_archives:
   elements: str
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _retention
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX, list_archives
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            dir=dict(type='path', required=True),
-            keep_count=dict(type='int', default=7),
+            storage_dir=dict(type='path', required=True, aliases=['dir']),
+            keep_count=dict(type='int', default=0),
             keep_days=dict(type='int', default=0),
             make_room_for=dict(type='int', default=0),
-            suffix=dict(type='str', default='alation_backup'),
+            suffix=dict(type='str', default=DEFAULT_SUFFIX),
             protect=dict(type='list', elements='path', default=[]),
             **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
     p = module.params
+    if p['keep_count'] == 0:
+        kept = list_archives(p['storage_dir'], p['suffix']) if os.path.isdir(p['storage_dir']) else []
+        module.exit_json(changed=False, removed=[], freed_bytes=0, kept=kept, refused='keep_count is 0: retention is off',
+                         future_archives=[])
     # Hashing the newest archive in full takes minutes on a big one: keep the host's lock alive meanwhile.
-    beat = _locks.heartbeat(module)
-    try:
-        planned = _retention.plan(p['dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
-                                  protect=p['protect'])
-        removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned, beat.check)
-    except _locks.LeaseLost as e:
-        beat.stop()
-        module.fail_json(msg='retention in %s: %s' % (p['dir'], _locks.stopped(e, 'removing anything more')))
-    except (HostError, OSError) as e:
-        module.fail_json(msg='retention in %s: %s' % (p['dir'], e))
-    lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost)
+    with _locks.leased(module, 'removing anything more from %s' % p['storage_dir']) as lease:
+        try:
+            planned = _retention.plan(p['storage_dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
+                                      protect=p['protect'])
+            removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned, lease.check)
+        except (HostError, OSError) as e:
+            lease.fail_json('retention in %s: %s' % (p['storage_dir'], e))
     if planned['refused']:
         module.warn(planned['refused'])
     if planned['future']:
-        module.warn('retention in %s: %s' % (p['dir'], _retention.future_warning(planned)))
-    module.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),
-                     kept=planned['kept'], refused=planned['refused'],
-                     future_archives=[f['path'] for f in planned['future']])
+        module.warn('retention in %s: %s' % (p['storage_dir'], _retention.future_warning(planned)))
+    lease.exit_json(changed=bool(removed), removed=removed, freed_bytes=sum(r['bytes'] for r in removed),
+                    kept=planned['kept'], refused=planned['refused'],
+                    future_archives=[f['path'] for f in planned['future']])
 
 
 if __name__ == '__main__':

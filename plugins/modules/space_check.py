@@ -17,11 +17,13 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.attributes.read_only
+  - alation.backup.lease
 options:
-  path:
+  storage_dir:
     description: The backup storage dir (a host path); its nearest existing parent counts when it does not exist yet.
     type: path
     required: true
+    aliases: [path]
   pgdata:
     description: The PostgreSQL data directory (a host path).
     type: path
@@ -43,13 +45,13 @@ options:
 EXAMPLES = r'''
 - name: Refuse when the backup storage dir is short of space
   alation.backup.space_check:
-    path: /opt/alation/alation/data2/backup
+    storage_dir: /opt/alation/alation/data2/backup
     pgdata: /opt/alation/alation/data1/pgsql/data
 '''
 
 RETURN = r'''
 free:
-  description: Free bytes for unprivileged users in O(path)'s filesystem.
+  description: Free bytes for unprivileged users in O(storage_dir)'s filesystem.
   returned: always
   type: int
 needed:
@@ -72,6 +74,7 @@ needs_retention:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alation.backup.plugins.module_utils import _locks
 from ansible_collections.alation.backup.plugins.module_utils._alation import backup_space
 from ansible_collections.alation.backup.plugins.module_utils._host import human
 
@@ -79,15 +82,18 @@ from ansible_collections.alation.backup.plugins.module_utils._host import human
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type='path', required=True),
+            storage_dir=dict(type='path', required=True, aliases=['path']),
             pgdata=dict(type='path', required=True),
             extra_paths=dict(type='list', elements='path', default=[]),
             reclaimable=dict(type='int', default=0),
+            **_locks.lease_argument_spec()
         ),
         supports_check_mode=True,
     )
     p = module.params
-    space = backup_space(p['path'], p['pgdata'], p['extra_paths'])
+    # Measuring a big PGDATA takes a while: keep the host's lock alive meanwhile.
+    with _locks.leased(module) as lease:
+        space = backup_space(p['storage_dir'], p['pgdata'], p['extra_paths'])
     reclaimable = max(0, p['reclaimable'])
     space['needs_retention'] = space['free'] < space['needed'] <= space['free'] + reclaimable
     if space['free'] + reclaimable < space['needed']:
@@ -96,14 +102,14 @@ def main():
                 'dir and again for the archive at worst, plus %s of extra paths). Free space there, keep fewer '
                 'archives (alation_backup_keep_count), or set alation_backup_space_check=false if you know the data '
                 'compresses well.'
-                % (p['path'], human(space['free']),
+                % (p['storage_dir'], human(space['free']),
                    ' and retention would free %s more' % human(reclaimable) if reclaimable else '',
                    human(space['needed']), p['pgdata'], human(space['pgdata_bytes']), human(space['extra_bytes'])),
             **space)
     if space['needs_retention']:
         module.warn('the backup storage dir %s has %s free, the backup may need %s: retention frees %s of old '
-                    'archives first' % (p['path'], human(space['free']), human(space['needed']), human(reclaimable)))
-    module.exit_json(changed=False, **space)
+                    'archives first' % (p['storage_dir'], human(space['free']), human(space['needed']), human(reclaimable)))
+    lease.exit_json(changed=False, **space)
 
 
 if __name__ == '__main__':

@@ -20,10 +20,12 @@ description:
     has a C(..) component, is C(/), has fewer than two components (C(/data2)), is a system directory
     (C(/etc), C(/usr), C(/var), C(/home), C(/tmp), C(/opt/alation), C(/opt/alation/alation), ...) or directly inside one
     (C(/etc/foo), C(/tmp/x)), also with the symlinks above it resolved. The same rules apply inside the Alation shell
-    (C(/opt/alation/alation/data2) and C(/opt/alation/alation/etc/foo) are refused; C(/opt/alation/alation/data2/tmp) is fine).
+    (C(/opt/alation/alation/data2) and C(/opt/alation/alation/etc/foo) are refused; C(/opt/alation/alation/data2/tmp) is fine),
+    and inside the shell at O(chroot) when that is another.
   - It also fails when O(path) is a symlink or exists and is not a directory.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.lease
 options:
   path:
@@ -54,14 +56,6 @@ options:
       - Group (name or numeric gid) that should own the staging dir. Omit for O(owner)'s primary group, or, without
         O(owner), to leave it as it is.
     type: str
-  chroot:
-    description:
-      - The host path of the Alation shell whose users and groups O(owner) and O(group) name. They are then looked up in
-        the shell's own C(etc/passwd) and C(etc/group), never on the host, where the same names may be missing or
-        have other ids.
-      - The path safety rules of the description apply inside this shell too (its C(/data2) and C(etc/foo) are refused).
-      - Omit on a plain host.
-    type: path
   allowed_roots:
     description:
       - Directories below which O(path) is accepted even when it is directly inside a system directory (for example
@@ -220,7 +214,7 @@ def main():
     except ValueError as e:
         module.fail_json(msg=str(e), path=path)
 
-    beat = _locks.heartbeat(module)
+    lease = _locks.leased(module, 'emptying the staging dir %s (any further)' % path)
     before = describe(path)
     exists = before['state'] == 'directory'
     result = dict(path=path, state=state, removed_files=0, removed_dirs=0, removed_bytes=0, skipped_mounts=[])
@@ -229,19 +223,19 @@ def main():
 
     if exists and state in ('empty', 'absent'):
         mounts = _staging.mount_points_below(_staging.resolved_path(path))
-        try:
-            tree = _staging.clear_tree(path, remove_self=state == 'absent', dry_run=module.check_mode, mount_points=mounts,
-                                       check=beat.check)
-        except _locks.LeaseLost as e:
-            beat.stop()
-            counts = e.result.as_dict()
-            module.fail_json(msg=_locks.stopped(e, 'emptying the staging dir %s (any further)' % path), path=path,
-                             state=state, changed=bool(e.result.files or e.result.dirs), **counts)
-        except _staging.RemovalError as e:
-            counts = e.result.as_dict()
-            module.fail_json(msg='%s. Fix the cause (permissions, immutable attribute, a busy mount) and run again.' % e,
-                             path=path, state=state, failed_path=e.path,
-                             changed=bool(e.result.files or e.result.dirs), **counts)
+        with lease:
+            try:
+                tree = _staging.clear_tree(path, remove_self=state == 'absent', dry_run=module.check_mode,
+                                           mount_points=mounts, check=lease.check)
+            except _locks.LeaseLost as e:
+                lease.result.update(path=path, state=state, changed=bool(e.result.files or e.result.dirs),
+                                    **e.result.as_dict())
+                raise
+            except _staging.RemovalError as e:
+                counts = e.result.as_dict()
+                module.fail_json(msg='%s. Fix the cause (permissions, immutable attribute, a busy mount) and run again.' % e,
+                                 path=path, state=state, failed_path=e.path,
+                                 changed=bool(e.result.files or e.result.dirs), **counts)
         result.update(tree.as_dict())
         changed = bool(tree.files or tree.dirs)
         for mount in tree.skipped_mounts:
@@ -261,10 +255,7 @@ def main():
 
     if module._diff:
         result['diff'] = diff_of(module, path, state, before, tree, attr_diff, uid, gid)
-    lost = beat.stop()
-    if lost:
-        module.fail_json(msg=lost, changed=changed, **result)
-    module.exit_json(changed=changed, duration_s=round(time.monotonic() - started, 3), **result)
+    lease.exit_json(changed=changed, duration_s=round(time.monotonic() - started, 3), **result)
 
 
 def diff_of(module, path, state, before, tree, attr_diff, uid, gid):

@@ -25,6 +25,7 @@ description:
     refuses to start on, or stop, a data directory that another server runs on.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
   - alation.backup.runner
 options:
   pgdata:

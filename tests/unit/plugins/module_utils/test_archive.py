@@ -131,7 +131,7 @@ def test_verify_detects_corruption(tmp_path, verifier):
 # -- the whole operation ----------------------------------------------------------------
 
 def params(src, dest, **kw):
-    p = dict(sources=[dict(path=src, arcname='tmp')], dest=dest, version_tag='5.17.0.116556',
+    p = dict(sources=[dict(path=src, arcname='tmp')], storage_dir=dest, version_tag='5.17.0.116556',
              timestamp='202405011230', compressor='zlib', manifest_extra=dict(pg_backup_id='S1'))
     p.update(kw)
     return p
@@ -183,7 +183,7 @@ def test_create_detects_sources_changed(tree):
 
 def test_plan_refusals(tree):
     src, dest = tree
-    with pytest.raises(A.ArchiveError, match='dest .*/missing is not an existing directory'):
+    with pytest.raises(A.ArchiveError, match='storage_dir .*/missing is not an existing directory'):
         A.Plan(params(src, os.path.join(dest, 'missing')))
     with pytest.raises(A.ArchiveError, match='would pack itself'):
         A.Plan(params(src, os.path.join(src, 'sub')))

@@ -135,7 +135,7 @@ def test_sha256_of(tmp_path):
 # -- archive_info's core ----------------------------------------------------------------
 
 def info(**params):
-    p = dict(path=None, dir=None, suffix='alation_backup', checksum=False, manifest=True)
+    p = dict(path=None, storage_dir=None, suffix='alation_backup', checksum=False, manifest=True)
     p.update(params)
     return ar.ArchiveInfo(p)
 
@@ -145,7 +145,7 @@ def test_archive_info_takes_the_newest_and_checks_it(tmp_path):
     newest = make_archive(tmp_path / NAME, {'n': 2})
     for path in (older, newest):
         write_sha256(path)
-    result = info(dir=str(tmp_path), checksum=True).run()
+    result = info(storage_dir=str(tmp_path), checksum=True).run()
     assert result['path'] == newest and result['archives'] == 2 and result['manifest'] == {'n': 2}
     assert result['sha256'] == result['sha256_recorded'] and result['sha256_path'] == newest + '.sha256'
     assert result['changed'] is False and result['size'] == os.path.getsize(newest)
@@ -167,7 +167,7 @@ def test_archive_info_fails_on_a_sha256_mismatch_keeping_what_it_found(tmp_path)
 ])
 def test_archive_info_refusals(tmp_path, where, match):
     (tmp_path / 'empty-dir').mkdir()
-    params = dict(path=str(tmp_path / where)) if where == 'missing-file' else dict(dir=str(tmp_path / where))
+    params = dict(path=str(tmp_path / where)) if where == 'missing-file' else dict(storage_dir=str(tmp_path / where))
     with pytest.raises(RestoreError, match=match):
         info(**params).run()
 
@@ -344,7 +344,7 @@ def test_archive_info_newest_good_passes_over_names_in_the_future(tmp_path):
     future = make_archive(tmp_path / '203101010000_5-17-0-1_alation_backup.tar.gz', {'n': 2})
     for path in (good, future):
         write_sha256(path)
-    result = info(dir=str(tmp_path), newest_good=True).run()
+    result = info(storage_dir=str(tmp_path), newest_good=True).run()
     assert result['path'] == good and result['future_archives'] == [future]
     assert [i['path'] for i in result['ignored']] == [future] and 'hours ahead' in result['ignored'][0]['why']
     assert 0 <= result['age_s'] < 60

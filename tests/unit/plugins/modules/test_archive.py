@@ -139,5 +139,5 @@ def test_state_check_refuses_a_recipient_that_is_no_fingerprint():
 
 def test_state_present_still_needs_what_it_packs():
     failed, result = run(dict(compressor='zlib'))
-    assert failed and 'state is present but all of the following are missing: sources, dest, version_tag' \
+    assert failed and 'state is present but all of the following are missing: sources, storage_dir, version_tag' \
         in result['msg']

@@ -3,6 +3,7 @@
 """retention: protect and archives named in the future, through the module's options, result and warnings."""
 
 import hashlib
+import os
 
 from ansible.module_utils import basic
 
@@ -48,3 +49,13 @@ def test_check_mode_predicts_the_same_and_no_warning_without_future_names(tmp_pa
                                                      _ansible_check_mode=True))
     assert not failed and result['removed'] == [] and result['future_archives'] == [] and warned == []
     assert sorted(result['kept']) == sorted([own, newer])
+
+
+def test_keep_count_0_the_default_keeps_every_archive(tmp_path):
+    """One default with offsite_copy: 0 is retention off (the role passes alation_backup_keep_count)."""
+    for day in range(1, 4):
+        (tmp_path / archive_name('2026110%d0102' % day, '5-17-0-116556')).write_bytes(b'x')
+    before = sorted(os.listdir(str(tmp_path)))
+    failed, result = run_module(retention.main, dict(storage_dir=str(tmp_path)))
+    assert not failed and not result['changed'] and result['removed'] == [] and len(result['kept']) == 3
+    assert 'retention is off' in result['refused'] and sorted(os.listdir(str(tmp_path))) == before
