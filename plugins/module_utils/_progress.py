@@ -251,7 +251,8 @@ def wait_job(async_dir, job_id, wait=0, clock=time.monotonic, sleep=time.sleep, 
 # -- one look (the step_progress module) ---------------------------------------------
 
 def measure(watch=(), storage_dir=None, archive_sources=(), estimate_paths=()):
-    """How far the step has come now: ``{'bytes', 'estimate_bytes'}`` (and ``writer_pid`` with ``storage_dir``, the backup storage dir the archive is written to)."""
+    """How far the step has come now: ``{'bytes', 'estimate_bytes'}``, and ``writer_pid`` with ``storage_dir`` (the
+    backup storage dir the archive is written to)."""
     found = dict(bytes=watched_bytes(watch), estimate_bytes=watched_bytes(estimate_paths))
     if storage_dir:
         pid = archive_writer(storage_dir)

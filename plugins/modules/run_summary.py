@@ -10,8 +10,8 @@ version_added: 0.3.0
 author: alation.backup maintainers (@alation-backup)
 description:
   - Runs once on the controller after every host's run (C(run_once)). For each host of O(hosts) it takes the host's
-    record (the host var O(record_var)); a host with none gets one saying why (M(alation.backup.run_records) filter:
-    C(unreachable) when its run had started, else C(not run)).
+    record (the host var O(record_var)); a host with none gets one saying why, as the alation.backup.run_records filter does
+    (C(unreachable) when its run had started, else C(not run)).
   - Publishes the records as AWX job stats under O(stats_key) (as M(ansible.builtin.set_stats) with C(aggregate)),
     returns them with one summary line a host, and writes them as JSON to O(report_path) on the controller (0600,
     replaced whole).
