@@ -3,7 +3,8 @@
 #   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
 #   make test    every test (sanity, units, lint, integration, a fault-suite sample, molecule, galaxy)
 #   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
-#   make fleet   only the 20-host fleet run (one ansible-playbook -f 10 over 20 shells)
+#                and a mixed one; task entries and the controller's CPU per host
+#   make fleet   only the fleet runs (ansible-playbook -f 10 over 20 shells; then one with ten times the data)
 #   make faults  the whole fault suite (kill -9, disk full, concurrency, secrets, bad inputs, clock, neighbour,
 #                Alation's own backup, controller gone, far side); SEED=<n> to replay
 SHELL := /bin/bash
@@ -210,7 +211,8 @@ bench: deps collection shell
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/fleet_bench.py
 
-# 20 shells, each with its own PostgreSQL, backed up by one ansible-playbook -f 10.
+# 20 shells, each with its own PostgreSQL, backed up by one ansible-playbook -f 10; then the same 20 with one
+# holding ten times the others' data (bench/fleet_bench.py --no-mixed / --mixed-only for one of the two).
 fleet: deps collection shell
 	$(BIN)/python bench/fleet_bench.py
 

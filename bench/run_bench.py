@@ -12,15 +12,18 @@ filled by ``pgbench -i -s <scale>``. In the same run this times:
   ``tar -c <staging dir> <pg staging dir> | pigz -<level>`` into the backup
   storage dir, then remove the pg staging dir;
 - the role: ``ansible-playbook playbooks/backup.yml`` over that one host, with
-  the role's defaults (a FULL backup, incremental off).
+  the role's defaults (a FULL backup, incremental off), through bench/playrun.py:
+  its task entries (the bench_events callback) and the controller's CPU (less
+  the modules', which run as its children on a local connection).
 
 The bare script runs once untimed first (the page cache and the programs warm
 for both), then the role and the bare script are timed ``--runs`` times each,
-alternately; the medians are compared. Printed: the ratio role / bare and the
-role's fixed overhead per host (role wall time minus the bare script's).
-Nothing is asserted about times.
+alternately; the medians are compared. Printed: the ratio role / bare, the
+role's fixed overhead per host (role wall time minus the bare script's), the
+task entries by kind and the controller's CPU (of the last role run); with -v
+or --entries FILE the entries one by one. Nothing is asserted about times.
 
-    .venv/bin/python bench/run_bench.py [--scale 20] [--runs 1]
+    .venv/bin/python bench/run_bench.py [--scale 20] [--runs 1] [-v] [--entries FILE]
 """
 
 import argparse
@@ -37,7 +40,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, 'tests', 'support'))
 
 import alation_shell  # noqa: E402
-from playbook import HOST, local_host, run_playbook  # noqa: E402
+import playrun  # noqa: E402
+from playbook import HOST  # noqa: E402
 
 # The role's defaults (roles/backup/defaults/main.yml) and Alation's dirs inside the shell.
 LEVEL = 6
@@ -105,12 +109,9 @@ def time_bare(host, script):
 
 
 def time_role(host, engine, workdir):
-    os.makedirs(workdir)
-    t0 = time.perf_counter()
-    run = run_playbook('backup.yml', {'alation_backup_engine': engine}, workdir=workdir,
-                       hosts={HOST: local_host(**host.role_vars)})
-    wall = time.perf_counter() - t0
-    if run.rc != 0:
+    """One role run: (wall s, the host's record, the playrun.Play)."""
+    run = playrun.play(workdir, {HOST: host.role_vars}, extra_vars={'alation_backup_engine': engine}, timeout=900)
+    if run.rc != 0 or HOST not in run.records:
         raise SystemExit('run_bench: the role failed (%d):\n%s' % (run.rc, run.output[-3000:]))
     record = run.records[HOST]
     # The archive and its sidecar go: the next run then has its minute free (names have minute resolution).
@@ -118,13 +119,15 @@ def time_role(host, engine, workdir):
     for name in os.listdir(storage):
         if name.startswith(os.path.basename(record['archive'])):
             os.unlink(os.path.join(storage, name))
-    return wall, record
+    return run.wall, record, run
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--scale', type=int, default=20, help='pgbench -i scale (20: ~300 MB of PGDATA)')
     p.add_argument('--runs', type=int, default=1, help='timed runs of each (medians compared)')
+    p.add_argument('-v', '--verbose', action='store_true', help="print the role's task entries one by one")
+    p.add_argument('--entries', metavar='FILE', help="write the role's task entries one by one to FILE")
     args = p.parse_args(argv)
     workdir = tempfile.mkdtemp(prefix='alation-run-bench-')
     os.chmod(workdir, 0o755)
@@ -143,7 +146,7 @@ def main(argv=None):
         time_bare(host, script)  # warm-up, untimed
         bare, role, records = [], [], []
         for i in range(args.runs):
-            wall, record = time_role(host, engine, os.path.join(workdir, 'play%d' % i))
+            wall, record, run = time_role(host, engine, os.path.join(workdir, 'play%d' % i))
             role.append(wall)
             records.append(record)
             bare.append(time_bare(host, script)[0])
@@ -162,6 +165,19 @@ def main(argv=None):
         print("the role's fixed overhead per host: %.2f s (role wall - bare wall); of it, outside the five steps: "
               '%.2f s (role wall - the steps\' total %.2f s)' % (role_s - bare_s, role_s - steps['total'],
                                                                  steps['total']))
+        print('\n== the controller\'s work (the last role run; CPU through an interpreter wrapper, bench/playrun.py)')
+        for line in run.report():
+            print(line)
+        print("ratio controller CPU per host / bare script wall: %.2f  (the anchor's %.2f s)"
+              % (run.cpu['per_host'] / bare_s, bare_s))
+        listing = ['%s: %d task entries (kind, action, task; * changed)' % (HOST, len(run.entries[HOST]))]
+        listing += playrun.entry_lines(run.entries[HOST])
+        if args.entries:
+            with open(args.entries, 'w') as f:
+                f.write('\n'.join(listing) + '\n')
+            print('task entries one by one: %s' % args.entries)
+        if args.verbose:
+            print('\n' + '\n'.join(listing))
         print('\nthe bare script, as run ($ROOT=%s, $PORT=%d):' % (host.root, host.port))
         for name, text in script:
             print('# %s\n%s' % (name, text))

@@ -5,8 +5,12 @@
 Not part of the collection: the benchmarks enable it (ANSIBLE_CALLBACKS_ENABLED=bench_events,
 ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins) and name the file in $ALATION_BENCH_EVENTS.
 An entry is what ansible-playbook prints a line for: a task's result on a host (ok, changed,
-failed, skipped, unreachable) or an included file. At the end the file gets, per host, the
-entries by kind, and the controller's own CPU (this process and the workers it reaped).
+failed, skipped, unreachable) or an included file. An ``include_tasks`` that runs is one entry
+(its "included:" line), not two: Ansible also sends an ok result for it, which the default
+callback does not print and this one does not count. At the end the file gets every entry (with
+its task's uuid and run_once, so a reader can count a run_once task for every host), and the
+controller's own CPU at that moment (this process and the workers it had reaped by then; the
+benchmarks take the whole run's from the outside, bench/playrun.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +21,7 @@ import os
 import resource
 import time
 
+from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = '''
@@ -39,7 +44,8 @@ class CallbackModule(CallbackBase):
         self.started = {}
 
     def _add(self, kind, host, task, extra=None):
-        entry = dict(kind=kind, host=host, task=task.get_name(), action=task.action, t=time.time())
+        entry = dict(kind=kind, host=host, task=task.get_name(), action=task.action, uuid=task._uuid,
+                     run_once=bool(task.run_once), t=time.time())
         entry.update(extra or {})
         self.entries.append(entry)
 
@@ -53,7 +59,9 @@ class CallbackModule(CallbackBase):
                        since_start=(time.time() - t0) if t0 else None))
 
     def v2_runner_on_ok(self, result):
-        self._result('ok', result)
+        # The included file's own event counts it (v2_playbook_on_include).
+        if not isinstance(result._task, TaskInclude):
+            self._result('ok', result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._result('failed', result)

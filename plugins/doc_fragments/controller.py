@@ -9,8 +9,9 @@ class ModuleDocFragment(object):
 options:
   controller_mark:
     description:
-      - A host file that the controller's M(alation.backup.wait_progress) rewrites at every look at this step (through
-        M(alation.backup.step_progress)). The module creates it when it starts and removes it when it ends.
+      - A host file that the controller's M(alation.backup.wait_progress) rewrites when each look at this step starts
+        and when it ends (through M(alation.backup.step_progress); a look lasts a third of O(controller_timeout) at
+        most). The module creates it when it starts and removes it when it ends.
       - When it has not changed for O(controller_timeout) seconds (an AWX cancel, a controller that died), the module stops
         its programs (the whole process tree), fails as a failed step does (removing its temporary files), releases
         the O(lease), and writes C(.alation_backup.cancelled.json) beside the lease, saying the controller stopped

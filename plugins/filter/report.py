@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) alation.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The run's summary: a record for every host of the play, and one line a host a person reads."""
+"""The run's record: one per host from what its steps returned, one for every host of the play, and one line a
+host a person reads."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import os
 import re
 
 from ansible_collections.alation.backup.plugins.module_utils._host import human
@@ -41,6 +43,115 @@ def run_records(records, hosts, started=None, check_mode=False):
                         skipped_reason='', check_mode=bool(check_mode), engine='', mode='', archive='',
                         archive_shell_path='', size=0, durations_s={}))
     return out
+
+
+def _get(d, *keys, **kw):
+    """d[k1][k2]... or ``default`` where a level is missing, None, or not a dict (a step that never ran)."""
+    default = kw.get('default')
+    for key in keys:
+        if not isinstance(d, dict) or d.get(key) is None:
+            return default
+        d = d[key]
+    return d
+
+
+def _num(value):
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def backup_record(steps, host, started, now, settings, check_mode=False):
+    """This host's record of the backup run, from what each step returned (registered results, {} if it never ran).
+
+    ``steps``: info (alation_info), lock (backup_lock), space (space_check), stage, db (the database step, one
+    shape for both engines), archive, retention, cleanup, copy, and error (the run's error text).
+    ``settings``: engine, incremental, encrypt_recipient, copy_to, pg_staging_dir (the role's variables).
+    ``started``/``now``: the run's start and the record's time on the controller (epoch seconds).
+    """
+    s = dict((k, v if isinstance(v, dict) else {}) for k, v in (steps or {}).items() if k != 'error')
+    info, lock, space, db, a = s.get('info', {}), s.get('lock', {}), s.get('space', {}), s.get('db', {}), s.get('archive', {})
+    retention, copy = s.get('retention', {}), s.get('copy', {})
+    error = str((steps or {}).get('error') or '')
+    skip_reason = str(lock.get('skip_reason') or '')
+    fresh = lock.get('fresh') or {}
+    warnings = []
+    if settings.get('encrypt_recipient') and settings.get('incremental'):
+        warnings.append('the archive is encrypted, but the pg staging dir %s is kept between runs (alation_backup_incremental)'
+                        ' and holds the database backup unencrypted on this host' % settings.get('pg_staging_dir'))
+    archive = a.get('path') or ''
+    storage_shell = _get(info, 'paths', 'backup_storage_dir', 'path', default='')
+    durations = dict((name, _num(s.get(step, {}).get('duration_s'))) for name, step in
+                     (('stage', 'stage'), ('database', 'db'), ('archive', 'archive'), ('cleanup', 'cleanup')))
+    # total is the steps' sum, this host's own time; wall is the run's time on the controller.
+    durations['total'] = round(sum(durations.values()), 2)
+    durations['wall'] = round(_num(now) - _num(started), 2)
+    removed = list(space.get('removed') or []) + list(retention.get('removed') or [])
+    default_copy = dict(result='skipped' if settings.get('copy_to') else 'off', dest='', bytes=0, duration_s=0, error='')
+    return dict(
+        host=host,
+        result=('unreachable' if info.get('unreachable') else 'failed' if error else 'skipped' if skip_reason else 'ok'),
+        error=error,
+        # What the run did that a person should know although it did not fail (the summary line shows them).
+        warnings=warnings,
+        skipped_reason=skip_reason,
+        # What the freshness guard passed over (a lone .sha256, a damaged archive), and why.
+        ignored_archives=fresh.get('ignored') or [],
+        # Archives named more than an hour ahead of the host's clock: left alone, never the newest nor counted.
+        future_archives=(retention.get('future_archives') or space.get('future_archives') or fresh.get('future_archives') or []),
+        # The dead run whose host lock this run took over (its lease was not renewed in time), or "".
+        lock_taken_over=_get(lock, 'taken_over', 'description', default=''),
+        # An earlier run stopped on the host because its controller stopped polling (an AWX cancel), or "".
+        previous_cancel=_get(lock, 'previous_cancel', 'message', default=''),
+        check_mode=bool(check_mode),
+        engine=db.get('engine') or settings.get('engine') or '',
+        mode=db.get('mode') or '',
+        mode_reason=db.get('reason') or '',
+        backup_id=db.get('backup_id') or '',
+        recovered=db.get('recovered') or {},
+        # Backup ids of the older incremental chain deleted from the pg staging dir after a new FULL.
+        chain_pruned=db.get('pruned') or [],
+        archive=archive,
+        # The same archive as the Alation shell sees it (/data2/backup/...), for people.
+        archive_shell_path=('%s/%s' % (storage_shell.rstrip('/'), archive.rsplit('/', 1)[-1])
+                            if archive and storage_shell else ''),
+        size=int(_num(a.get('size'))),
+        sha256=a.get('sha256') or '',
+        compressor=a.get('compressor') or '',
+        alation_version=info.get('version') or '',
+        # Alation's own backup schedule as preflight read it (next_start, the start within the margin), or {}.
+        alation_schedule=info.get('alation_schedule') or {},
+        # Every file retention removed (before the backup when the space needed it, and after), and the bytes freed.
+        retention=dict(removed=[r.get('path') if isinstance(r, dict) else r for r in removed],
+                       freed_bytes=int(_num(space.get('freed_bytes')) + _num(retention.get('freed_bytes'))),
+                       refused=retention.get('refused') or ''),
+        # The off-host copy: result ok, failed, skipped (not reached, or check mode) or off; dest, bytes, ...
+        copy=copy.get('copy') or default_copy,
+        # Each step as its module measured it on the host.
+        durations_s=durations,
+    )
+
+
+def report_path_problem(path, name='the report path'):
+    """Why the controller could not write a report at ``path`` ('' when it can): checked before the run.
+
+    ``name`` is what the message calls the path (the role variable that set it)."""
+    if not path:
+        return ''
+    directory = os.path.dirname(path) or '.'
+    if not os.path.exists(directory):
+        why = 'does not exist'
+    elif not os.path.isdir(directory):
+        why = 'is not a directory'
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        why = 'is not writable by the user running ansible-playbook'
+    elif os.path.isdir(path):
+        why = 'holds a directory of that name'
+    else:
+        return ''
+    return ('the controller cannot write %s %s: its directory %s %s. Give a path in an existing '
+            'directory that user may write, or leave it empty' % (name, path, directory, why))
 
 
 def _one_line(text, limit=ERROR_CHARS):
@@ -95,4 +206,5 @@ def _result_line(r):
 
 class FilterModule(object):
     def filters(self):
-        return dict(run_records=run_records, summary_line=summary_line)
+        return dict(run_records=run_records, summary_line=summary_line, backup_record=backup_record,
+                    report_path_problem=report_path_problem)

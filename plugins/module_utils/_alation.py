@@ -50,8 +50,6 @@ VERSION_CONSTANTS = (
 _CONSTANT_LINE = re.compile(r'^\s*(%s)\b' % '|'.join(name for part, name in VERSION_CONSTANTS))
 # NAME = 5 | NAME = '5' | NAME = "5", optionally followed by a comment.
 _ASSIGNMENT = re.compile(r'''\s*(?P<name>\w+)\s*=\s*(?:(?P<int>[0-9]+)|(?P<q>['"])(?P<str>[0-9]+)(?P=q))\s*(?:\#.*)?''')
-# ASCII digits only: str.isdigit() and \d also accept other scripts' digits.
-_VERSION_TAG = re.compile(r'([0-9]+)([.-])([0-9]+)\2([0-9]+)\2([0-9]+)')
 
 
 class AlationFactError(Exception):
@@ -255,19 +253,6 @@ def version_strings(parts):
     """(version, version_tag), e.g. ('5.17.0.116556', '5-17-0-116556')."""
     values = [parts[part] for part, name in VERSION_CONSTANTS]
     return '.'.join(values), '-'.join(values)
-
-
-def normalize_version_tag(value):
-    """Return ``value`` as an archive version tag ``major-minor-patch-build``.
-
-    Accepts ``5-17-0-116556`` or ``5.17.0.116556``; raises ValueError otherwise.
-    """
-    m = _VERSION_TAG.fullmatch(value) if isinstance(value, str) else None
-    if not m:
-        raise ValueError(
-            'version %r is not an Alation version: expected four numbers joined by "-" or ".", '
-            'e.g. 5-17-0-116556 or 5.17.0.116556' % (value,))
-    return '-'.join(m.group(i) for i in (1, 3, 4, 5))
 
 
 def read_disk_caches(root):

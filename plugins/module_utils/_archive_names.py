@@ -20,7 +20,6 @@ import socket
 import stat
 import time
 
-from ansible_collections.alation.backup.plugins.module_utils import _alation
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError, pid_alive
 
 DEFAULT_SUFFIX = 'alation_backup'
@@ -29,6 +28,8 @@ TIMESTAMP_RE = re.compile(r'^\d{12}$')
 SUFFIX_RE = re.compile(r'^[A-Za-z0-9_-]+$')
 # major-minor-patch-build; Alation's dotted form is accepted when reading.
 _VERSION = r'\d+(?P<sep>[.-])\d+(?P=sep)\d+(?P=sep)\d+'
+# The version tag given to the archive module (ASCII digits only: str.isdigit() and \d also accept other scripts' digits).
+_VERSION_TAG = re.compile(r'([0-9]+)([.-])([0-9]+)\2([0-9]+)\2([0-9]+)')
 SHA256_LINE_RE = re.compile(r'^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$')
 # Written after the sha256sum line of a .sha256 (sha256sum -c skips # lines): the archive's size at publish.
 SIZE_LINE_RE = re.compile(r'^# size (?P<size>[0-9]+)$')
@@ -43,10 +44,24 @@ class ArchiveError(HostError):
     """Something the user must fix; the message says what and how."""
 
 
+def version_tag(value):
+    """Return ``value`` as an archive version tag ``major-minor-patch-build``.
+
+    Accepts ``5-17-0-116556`` or ``5.17.0.116556`` (Alation's version, as alation_info reports it); raises
+    ValueError otherwise.
+    """
+    m = _VERSION_TAG.fullmatch(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(
+            'version %r is not an Alation version: expected four numbers joined by "-" or ".", '
+            'e.g. 5-17-0-116556 or 5.17.0.116556' % (value,))
+    return '-'.join(m.group(i) for i in (1, 3, 4, 5))
+
+
 def normalize_version_tag(value):
-    """``5.17.0.116556`` or ``5-17-0-116556`` -> ``5-17-0-116556`` (the one rule lives in _alation)."""
+    """``5.17.0.116556`` or ``5-17-0-116556`` -> ``5-17-0-116556``; else the archive module's ArchiveError."""
     try:
-        return _alation.normalize_version_tag(value)
+        return version_tag(value)
     except ValueError as e:
         raise ArchiveError('version_tag: %s (major-minor-patch-build; alation_info reports it)' % e)
 
@@ -289,3 +304,20 @@ def newest_good(directory, suffix=DEFAULT_SUFFIX, rehash=False, now=None):
             continue
         return path, ignored
     return None, ignored
+
+
+def newest_good_info(directory, suffix=DEFAULT_SUFFIX, rehash=False, now=None):
+    """``newest_good`` as the callers report it: {path (None when none counts), age_s (seconds since it was
+    written, by its mtime; None), ignored, future_archives}."""
+    now = time.time() if now is None else now
+    path, ignored = newest_good(directory, suffix, rehash=rehash, now=now)
+    return dict(path=path, age_s=round(now - os.path.getmtime(path), 1) if path else None, ignored=ignored,
+                future_archives=future_archives(directory, suffix, now))
+
+
+def too_recent(fresh, min_interval):
+    """Why a run skips (its newest good archive, ``newest_good_info``, is younger than ``min_interval`` hours),
+    or '' (none counts, it is older, or ``min_interval`` is 0: off)."""
+    if not min_interval or not fresh.get('path') or fresh['age_s'] >= min_interval * 3600:
+        return ''
+    return '%s is younger than alation_backup_min_interval (%g h)' % (os.path.basename(fresh['path']), min_interval)

@@ -15,7 +15,7 @@ import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive import MANIFEST_NAME, scan_sources
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
-    future_archives, is_encrypted, list_archives, newest_good, read_sidecar, sha256_of)
+    is_encrypted, list_archives, newest_good_info, read_sidecar, sha256_of)
 from ansible_collections.alation.backup.plugins.module_utils._gpg import Decryption
 from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
@@ -127,10 +127,8 @@ class ArchiveInfo(object):
         if p['storage_dir'] and p.get('newest_good'):
             if not os.path.isdir(p['storage_dir']):
                 raise RestoreError('the backup storage dir %s does not exist' % p['storage_dir'])
-            now = time.time()
-            path, result['ignored'] = newest_good(p['storage_dir'], p['suffix'], rehash=p['checksum'], now=now)
-            result.update(path=path, age_s=round(now - os.path.getmtime(path), 1) if path else None,
-                          future_archives=future_archives(p['storage_dir'], p['suffix'], now))
+            result.update(newest_good_info(p['storage_dir'], p['suffix'], rehash=p['checksum']))
+            path = result['path']
             if not path:
                 return result
             result.update(size=os.path.getsize(path), sha256_path=path + '.sha256')

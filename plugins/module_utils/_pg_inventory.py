@@ -136,6 +136,21 @@ def inventory(psql, maintenance_db):
     return dict(databases=databases, unreachable=unreachable, server_version_num=version)
 
 
+def count_tables(runner, conn_argv, env, maintenance_db, bindir=None):
+    """(databases {name: {tables: N}}, error '' or why not all were counted), as ``inventory`` counts them; never
+    raises: the backup steps that count right after their backup never fail for it (the restore drill then skips
+    the counts, saying why)."""
+    program, searched = find_program(runner, 'psql', bindir)
+    if not program:
+        return {}, not_found(runner, 'psql', searched, 'Install the PostgreSQL client or set bindir.')
+    try:
+        found = inventory(Psql(runner, program, conn_argv, env), maintenance_db)
+    except (InventoryError, OSError, ValueError, TypeError) as e:
+        return {}, 'cannot list the databases: %s' % e
+    error = '; '.join('database %s was not counted: %s' % (name, why) for name, why in sorted(found['unreachable'].items()))
+    return found['databases'], error
+
+
 def hba_line(host, user):
     """The pg_hba.conf line that lets ``user`` open a replication connection from ``host``."""
     if not host or host.startswith('/'):

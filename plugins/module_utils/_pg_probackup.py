@@ -26,9 +26,10 @@ import stat
 import time
 
 from ansible_collections.alation.backup.plugins.module_utils._host import command_failure, exit_description, pid_state
+from ansible_collections.alation.backup.plugins.module_utils._locks import LeaseLost, stopped
 from ansible_collections.alation.backup.plugins.module_utils._runner import find_program, not_found
 from ansible_collections.alation.backup.plugins.module_utils._staging import (
-    RemovalError, clear_tree, dir_state, mount_points_below, refusal, resolved_path)
+    RemovalError, clear_tree, dir_state, make_dir, mount_points_below, refusal, resolved_path)
 
 RESTORABLE = ('OK', 'DONE')
 BROKEN = ('ERROR', 'CORRUPT', 'ORPHAN')
@@ -525,15 +526,15 @@ def running_info(host_catalog, instance, backups):
     return info
 
 
-def remove_tree(path, keep_top=False, shell_root=None):
+def remove_tree(path, keep_top=False, shell_root=None, allowed_roots=()):
     """Remove catalog directory ``path`` (with keep_top, only what is in it).
 
-    The collection's staging rules apply (never /, a system dir or a symlink)
-    and the removal is the staging dir's: through directory fds, never
-    following a symlink, never leaving the catalog's filesystem. Raises
-    OSError saying why when it refuses or fails.
+    The collection's staging rules apply (never /, a system dir or a symlink;
+    ``allowed_roots`` as for the staging dir) and the removal is the staging
+    dir's: through directory fds, never following a symlink, never leaving the
+    catalog's filesystem. Raises OSError saying why when it refuses or fails.
     """
-    why = refusal(path, shell_root=shell_root)
+    why = refusal(path, allowed_roots, shell_root=shell_root)
     if why:
         raise OSError(errno.EPERM, why)
     try:
@@ -571,6 +572,12 @@ class Catalog:
         self.conn_env = conn_env or {}
         self.host_catalog = runner.host_path(catalog)
         self.warnings = []
+        # The catalog dir this module makes: its owner (uid, gid; None keeps the module user's) and the
+        # staging rules' allowed_roots for making and removing it.
+        self.owner = (None, None)
+        self.allowed_roots = ()
+        # The Alation shell whose system dirs the staging rules guard too (the runner's chroot).
+        self.shell_root = runner.chroot
 
     # The run's lease check (Heartbeat.check), set by the module; None: no lease to check.
     lease_check = None
@@ -581,8 +588,8 @@ class Catalog:
             return
         try:
             self.lease_check()
-        except Exception as e:  # LeaseLost; _locks is not imported here
-            raise LeaseStop('%s. Stopped before %s: nothing more was changed' % (e, before))
+        except LeaseLost as e:
+            raise LeaseStop(stopped(e, before))
 
     def run(self, action, args, check=True, env=None):
         result = self.runner.run([self.binary] + list(args), env=env)
@@ -601,6 +608,22 @@ class Catalog:
 
     def state(self):
         return catalog_state(self.host_catalog)
+
+    def make_dir(self):
+        """Make the missing catalog dir, 0700 and owned by the user pg_probackup runs as (so its init and backups
+        may write there), under the staging rules. True when made."""
+        why = refusal(self.host_catalog, self.allowed_roots, shell_root=self.shell_root)
+        if why:
+            raise PgProbackupError('not making catalog %s: %s' % (self.catalog, why))
+        try:
+            return make_dir(self.host_catalog, 0o700, *self.owner)
+        except OSError as e:
+            raise PgProbackupError('could not make catalog dir %s (%s on the host): %s. Check that its parent is a '
+                                   'writable directory.' % (self.catalog, self.host_catalog, e.strerror or e))
+
+    def remove(self):
+        """Remove the catalog dir with everything in it (the staging rules; never through a symlink)."""
+        remove_tree(self.host_catalog, shell_root=self.shell_root, allowed_roots=self.allowed_roots)
 
     def show_all(self):
         """The whole catalog as parsed JSON ([] when it is missing or not initialised)."""
@@ -639,7 +662,7 @@ class Catalog:
         if self.state() != 'catalog':
             raise PgProbackupError(
                 'pg_probackup init exited 0 but catalog %s was not created (no backups/ and wal/ in it): '
-                'its parent directory must be writable by the user pg_probackup runs as (run_as=%s)'
+                'the catalog dir must be writable by the user pg_probackup runs as (run_as=%s)'
                 % (self.catalog, self.runner.run_as or 'the module user'), r)
 
     def add_instance(self, pgdata):
@@ -739,23 +762,40 @@ def _new_result():
 
 
 def run_backup(cat, p, check_mode, now=None):
-    """state=backup. ``p``: the module params. Returns the result; raises PgProbackupError."""
+    """state=backup. ``p``: the module params. Returns the result; raises PgProbackupError.
+
+    With ``p['fresh']`` the catalog goes first (as state=absent removes it) and the backup starts a new one.
+    A missing catalog dir is made (``Catalog.make_dir``). The result carries the engines' one shape:
+    ``engine``, ``mode``, ``reason``, ``backup_id``, ``recovered``, ``pruned``.
+    """
     res = _new_result()
+    res.update(engine='pg_probackup', mode=None, backup_id='', fresh_removed=False, made_catalog_dir=False)
+    fresh = bool(p.get('fresh'))
+    if fresh and not p.get('pgdata'):
+        raise PgProbackupError('pgdata is required with fresh=true: the new catalog needs instance %s added '
+                               '(pg_probackup add-instance -D PGDATA); nothing was removed' % cat.instance)
     state = cat.state()
     _refuse_odd_catalog(cat, state)
-    # A missing catalog or instance reads as empty (recorded errors of show).
-    instance_exists, backups = cat.show()
+    if fresh:
+        # Decided (and refused) as state=absent decides, before anything is touched; removed below.
+        res['fresh_removed'] = remove_catalog(cat, True)
+        instance_exists, backups = False, []
+    else:
+        # A missing catalog or instance reads as empty (recorded errors of show).
+        instance_exists, backups = cat.show()
     res['backups'] = [normalise(b) for b in backups]
     plan = plan_backup(backups, cat.running(backups), p['backup_mode'], p['incremental_mode'],
                        p['on_broken_chain'], cat.catalog, cat.instance, p.get('full_every') or 0,
                        p.get('full_every_days') or 0, time.time() if now is None else now)
-    res.update(mode_taken=plan['mode'], reason=plan['reason'])
+    res.update(mode_taken=plan['mode'], mode=(plan['mode'] or '').upper() or None, reason=plan['reason'])
+    if fresh:
+        res['reason'] = 'fresh: a new catalog, so %s' % plan['reason']
     if plan['recovery']:
         gone = [b['id'] for b in backups] if plan['recovery'] == 'reset' else \
             sorted(set(b['id'] for b in backups) - set(b['id'] for b in plan['remaining']), key=id_key, reverse=True)
         res['recovered'] = dict(action=plan['recovery'], broken=plan['bad'], deleted=gone)
     reset = plan['recovery'] == 'reset'
-    needs_init = reset or state in ('absent', 'empty')
+    needs_init = reset or fresh or state in ('absent', 'empty')
     needs_instance = reset or not instance_exists
     pgdata = p.get('pgdata')
     if needs_instance and not pgdata and instance_exists:
@@ -772,10 +812,17 @@ def run_backup(cat, p, check_mode, now=None):
 
     changed = []
     try:
+        if res['fresh_removed']:
+            remove_catalog(cat, False)
+            changed.append(True)
+        if fresh or state == 'absent':
+            # Made here, once the plan holds: a refused run leaves no dir behind.
+            res['made_catalog_dir'] = cat.make_dir()
+            changed.append(res['made_catalog_dir'])
         if reset:
             # Empty the catalog but keep its directory (owner and mode stay as the admin made them).
             cat.check_lease('emptying catalog %s (on_broken_chain=reset)' % cat.catalog)
-            remove_tree(cat.host_catalog, keep_top=True, shell_root=cat.runner.chroot)
+            remove_tree(cat.host_catalog, keep_top=True, shell_root=cat.shell_root, allowed_roots=cat.allowed_roots)
             changed.append(True)
         elif plan['recovery'] == 'repair':
             _repair(cat, plan, backups)
@@ -812,13 +859,14 @@ def run_backup(cat, p, check_mode, now=None):
                                       'the next FULL that validates deletes it' % (backup_id, new.get('status'),
                                                                                    p['validate']))
     except PgProbackupError as e:
-        e.extra.setdefault('changed', bool(changed))
+        e.extra.setdefault('changed', any(changed))
         e.extra.setdefault('recovered', res['recovered'])
         e.extra.setdefault('mode_taken', res['mode_taken'])
         raise
     res['changed'] = True
     res['backups'] = [normalise(b) for b in backups]
     res['backup'] = normalise(next((b for b in backups if b.get('id') == backup_id), None))
+    res['backup_id'] = backup_id or ''
     return res
 
 
@@ -953,11 +1001,12 @@ def live_pid_files(host_catalog):
     return found
 
 
-def run_absent(cat, check_mode):
-    res = dict(changed=False)
+def remove_catalog(cat, check_mode):
+    """Remove the catalog dir, refusing one that is no catalog and one a backup runs in (state=absent, and
+    fresh=true before its backup). True when there was one to remove."""
     state = cat.state()
     if state == 'absent':
-        return res
+        return False
     _refuse_odd_catalog(cat, state)
     live = live_pid_files(cat.host_catalog)
     if live:
@@ -965,9 +1014,12 @@ def run_absent(cat, check_mode):
             cat.catalog, ', '.join('%s: pid %s' % x for x in live)))
     if not check_mode:
         cat.check_lease('removing catalog %s' % cat.catalog)
-        remove_tree(cat.host_catalog, shell_root=cat.runner.chroot)
-    res['changed'] = True
-    return res
+        cat.remove()
+    return True
+
+
+def run_absent(cat, check_mode):
+    return dict(changed=remove_catalog(cat, check_mode))
 
 
 # -- the binary, checked before the run -----------------------------------------------

@@ -3,7 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How far a long step has come: measured on the host, told on the controller.
 
-Host side (the step_progress module): the bytes a step has produced under
+Host side (the step_progress module): one look of the controller at a
+step, which waits on the host for the step to finish (a long poll, so one
+remote call a look however soon the step ends) and measures the bytes a
+step has produced under
 its watched paths (the pg staging dir), or the source bytes the archive
 writer has read so far. The writer reads its sources one file at a time in
 the order iter_entries gives, so the bytes before the file it has open plus
@@ -17,11 +20,14 @@ Standard library only: the module side runs on the hosts' Python 3.6+.
 
 import json
 import os
+import select
 import stat
+import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import host_label, tmp_pattern
 from ansible_collections.alation.backup.plugins.module_utils._host import human, pid_alive, tree_bytes
 from ansible_collections.alation.backup.plugins.module_utils._tar import iter_entries
+from ansible_collections.alation.backup.plugins.module_utils._watch import touch_mark
 
 
 # -- words ---------------------------------------------------------------------
@@ -167,18 +173,132 @@ def archive_read_bytes(sources, positions):
     return done, total
 
 
-def read_job(async_dir, job_id):
-    """(state, text) of a background job's status file; a finished job's file is removed once read."""
-    path = os.path.join(async_dir, os.path.basename(job_id))
+# Between two looks at a job's status file during a long poll: a finished job is noticed within this.
+JOB_LOOK_S = 0.2
+
+
+def _job_file(async_dir, job_id):
+    return os.path.join(async_dir, os.path.basename(job_id))
+
+
+def _read_job_file(path):
+    """(state, text, over) of the status file at ``path``: over once the job finished (its file is then removed)
+    or the file is missing."""
     try:
         with open(path) as f:
             text = f.read()
     except FileNotFoundError:
-        return 'missing', None
+        return 'missing', None, True  # nothing more to wait for
     try:
         data = json.loads(text)
     except ValueError:
-        return 'running', None  # async_wrapper has not written it whole yet
-    if isinstance(data, dict) and ('started' not in data or data.get('finished')):
+        return 'running', None, False  # async_wrapper has not written it whole yet
+    over = isinstance(data, dict) and ('started' not in data or bool(data.get('finished')))
+    if over:
         os.unlink(path)
-    return 'written', text
+    return 'written', text, over
+
+
+def read_job(async_dir, job_id):
+    """(state, text) of a background job's status file; a finished job's file is removed once read."""
+    state, text, dummy = _read_job_file(_job_file(async_dir, job_id))
+    return state, text
+
+
+def _file_signature(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def nobody_reads(fd=1):
+    """True once the pipe or socket ``fd`` writes to has no reader: the controller that called this module (through
+    its connection) is gone. False for anything else (a file, a terminal) and when poll will not say."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for dummy, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def wait_job(async_dir, job_id, wait=0, clock=time.monotonic, sleep=time.sleep, gone=lambda: False):
+    """``read_job``, waiting up to ``wait`` seconds for the job to finish: (state, text, over).
+
+    async_wrapper writes the status file whole (a temporary file renamed over it), so between two reads a
+    ``stat`` every JOB_LOOK_S tells whether it changed: the file is read again only then. Returns as soon as
+    the job finished (or its file is missing), or ``gone()`` says the caller went away, else after ``wait``
+    seconds with what the file says then.
+    """
+    path = _job_file(async_dir, job_id)
+    deadline = clock() + max(0.0, float(wait or 0))
+    seen = _file_signature(path)
+    state, text, over = _read_job_file(path)
+    while not over:
+        left = deadline - clock()
+        if left <= 0 or gone():
+            break
+        sleep(min(JOB_LOOK_S, left))
+        now = _file_signature(path)
+        if now != seen:
+            seen = now
+            state, text, over = _read_job_file(path)
+    return state, text, over
+
+
+# -- one look (the step_progress module) ---------------------------------------------
+
+def measure(watch=(), storage_dir=None, archive_sources=(), estimate_paths=()):
+    """How far the step has come now: ``{'bytes', 'estimate_bytes'}``, and ``writer_pid`` with ``storage_dir`` (the
+    backup storage dir the archive is written to)."""
+    found = dict(bytes=watched_bytes(watch), estimate_bytes=watched_bytes(estimate_paths))
+    if storage_dir:
+        pid = archive_writer(storage_dir)
+        done, total = archive_read_bytes(archive_sources, read_positions(pid) if pid else {})
+        found.update(bytes=done, writer_pid=pid, estimate_bytes=found['estimate_bytes'] or total)
+    return found
+
+
+def look(params, check_mode=False, clock=time.monotonic, sleep=time.sleep, gone=nobody_reads):
+    """step_progress's result for its ``params``: the poll mark left, the bytes measured before the wait
+    (``start_bytes``) and after it (``bytes``, None when the job finished meanwhile), the job's status file.
+
+    The mark is left when the look starts and again when it ends, so the step sees a silence of at most
+    ``wait`` seconds during a look. A look whose controller went away meanwhile (``gone()``: nobody reads
+    its output any more) ends at once and leaves no mark: the step's silence counts from the look's start.
+    The estimate is measured once, with the first measure of the look.
+    """
+    p = params
+    mark = None if check_mode else p.get('controller_mark')
+
+    def leave_mark():
+        if mark and os.path.exists(mark):
+            touch_mark(mark)
+
+    leave_mark()
+    where = dict(watch=p.get('watch') or (), storage_dir=p.get('storage_dir'),
+                 archive_sources=p.get('archive_sources') or (), estimate_paths=p.get('estimate_paths') or ())
+    when = ['end'] if p.get('measure') is None else p['measure']
+    result = dict(changed=False, bytes=None, estimate_bytes=0)
+    if 'start' in when:
+        found = measure(**where)
+        result.update(found, start_bytes=found.pop('bytes'), bytes=None)
+        where['estimate_paths'] = ()
+    over = False
+    if p.get('job_id'):
+        result['job'], text, over = wait_job(os.path.expanduser(p.get('async_dir') or '~/.ansible_async'), p['job_id'],
+                                             p.get('wait') or 0, clock, sleep, gone)
+        if text is not None:
+            result['job_text'] = text
+    if not over and gone():
+        result['controller_gone'] = True  # nobody will read it: what matters is the mark not left
+        return result
+    if not over:
+        leave_mark()  # a finished step has removed its mark: it must not come back
+        if 'end' in when:
+            found = measure(**where)
+            found['estimate_bytes'] = result['estimate_bytes'] or found['estimate_bytes']
+            result.update(found)
+    return result

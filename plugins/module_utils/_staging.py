@@ -13,6 +13,7 @@ reports the same counts without touching anything (check mode).
 
 import errno
 import os
+import shutil
 import stat
 import time
 
@@ -390,3 +391,154 @@ def dir_state(path):
     if not stat.S_ISDIR(st.st_mode):
         return 'not_dir'
     return 'not_empty' if os.listdir(path) else 'empty'
+
+
+def fix_dir(path, mode=0o700, uid=None, gid=None):
+    """Give directory ``path`` ``mode`` and owner ``uid``/``gid`` (None: as it is) where they differ, never through
+    a symlink. True when something changed."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, 'not a directory (or a symlink)', path)
+    changed = False
+    want_uid = st.st_uid if uid in (None, -1) else uid
+    want_gid = st.st_gid if gid in (None, -1) else gid
+    if (want_uid, want_gid) != (st.st_uid, st.st_gid):
+        os.chown(path, want_uid, want_gid, follow_symlinks=False)
+        changed = True
+    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+        changed = True
+    return changed
+
+
+def make_dir(path, mode=0o700, uid=None, gid=None):
+    """Make directory ``path`` (its missing parents as ``mkdir -p`` makes them) with ``mode`` whatever the umask,
+    owned by ``uid``/``gid`` (None: the module user's). An existing one is left as it is. True when made."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        # Private until its owner and mode are set.
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return False
+    fix_dir(path, mode, uid, gid)
+    return True
+
+
+def empty_dir(path, dry_run=False, check=None, mounts_fail=True):
+    """Remove what is in directory ``path`` (kept), as ``clear_tree`` does (never following a link, staying on its
+    filesystem); a TreeResult. RemovalError when it fails part way, or (``mounts_fail``) when a mount point inside
+    had to stay (the dir is then not empty)."""
+    result = clear_tree(path, remove_self=False, dry_run=dry_run, mount_points=mount_points_below(resolved_path(path)),
+                        check=check)
+    if result.skipped_mounts and mounts_fail:
+        raise RemovalError(result.skipped_mounts[0], 'a mount point (another filesystem or a bind mount) is inside; '
+                           'it was left alone, so the directory is not empty', result)
+    return result
+
+
+class Refused(ValueError):
+    """A path the staging rules refuse (``refusal``'s message)."""
+
+
+def fresh_dir(path, mode=0o700, uid=None, gid=None, allowed_roots=(), shell_root=None, dry_run=False, check=None,
+              mounts_fail=True):
+    """Make ``path`` an empty directory with ``mode`` and owner ``uid``/``gid``, as a staging dir's state=empty:
+    refused by the staging rules (Refused), emptied when it exists (``empty_dir``; ``check`` is the run's lease
+    check), made when it is missing (``make_dir``), its mode and owner set where they differ. With ``dry_run``
+    nothing is touched. A mount point inside fails it (RemovalError) unless ``mounts_fail`` is off: it is then
+    left alone, in the result's ``skipped_mounts``. Returns (changed, the TreeResult of what was (or would be)
+    removed)."""
+    why = refusal(path, allowed_roots, shell_root)
+    if why:
+        raise Refused(why)
+    path = os.path.normpath(path)
+    if not os.path.lexists(path):
+        if not dry_run:
+            if check is not None:
+                check()
+            make_dir(path, mode, uid, gid)
+        return True, TreeResult()
+    tree = empty_dir(path, dry_run=dry_run, check=check, mounts_fail=mounts_fail)
+    changed = bool(tree.files or tree.dirs)
+    if dry_run:
+        st = os.lstat(path)
+        return changed or (mode is not None and stat.S_IMODE(st.st_mode) != mode) or \
+            uid not in (None, -1, st.st_uid) or gid not in (None, -1, st.st_gid), tree
+    return fix_dir(path, mode, uid, gid) or changed, tree
+
+
+def remove_dir(path, allowed_roots=(), shell_root=None, dry_run=False, check=None):
+    """Remove directory ``path`` with everything in it, as a staging dir's state=absent: refused by the staging rules
+    (Refused), never following a link, staying on its filesystem (a mount point inside is left alone with the dirs
+    above it, in ``skipped_mounts``). The TreeResult, or None when it is already absent."""
+    why = refusal(path, allowed_roots, shell_root)
+    if why:
+        raise Refused(why)
+    path = os.path.normpath(path)
+    if not os.path.lexists(path):
+        return None
+    return clear_tree(path, remove_self=True, dry_run=dry_run, mount_points=mount_points_below(resolved_path(path)),
+                      check=check)
+
+
+EXTRA_PATHS_DIR = 'extra_paths'
+
+
+def extra_path_target(staging_dir, shell_path, host_path):
+    """Where an extra path is staged: ``<staging dir>/extra_paths<dirname(shell_path)>/<its name>``, its own path in
+    the Alation shell kept below ``extra_paths/`` so that two files of one name do not collide."""
+    parent = os.path.normpath(os.path.join(staging_dir, EXTRA_PATHS_DIR + os.path.dirname(shell_path)))
+    return os.path.join(parent, os.path.basename(os.path.normpath(host_path)))
+
+
+def _copy_tree(src, dst, counts):
+    """Copy directory ``src`` into ``dst`` (made, or merged into), modes and times kept; a symlink inside is copied
+    as a link (never followed out of the source); sockets, fifos and devices are skipped."""
+    os.makedirs(dst, exist_ok=True)
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        st = os.lstat(s)
+        if stat.S_ISLNK(st.st_mode):
+            if os.path.lexists(d):
+                os.unlink(d)
+            os.symlink(os.readlink(s), d)
+            counts['files'] += 1
+        elif stat.S_ISDIR(st.st_mode):
+            _copy_tree(s, d, counts)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copy2(s, d)
+            counts['files'] += 1
+            counts['bytes'] += st.st_size
+    shutil.copystat(src, dst)
+
+
+def stage_extra_paths(staging_dir, extra_paths, dry_run=False):
+    """Copy each extra path (``{host_path, shell_path}``, as alation_info returns them; a file or a dir, modes kept)
+    to ``extra_path_target``. The path named is followed when it is a link; links inside a dir are copied as links.
+    Returns [{host_path, shell_path, dest, files, bytes}] (with ``dry_run``, what would be copied, nothing touched).
+    ValueError for an entry without both paths or a host path that is missing."""
+    done = []
+    for entry in extra_paths or ():
+        host_path, shell_path = (entry or {}).get('host_path'), (entry or {}).get('shell_path')
+        if not host_path or not shell_path or not os.path.isabs(host_path) or not os.path.isabs(shell_path):
+            raise ValueError('extra_paths entry %r needs an absolute host_path and shell_path (as alation_info '
+                             'returns them)' % (entry,))
+        if not os.path.exists(host_path):
+            raise ValueError('extra path %s (%s in the Alation shell) does not exist: create it or take it out of '
+                             'extra_paths' % (host_path, shell_path))
+        dest = extra_path_target(staging_dir, shell_path, host_path)
+        counts = dict(files=0, bytes=0)
+        if os.path.isdir(host_path):
+            if dry_run:
+                for root, dummy, files in os.walk(host_path):
+                    counts['files'] += len(files)
+                    counts['bytes'] += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+            else:
+                _copy_tree(host_path, dest, counts)
+        else:
+            counts.update(files=1, bytes=os.stat(host_path).st_size)
+            if not dry_run:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy2(host_path, dest)
+        done.append(dict(host_path=host_path, shell_path=shell_path, dest=dest, **counts))
+    return done

@@ -313,6 +313,7 @@ from ansible_collections.alation.backup.plugins.module_utils._archive import (
     ArchiveError, Plan, check_before_run, create_archive)
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
 from ansible_collections.alation.backup.plugins.module_utils._gzip import COMPRESSORS
+from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
 
 
 def _terminated(signum, frame):
@@ -339,14 +340,13 @@ def main():
             mode=dict(type='raw', default='0600'),
             owner=dict(type='str'),
             group=dict(type='str'),
-            chroot=dict(type='path'),
             space_check=dict(type='bool', default=True),
             compressor=dict(type='str', default='auto', choices=['auto'] + list(COMPRESSORS)),
             manifest_extra=dict(type='dict', default={}),
             encrypt_recipient=dict(type='str'),
             encrypt_public_key=dict(type='str'),
             gpg_homedir=dict(type='path'),
-            **dict(_locks.lease_argument_spec(), **_watch.watch_argument_spec())
+            **dict(shell_argument_spec(), **dict(_locks.lease_argument_spec(), **_watch.watch_argument_spec()))
         ),
         required_if=[('state', 'present', ('sources', 'storage_dir', 'version_tag'))],
         supports_check_mode=True,

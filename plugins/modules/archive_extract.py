@@ -153,11 +153,13 @@ from ansible_collections.alation.backup.plugins.module_utils._secret_file import
     secret_file_argument_spec, take_secret_options)
 from ansible_collections.alation.backup.plugins.module_utils._archive_read import Extract, decrypt_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
-from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, shell_argument_spec
 
 
-def options_of_a_background_step():
-    spec = _locks.lease_argument_spec()
+def shared_options():
+    """The options archive_extract shares with other modules: the shell, the lease, the watch, decrypting."""
+    spec = shell_argument_spec()
+    spec.update(_locks.lease_argument_spec())
     spec.update(_watch.watch_argument_spec())
     spec.update(decrypt_argument_spec())
     spec.update(secret_file_argument_spec('decrypt_key', 'decrypt_passphrase'))
@@ -176,8 +178,7 @@ def main():
             extra_space=dict(type='int', default=0),
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
-            chroot=dict(type='path'),
-            **options_of_a_background_step()
+            **shared_options()
         ),
         supports_check_mode=True,
     )

@@ -38,6 +38,7 @@ description:
     host that was renamed is refused by its own old marker; remove the marker then.
 extends_documentation_fragment:
   - alation.backup.attributes
+  - alation.backup.shell
 options:
   path:
     description: The lock file. Keep it outside the staging dirs so their cleanup cannot remove it.
@@ -81,6 +82,30 @@ options:
     description:
       - The token returned when the lock was taken. Required with O(state=absent); a lease with another token is left alone.
     type: str
+  min_interval:
+    description:
+      - Hours. With O(state=present) and O(storage_dir), after the owner check, a run whose newest archive in
+        O(storage_dir) is younger than this takes no lock and returns RV(skip_reason) instead (and RV(lease) empty).
+      - The newest archive is the newest that its C(.sha256) vouches for, as
+        O(alation.backup.archive_info#module:newest_good) finds it (a lone C(.sha256), a temporary file, a damaged
+        archive or one named in the future never counts); its age is by its mtime.
+      - V(0) is off.
+    type: float
+    default: 0
+  storage_dir_mode:
+    description:
+      - With O(state=present) and O(storage_dir), a missing O(storage_dir) is made (its missing parents as C(mkdir -p)
+        makes them) with this mode, an octal string. An existing one is never changed.
+    type: str
+    default: '0755'
+  storage_dir_owner:
+    description:
+      - User (name or uid) who owns a O(storage_dir) this module makes, an account of the Alation shell with O(chroot).
+        Omit for the module user. The module runs no program; O(chroot) only names the shell of the accounts.
+    type: str
+  storage_dir_group:
+    description: Group (name or gid) of a O(storage_dir) this module makes. Omit for O(storage_dir_owner)'s primary group.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -115,8 +140,47 @@ EXAMPLES = r'''
 RETURN = r'''
 token:
   description: Pass it back to release the lock.
-  returned: state=present, not in check mode
+  returned: state=present, not in check mode, the lock taken
   type: str
+lease:
+  description:
+    - What the modules that work under the lock take as their C(lease) option (C(path) and C(token)) once the lock was
+      taken; empty when it was not (check mode, or RV(skip_reason)).
+  returned: state=present
+  type: dict
+  sample: {path: /opt/alation/alation/data2/backup/.alation_backup.lock, token: 6f1c0d7e4b8a4f0e9d2c}
+skip_reason:
+  description:
+    - Why the lock was not taken and the run should skip (O(min_interval)), as the backup role says it, for example
+      C(202405011230_5-17-0-116556_alation_backup.tar.gz is younger than alation_backup_min_interval (24 h)); empty
+      otherwise.
+  returned: state=present
+  type: str
+fresh:
+  description:
+    - With O(min_interval), the newest archive its C(.sha256) vouches for, as
+      M(alation.backup.archive_info) O(alation.backup.archive_info#module:newest_good) returns it; empty without.
+  returned: state=present
+  type: dict
+  contains:
+    path:
+      description: The archive, or null when none counts.
+      type: str
+    age_s:
+      description: Seconds since it was written (null when none counts).
+      type: float
+    ignored:
+      description: What was passed over and why (C(path), C(why)).
+      type: list
+      elements: dict
+    future_archives:
+      description: The archives named more than an hour ahead of this host's clock, never the newest.
+      type: list
+      elements: str
+storage_dir_made:
+  description: Whether O(storage_dir) was missing and made (in check mode, would be).
+  returned: state=present
+  type: bool
 holder:
   description:
     - The lease as recorded (owner, run_id, pid, started, renewed, renewed_boottime, stale_after, boot_id, machine_id,
@@ -160,6 +224,20 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import newest_good_info, too_recent
+from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
+from ansible_collections.alation.backup.plugins.module_utils._staging import make_dir
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
+
+
+def octal_mode(module, text):
+    try:
+        mode = int(str(text), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        module.fail_json(msg="storage_dir_mode=%s must be an octal mode such as '0755'" % text)
+    return mode
 
 
 def main():
@@ -173,12 +251,19 @@ def main():
             owner=dict(type='str', default='unknown'),
             stale_after=dict(type='int', default=600),
             token=dict(type='str', no_log=True),
+            min_interval=dict(type='float', default=0),
+            storage_dir_mode=dict(type='str', default='0755'),
+            storage_dir_owner=dict(type='str'),
+            storage_dir_group=dict(type='str'),
+            **shell_argument_spec()
         ),
         required_if=[('state', 'present', ['run_id']), ('state', 'absent', ['token'])],
         supports_check_mode=True,
     )
     p = module.params
     path = p['path']
+    if p['min_interval'] < 0:
+        module.fail_json(msg='min_interval=%s must be 0 (off) or more hours' % p['min_interval'])
     if p['state'] != 'absent':
         try:
             markers = _locks.check_owner(p['storage_dir'], p['pg_staging_dir'], path)
@@ -186,7 +271,32 @@ def main():
             module.fail_json(msg='refusing the run, nothing was changed: %s' % e, foreign=e.foreign)
     if p['state'] == 'inspect':
         module.exit_json(changed=False)
-    if not os.path.isdir(os.path.dirname(path)):
+
+    made = False
+    if p['state'] == 'present':
+        fresh = {}
+        storage = p['storage_dir']
+        if p['min_interval'] and storage and os.path.isdir(storage):
+            fresh = newest_good_info(storage)
+            skip = too_recent(fresh, p['min_interval'])
+            if skip:
+                module.exit_json(changed=False, skip_reason=skip, fresh=fresh, lease={}, storage_dir_made=False)
+        result = dict(skip_reason='', fresh=fresh, lease={})
+        if storage and not os.path.lexists(storage):
+            mode = octal_mode(module, p['storage_dir_mode'])
+            try:
+                uid, gid = Accounts(p['chroot']).owner_ids(p['storage_dir_owner'], p['storage_dir_group'])
+            except ValueError as e:
+                module.fail_json(msg=str(e), **result)
+            made = True
+            if not module.check_mode:
+                try:
+                    make_dir(storage, mode, uid, gid)
+                except OSError as e:
+                    module.fail_json(msg='could not make the backup storage dir %s: %s. Check that its parent is a '
+                                         'writable directory.' % (storage, e.strerror or e), **result)
+        result['storage_dir_made'] = made
+    if not os.path.isdir(os.path.dirname(path)) and not (made and module.check_mode):
         module.fail_json(msg='the directory of the lock file %s does not exist: create it first (the backup storage dir)' % path)
 
     if p['state'] == 'absent':
@@ -198,15 +308,15 @@ def main():
     if module.check_mode:
         holder = _locks.read_holder(path) if os.path.lexists(path) else None
         if holder and holder.get('run_id') != p['run_id'] and not _locks.stale_reason(holder, p['stale_after']):
-            module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=_locks.public(holder))
-        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None, owner_markers=[])
+            module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=_locks.public(holder), **result)
+        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None, owner_markers=[], **result)
 
     try:
         record, taken_over = _locks.acquire_lease(path, p['owner'], p['run_id'], p['stale_after'])
     except _locks.LockHeld as e:
         limit = (e.holder or {}).get('stale_after') or p['stale_after']
         module.fail_json(msg='%s. Wait for it to finish: if that run is gone, the lock frees itself once it has not '
-                             'been renewed for %ss.' % (e, limit), holder=_locks.public(e.holder))
+                             'been renewed for %ss.' % (e, limit), holder=_locks.public(e.holder), changed=made, **result)
     if taken_over:
         taken_over['description'] = 'took over the host lock %s from %s: %s' % (
             path, _locks.describe(taken_over['holder'], renewed=False), taken_over['reason'])
@@ -215,9 +325,11 @@ def main():
         written = _locks.claim_owner(markers)
     except (_locks.ForeignOwner, OSError) as e:
         _locks.release_lease(path, record['token'])
-        module.fail_json(msg='refusing the run, the host lock was released: %s' % e, foreign=getattr(e, 'foreign', None))
+        module.fail_json(msg='refusing the run, the host lock was released: %s' % e, foreign=getattr(e, 'foreign', None),
+                         changed=made, **result)
+    result['lease'] = dict(path=path, token=record['token'])
     module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over,
-                     owner_markers=written, previous_cancel=_watch.take_unreported(os.path.dirname(path)))
+                     owner_markers=written, previous_cancel=_watch.take_unreported(os.path.dirname(path)), **result)
 
 
 if __name__ == '__main__':

@@ -33,9 +33,10 @@ options:
   catalog:
     description:
       - The pg_probackup catalog directory (the pg staging dir), as a path inside O(chroot).
-      - Its parent directory must exist. Either make the catalog directory yourself, empty and owned by
-        O(run_as), or let C(pg_probackup init) (run as O(run_as)) create it in a parent O(run_as) can write to.
-        pg_probackup 2.5.15 reports success when it could not create it; the module checks and fails clearly.
+      - With O(state=backup) a missing catalog directory is made (its missing parents as C(mkdir -p) makes them),
+        mode 0700, owned by O(run_as) (in O(chroot), the Alation shell's account of that name) and its primary group,
+        under the path rules of M(alation.backup.staging_dir) (O(allowed_roots)). An existing one is left as it is.
+      - For the other states its parent directory must exist.
       - The lock file is C(.<name>.lock) in that parent, beside the catalog (inside it, a reset would delete it). It
         exists only while a command runs; the module removes it when done (one left by a killed run goes with the
         next).
@@ -156,6 +157,29 @@ options:
         with the holder's pid in the message.
     type: int
     default: 0
+  fresh:
+    description:
+      - With O(state=backup), remove the catalog first, exactly as O(state=absent) does (refusing a directory that is
+        no catalog and a catalog a backup is running in), then back up into a new catalog (a FULL). For backups
+        without an incremental chain. Needs O(pgdata).
+      - In check mode nothing is removed; the result says what would be taken in the new catalog.
+    type: bool
+    default: false
+  inventory:
+    description:
+      - With O(state=backup), count the tables of every database right after the backup, as
+        M(alation.backup.pg_inventory) does (with C(psql), over the same connection, O(dbname) as the database
+        that lists the others), into RV(databases).
+      - A count that fails never fails the backup; RV(databases_error) says why.
+    type: bool
+    default: false
+  allowed_roots:
+    description:
+      - Directories below which the catalog may be made, emptied or removed even when it is directly inside a system
+        directory, as for M(alation.backup.staging_dir).
+    type: list
+    elements: path
+    default: []
   binary:
     description:
       - The pg_probackup program, as a path inside O(chroot) or a name to search for.
@@ -166,9 +190,10 @@ options:
     type: str
   bindir:
     description:
-      - Not used. pg_probackup runs no PostgreSQL program (it reads PGDATA and talks to the server itself) and is found
-        through O(binary), not in the PostgreSQL client directory the other modules of the C(group/alation.backup.postgres)
-        action group take from O(bindir); it is accepted so that C(module_defaults) can set O(bindir) for the whole group.
+      - Directory holding C(psql), used only by O(inventory); omit to search E(PATH), then
+        C(/usr/lib/postgresql/<newest>/bin) and C(/usr/pgsql-<newest>/bin) (inside O(chroot) when set).
+      - pg_probackup itself is found through O(binary), not here. As for the other modules of the
+        C(group/alation.backup.postgres) action group, C(module_defaults) can set it for the whole group.
     type: path
 notes:
   - A backup this run started that fails (server down, wrong role or database, killed) leaves an ERROR entry in
@@ -276,10 +301,44 @@ backups:
   type: list
   elements: dict
 mode_taken:
-  description: The mode of the backup taken (or, in check mode, that would be taken).
+  description: The mode of the backup taken (or, in check mode, that would be taken). Kept for older callers; see RV(mode).
   returned: state=backup
   type: str
   sample: DELTA
+engine:
+  description: C(pg_probackup), as M(alation.backup.pg_basebackup) returns C(pg_basebackup) in the same shape.
+  returned: state=backup
+  type: str
+  sample: pg_probackup
+mode:
+  description: The mode of the backup taken (or that would be), upper case (C(FULL), C(DELTA), C(PAGE), C(PTRACK)).
+  returned: state=backup
+  type: str
+  sample: DELTA
+backup_id:
+  description: The id of the new backup; empty in check mode.
+  returned: state=backup
+  type: str
+  sample: TP5HK2
+fresh_removed:
+  description: With O(fresh), whether an existing catalog was removed (in check mode, would be).
+  returned: state=backup
+  type: bool
+made_catalog_dir:
+  description: Whether the catalog directory was missing and made.
+  returned: state=backup
+  type: bool
+databases:
+  description:
+    - With O(inventory), each database with its number of tables (C(tables)), counted right after the backup;
+      empty when they could not be counted.
+  returned: state=backup with O(inventory)
+  type: dict
+  sample: {alation: {tables: 412}, postgres: {tables: 0}}
+databases_error:
+  description: With O(inventory), why (some) databases could not be counted; empty when all were.
+  returned: state=backup with O(inventory)
+  type: str
 reason:
   description:
     - Why that mode (and recovery) was chosen; for O(state=validate), which backup was validated.
@@ -382,9 +441,12 @@ from ansible_collections.alation.backup.plugins.module_utils._locks import FileL
 from ansible_collections.alation.backup.plugins.module_utils._pg_probackup import (
     BACKUP_MODES, INCREMENTAL_MODES, ON_BROKEN_CHAIN, Catalog, PgProbackupError, lock_path, locate, run_absent,
     run_backup, run_show, run_validate)
+from ansible_collections.alation.backup.plugins.module_utils._pg_inventory import count_tables
 from ansible_collections.alation.backup.plugins.module_utils._postgres import (
     connection_argv, connection_env, password_file_argument_spec, postgres_argument_spec, take_password_file)
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner, runner_argument_spec
+from ansible_collections.alation.backup.plugins.module_utils._staging import refusal
+from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
 def argument_spec():
@@ -406,6 +468,9 @@ def argument_spec():
         bindir=dict(type='path'),
         full_every=dict(type='int', default=7),
         full_every_days=dict(type='float', default=7),
+        fresh=dict(type='bool', default=False),
+        inventory=dict(type='bool', default=False),
+        allowed_roots=dict(type='list', elements='path', default=[]),
     )
     spec.update(runner_argument_spec())
     spec.update(postgres_argument_spec())
@@ -463,6 +528,13 @@ def main():
     cat = Catalog(runner, binary, p['catalog'], p['instance'], threads=p['threads'],
                   conn_argv=connection_argv(p), conn_env=connection_env(p))
 
+    cat.allowed_roots = p['allowed_roots']
+    if state == 'backup' and p['run_as']:
+        try:
+            cat.owner = Accounts(p['chroot']).user(p['run_as'], 'run_as')
+        except ValueError as e:
+            module.fail_json(msg=str(e), changed=False)
+
     lease = _locks.leased(module, beat=_watch.guard(module, 'database'))
     cat.lease_check = lease.check
 
@@ -479,6 +551,16 @@ def main():
     # show only reads; check mode writes nothing (not even the lock file).
     if state != 'show' and not module.check_mode:
         parent = os.path.dirname(cat.host_catalog)
+        if state == 'backup' and not os.path.lexists(parent):
+            # The catalog dir is made with its parents (as mkdir -p), under the staging rules.
+            why = refusal(cat.host_catalog, cat.allowed_roots, p['chroot'])
+            if why:
+                finish(dict(changed=False), 'not making catalog %s: %s' % (p['catalog'], why))
+            try:
+                os.makedirs(parent)
+            except OSError as e:
+                finish(dict(changed=False), 'could not make the parent %s of catalog %s: %s'
+                       % (parent, p['catalog'], e.strerror or e))
         if not os.path.isdir(parent):
             finish(dict(changed=False), 'the parent directory of catalog %s does not exist (%s on the host): '
                                         'create it, writable by run_as, first' % (p['catalog'], parent))
@@ -515,6 +597,12 @@ def main():
     finally:
         if lock is not None:
             lock.release()
+    if state == 'backup' and p['inventory']:
+        # Right after the backup, so the counts are as close as can be to what the backup holds.
+        result['databases'], result['databases_error'] = count_tables(
+            runner, connection_argv(dict(p, dbname=None)), connection_env(p), p['dbname'] or 'postgres', p['bindir'])
+        if result['databases_error']:
+            module.warn('the tables were not all counted for the restore drill: %s' % result['databases_error'])
     finish(result)
 
 

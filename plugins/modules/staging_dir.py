@@ -65,6 +65,17 @@ options:
     type: list
     elements: path
     default: []
+  extra_paths:
+    description:
+      - With O(state=empty), after emptying, copy each of these site files or dirs into the staging dir, at
+        C(<path>/extra_paths<dirname of shell_path>/<name>) (its own path in the Alation shell kept below
+        C(extra_paths/), so two files of one name do not collide), modes and times kept.
+      - Each is a dict with C(host_path) (where this module reads it) and C(shell_path) (its path in the Alation
+        shell), as RV(alation.backup.alation_info#module:extra_paths) returns them (other keys are ignored).
+      - A path that is a symlink is followed; symlinks inside a dir are copied as symlinks, never followed.
+    type: list
+    elements: dict
+    default: []
 attributes:
   check_mode:
     support: full
@@ -149,15 +160,28 @@ failed_path:
   description: The path where removal stopped, when it failed part way (the counts then say what was already removed).
   returned: failure during removal
   type: str
+extra_paths_staged:
+  description: Each of O(extra_paths) as copied (in check mode, as it would be), with where it went (C(dest)) and its C(files) and C(bytes).
+  returned: success with O(extra_paths)
+  type: list
+  elements: dict
+  sample:
+    - host_path: /opt/alation/alation/etc/site.conf
+      shell_path: /etc/site.conf
+      dest: /opt/alation/alation/data2/tmp/extra_paths/etc/site.conf
+      files: 1
+      bytes: 812
 '''
 
 import os
+import shutil
 import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alation.backup.plugins.module_utils import _locks, _staging
+from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._users import Accounts
 
 
@@ -195,15 +219,18 @@ def main():
             mode=dict(type='raw', default='0700'),
             owner=dict(type='str'),
             group=dict(type='str'),
-            chroot=dict(type='path'),
             allowed_roots=dict(type='list', elements='path', default=[]),
-            **_locks.lease_argument_spec()
+            extra_paths=dict(type='list', elements='dict', default=[]),
+            **dict(shell_argument_spec(), **_locks.lease_argument_spec())
         ),
         supports_check_mode=True,
     )
     started = time.monotonic()
     p = module.params
     state = p['state']
+    if p['extra_paths'] and state != 'empty':
+        module.fail_json(msg='extra_paths are copied into an emptied staging dir: give state=empty (state is %s)' % state,
+                         path=p['path'])
     reason = _staging.refusal(p['path'], p['allowed_roots'], p['chroot'])
     if reason:
         module.fail_json(msg=reason, path=p['path'])
@@ -253,6 +280,12 @@ def main():
             changed = module.set_owner_if_different(path, uid, changed, attr_diff)
             changed = module.set_group_if_different(path, gid, changed, attr_diff)
 
+    if p['extra_paths']:
+        try:
+            result['extra_paths_staged'] = _staging.stage_extra_paths(path, p['extra_paths'], dry_run=module.check_mode)
+        except (ValueError, OSError, shutil.Error) as e:
+            lease.fail_json('copying the extra paths into the staging dir %s: %s' % (path, e), changed=True, **result)
+        changed = True
     if module._diff:
         result['diff'] = diff_of(module, path, state, before, tree, attr_diff, uid, gid)
     lease.exit_json(changed=changed, duration_s=round(time.monotonic() - started, 3), **result)

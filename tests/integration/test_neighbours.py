@@ -79,7 +79,7 @@ def assert_refused_naming_the_neighbour(run, storage, before, textfile):
     record = run.records[HOST]
     assert record['result'] == 'failed' and record['archive'] == '' and record['skipped_reason'] == ''
     error = record['error']
-    assert error.startswith('Preflight | Refuse a backup storage dir another machine uses'), error
+    assert error.startswith('Preflight | Take the host lock, unless the host was backed up recently'), error
     assert 'host alation-neighbour (machine id fedcba987654...)' in error, error
     assert 'Give each host its own backup storage dir' in error, error
     assert record['retention']['removed'] == [] and record['lock_taken_over'] == ''

@@ -107,10 +107,13 @@ def test_progress_lines_and_each_hosts_own_durations(big_and_small):
     assert progress.count('archive') >= 2, run.output
     records = run.records
     big_s, small_s = records['alation-big']['durations_s'], records['alation-small']['durations_s']
-    # Each host's total is its own steps' time: the big host's (3.5 times the bytes) is longer, though both waited
-    # for each other. No ratio beyond that: with other tests on the machine the small host's share of the CPUs varies.
+    # Each host's total is its own steps' time: the big host's (3.5 times the bytes) is longer. Each host goes at
+    # its own pace (the free strategy): the small host's record was written before the big one's, which the summary
+    # waited for. No ratio beyond that: with other tests on the machine the small host's share of the CPUs varies.
     assert big_s['total'] > small_s['total'], (big_s, small_s)
-    assert big_s['wall'] == pytest.approx(small_s['wall'], abs=5)
+    assert big_s['wall'] > small_s['wall'], (big_s, small_s)
+    assert run.output.count('Summary | One line a host') == 1 and run.output.index('alation-small: OK') > \
+        run.output.index('PLAY [Alation Backup V1 | Summary]'), 'one summary, after every host'
     assert big_s['total'] == pytest.approx(big_s['stage'] + big_s['database'] + big_s['archive'] + big_s['cleanup'],
                                            abs=0.02)
 

@@ -40,12 +40,13 @@ def test_password_travels_in_the_environment_only(pg_cluster, dest):
     assert not any('s3cret-pw' in c for c in result['executed_commands'])
 
 
-def test_refuses_a_dest_that_is_not_empty(pg_cluster, dest):
-    with open(os.path.join(dest, 'earlier'), 'w') as f:
-        f.write('keep me')
+def test_empties_a_dest_that_holds_an_earlier_backup(pg_cluster, dest):
+    with open(os.path.join(dest, 'base.tar'), 'w') as f:
+        f.write('an earlier backup')
     result = run_module('pg_basebackup', args_for(pg_cluster, dest))
-    assert result['failed'] and 'not empty' in result['msg'] and dest in result['msg']
-    assert os.listdir(dest) == ['earlier']
+    assert not result['failed'], result
+    assert result['emptied']['removed_files'] == 1
+    assert os.path.getsize(os.path.join(dest, 'base.tar')) > 1000
 
 
 def test_server_down_is_a_clear_failure(pg_cluster, scratch):

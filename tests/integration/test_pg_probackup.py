@@ -375,11 +375,13 @@ def test_missing_catalog_reads_as_empty_and_forced_delta_refused(pg_cluster, cat
     assert r['failed'] and 'no OK or DONE backup of instance alation to validate' in r['msg']
 
 
-def test_parent_not_writable_by_run_as_is_a_clear_failure(pg_cluster, pg_probackup_bin, scratch):
-    # pg_probackup 2.5.15 init exits 0 ("successfully initialized") when it cannot create the catalog.
+def test_catalog_dir_not_writable_by_run_as_is_a_clear_failure(pg_cluster, pg_probackup_bin, scratch):
+    # pg_probackup 2.5.15 init exits 0 ("successfully initialized") when it cannot create the catalog. The module
+    # makes a missing catalog dir for run_as; one made by someone else, that run_as cannot write, stays so.
     parent = os.path.join(scratch, 'root-owned')
     os.mkdir(parent, 0o755)
     catalog = os.path.join(parent, 'pgbackup')
+    os.mkdir(catalog, 0o755)
     r = run_module('pg_probackup', module_args(pg_cluster, catalog, pg_probackup_bin))
     assert r['failed']
     assert 'pg_probackup init exited 0 but catalog %s was not created' % catalog in r['msg']

@@ -69,4 +69,4 @@ def test_run_records_has_one_record_per_host_in_order():
 
 
 def test_the_filters_are_registered():
-    assert sorted(report.FilterModule().filters()) == ['run_records', 'summary_line']
+    assert sorted(report.FilterModule().filters()) == ['backup_record', 'report_path_problem', 'run_records', 'summary_line']

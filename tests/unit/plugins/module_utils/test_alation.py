@@ -191,25 +191,6 @@ def test_read_version_file_not_utf8(tmp_path):
     assert _alation.read_version_file(str(path))['build'] == '116556'
 
 
-@pytest.mark.parametrize('value, expected', [
-    ('5-17-0-116556', '5-17-0-116556'),
-    ('5.17.0.116556', '5-17-0-116556'),
-    ('2023-1-4-2', '2023-1-4-2'),
-    ('2023.1.4.2', '2023-1-4-2'),
-])
-def test_normalize_version_tag(value, expected):
-    assert _alation.normalize_version_tag(value) == expected
-
-
-@pytest.mark.parametrize('value', [
-    '5-17-0', '5.17.0', '5-17-0-116556-1', '5.17-0.116556', '5_17_0_116556', 'v5-17-0-116556',
-    '5-17-0-116556\n', ' 5-17-0-116556', '5-17-x-116556', '5-17-0-１１６５５６', '', '---', None, 5170116556,
-])
-def test_normalize_version_tag_refuses(value):
-    with pytest.raises(ValueError, match='is not an Alation version: expected four numbers joined by "-" or "."'):
-        _alation.normalize_version_tag(value)
-
-
 def test_read_disk_caches(tmp_path):
     assert _alation.read_disk_caches(str(tmp_path)) == {}
     (tmp_path / '.disk2_cache').write_text('/dev/sdc1\n')

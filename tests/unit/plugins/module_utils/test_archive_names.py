@@ -14,8 +14,26 @@ import pytest
 from ansible_collections.alation.backup.plugins.module_utils import _archive_names as N
 
 
-def test_version_tag_is_alations_rule_as_an_archive_error():
-    """The rule itself is _alation's (tested there); here its answer becomes the archive module's message."""
+@pytest.mark.parametrize('value, expected', [
+    ('5-17-0-116556', '5-17-0-116556'),
+    ('5.17.0.116556', '5-17-0-116556'),
+    ('2023-1-4-2', '2023-1-4-2'),
+    ('2023.1.4.2', '2023-1-4-2'),
+])
+def test_version_tag(value, expected):
+    assert N.version_tag(value) == expected
+
+
+@pytest.mark.parametrize('value', [
+    '5-17-0', '5.17.0', '5-17-0-116556-1', '5.17-0.116556', '5_17_0_116556', 'v5-17-0-116556',
+    '5-17-0-116556\n', ' 5-17-0-116556', '5-17-x-116556', '5-17-0-１１６５５６', '', '---', None, 5170116556,
+])
+def test_version_tag_refuses(value):
+    with pytest.raises(ValueError, match='is not an Alation version: expected four numbers joined by "-" or "."'):
+        N.version_tag(value)
+
+
+def test_version_tag_is_an_archive_error_for_the_archive_module():
     assert N.normalize_version_tag('5.17.0.116556') == '5-17-0-116556'
     with pytest.raises(N.ArchiveError, match=r"^version_tag: version '5.17' is not an Alation version.*"
                                              r"\(major-minor-patch-build; alation_info reports it\)$"):

@@ -133,3 +133,164 @@ def test_read_job_says_missing_running_or_written_and_removes_a_finished_jobs_fi
 def test_read_job_stays_in_its_dir(tmp_path):
     (tmp_path / 'x').write_text('{"finished": 1}')
     assert _progress.read_job(str(tmp_path / 'sub'), '../x') == ('missing', None)
+
+
+# -- the long poll -------------------------------------------------------------------
+
+RUNNING_JOB = '{"started": 1, "finished": 0, "ansible_job_id": "j1"}'
+DONE_JOB = '{"changed": true, "msg": "ok"}'
+
+
+class Host(object):
+    """A fake clock whose sleeps let the job (a status file in ``async_dir``) finish at ``done_at`` seconds,
+    written as async_wrapper writes it (a temporary file renamed over the status file)."""
+
+    def __init__(self, async_dir, done_at=None, text=DONE_JOB):
+        self.now, self.async_dir, self.done_at, self.text = 0.0, async_dir, done_at, text
+        self.sleeps = []
+        with open(os.path.join(async_dir, 'j1'), 'w') as f:
+            f.write(RUNNING_JOB)
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.done_at is not None and self.now >= self.done_at:
+            self.done_at = None
+            tmp = os.path.join(self.async_dir, 'j1.tmp')
+            with open(tmp, 'w') as f:
+                f.write(self.text)
+            os.rename(tmp, os.path.join(self.async_dir, 'j1'))
+
+
+def test_a_job_finishing_during_the_wait_is_seen_within_a_fifth_of_a_second(tmp_path):
+    host = Host(str(tmp_path), done_at=0.3)
+    assert _progress.wait_job(str(tmp_path), 'j1', 30, host.clock, host.sleep) == ('written', DONE_JOB, True)
+    assert host.now == pytest.approx(0.4), 'finished 0.3 s into the look: seen at the next look at the file'
+    assert not (tmp_path / 'j1').exists(), 'read once finished, then removed'
+
+
+def test_a_running_job_is_waited_for_wait_seconds_and_read_only_once(tmp_path, monkeypatch):
+    host = Host(str(tmp_path))
+    reads = []
+    read = _progress._read_job_file
+    monkeypatch.setattr(_progress, '_read_job_file', lambda path: reads.append(path) or read(path))
+    assert _progress.wait_job(str(tmp_path), 'j1', 3, host.clock, host.sleep) == ('written', RUNNING_JOB, False)
+    assert host.now == pytest.approx(3) and max(host.sleeps) == pytest.approx(_progress.JOB_LOOK_S)
+    assert len(reads) == 1, 'between two reads a stat says the file did not change'
+    assert (tmp_path / 'j1').exists()
+
+
+@pytest.mark.parametrize('wait', [0, -5])
+def test_no_wait_looks_once(tmp_path, wait):
+    host = Host(str(tmp_path), done_at=0.1)
+    assert _progress.wait_job(str(tmp_path), 'j1', wait, host.clock, host.sleep) == ('written', RUNNING_JOB, False)
+    assert host.sleeps == []
+
+
+def test_a_missing_job_is_not_waited_for(tmp_path):
+    host = Host(str(tmp_path))
+    os.unlink(str(tmp_path / 'j1'))
+    assert _progress.wait_job(str(tmp_path), 'j1', 30, host.clock, host.sleep) == ('missing', None, True)
+    assert host.sleeps == []
+
+
+def test_a_failed_job_ends_the_wait_too(tmp_path):
+    failed = '{"started": 1, "finished": 1, "failed": true, "msg": "timed out"}'
+    host = Host(str(tmp_path), done_at=1.0, text=failed)
+    assert _progress.wait_job(str(tmp_path), 'j1', 30, host.clock, host.sleep) == ('written', failed, True)
+    assert host.now == pytest.approx(1.0)
+
+
+def marks(monkeypatch):
+    """The poll marks left, one entry each time."""
+    left = []
+    monkeypatch.setattr(_progress, 'touch_mark', left.append)
+    return left
+
+
+def test_a_look_leaves_the_mark_when_it_starts_and_when_it_returns(tmp_path, monkeypatch):
+    host = Host(str(tmp_path))
+    mark = tmp_path / 'lock.poll'
+    mark.write_text('')
+    touched = []
+    monkeypatch.setattr(_progress, 'touch_mark', lambda path: touched.append((path, host.now)))
+    found = _progress.look(dict(job_id='j1', async_dir=str(tmp_path), wait=20, controller_mark=str(mark)),
+                           clock=host.clock, sleep=host.sleep)
+    assert touched == [(str(mark), 0.0), (str(mark), pytest.approx(20))]
+    assert found['job'] == 'written' and found['job_text'] == RUNNING_JOB
+
+
+def test_a_look_leaves_no_mark_once_the_step_finished_nor_in_check_mode(tmp_path, monkeypatch):
+    mark = tmp_path / 'lock.poll'
+    mark.write_text('')
+    touched = marks(monkeypatch)
+    host = Host(str(tmp_path), done_at=2)
+    found = _progress.look(dict(job_id='j1', async_dir=str(tmp_path), wait=20, controller_mark=str(mark),
+                                watch=[str(tmp_path)], measure=['end']), clock=host.clock, sleep=host.sleep)
+    assert touched == [str(mark)], 'the step removes its mark when it ends: it must not come back'
+    assert found['job_text'] == DONE_JOB and found['bytes'] is None, 'nothing measured for a finished step'
+    host = Host(str(tmp_path))
+    _progress.look(dict(job_id='j1', async_dir=str(tmp_path), wait=1, controller_mark=str(mark)), check_mode=True,
+                   clock=host.clock, sleep=host.sleep)
+    assert touched == [str(mark)]
+    os.unlink(str(mark))
+    _progress.look(dict(job_id='j1', async_dir=str(tmp_path), controller_mark=str(mark)))
+    assert touched == [str(mark)] and not mark.exists(), 'a mark that is not there is not made'
+
+
+def test_a_look_measures_before_and_after_the_wait_and_the_estimate_once(tmp_path, monkeypatch):
+    staging = tmp_path / 'pgbackup'
+    staging.mkdir()
+    (staging / 'older').write_bytes(b'x' * 100)
+    pgdata = tmp_path / 'pgdata'
+    pgdata.mkdir()
+    (pgdata / 'base').write_bytes(b'x' * 1000)
+    jobs = tmp_path / 'async'
+    jobs.mkdir()
+    host = Host(str(jobs))
+    sleep = host.sleep
+
+    def grow(seconds):
+        sleep(seconds)
+        (staging / 'new').write_bytes(b'x' * int(host.now * 10))
+
+    walked = []
+    watched = _progress.watched_bytes
+    monkeypatch.setattr(_progress, 'watched_bytes', lambda paths: walked.append(list(paths)) or watched(paths))
+    found = _progress.look(dict(job_id='j1', async_dir=str(jobs), wait=5, watch=[str(staging)],
+                                estimate_paths=[str(pgdata)], measure=['start', 'end']), clock=host.clock, sleep=grow)
+    assert found['start_bytes'] == 100 and found['bytes'] == 150 and found['estimate_bytes'] == 1000
+    assert walked.count([str(pgdata)]) == 1, 'PGDATA is walked once'
+    # Without measure, the default: one measure, after the wait (as a look with no wait always did).
+    found = _progress.look(dict(watch=[str(staging)]))
+    assert found['bytes'] == 150 and 'start_bytes' not in found and 'job' not in found
+
+
+def test_nobody_reads_once_the_reader_of_the_pipe_is_gone(tmp_path):
+    reader, writer = os.pipe()
+    try:
+        assert _progress.nobody_reads(writer) is False
+        os.close(reader)
+        assert _progress.nobody_reads(writer) is True
+    finally:
+        os.close(writer)
+    with open(str(tmp_path / 'out'), 'w') as f:
+        assert _progress.nobody_reads(f.fileno()) is False, 'a file always takes what is written'
+    assert _progress.nobody_reads(-1) is False, 'poll will not say: not gone'
+
+
+def test_a_look_whose_controller_went_away_ends_at_once_and_leaves_no_mark(tmp_path, monkeypatch):
+    mark = tmp_path / 'lock.poll'
+    mark.write_text('')
+    touched = []
+    host = Host(str(tmp_path))
+    monkeypatch.setattr(_progress, 'touch_mark', lambda path: touched.append(host.now))
+    # The controller dies 1 s into a 30 s look: the step's silence must count from the look's start.
+    found = _progress.look(dict(job_id='j1', async_dir=str(tmp_path), wait=30, controller_mark=str(mark),
+                                watch=[str(tmp_path)], measure=['end']),
+                           clock=host.clock, sleep=host.sleep, gone=lambda: host.now >= 1)
+    assert touched == [0.0] and found['controller_gone'] is True and found['bytes'] is None
+    assert host.now == pytest.approx(1.0)

@@ -120,3 +120,13 @@ def test_the_readers_of_an_encrypted_archive_take_one_decrypt_spec_and_fragment(
     doc = yaml.safe_load(module.DOCUMENTATION)
     assert 'alation.backup.decrypt' in doc['extends_documentation_fragment']
     assert not set(decrypt_argument_spec()) & set(doc['options']), 'documented once, in the fragment'
+
+
+@pytest.mark.parametrize('name', groups()['shell'])
+def test_chroot_is_one_option_with_one_doc(name, monkeypatch):
+    """The shell group's chroot: the spec of shell_argument_spec, documented only by alation.backup.shell."""
+    from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
+    assert argument_spec(name, monkeypatch)['chroot'] == shell_argument_spec()['chroot']
+    module = importlib.import_module('ansible_collections.alation.backup.plugins.modules.%s' % name)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert 'alation.backup.shell' in doc['extends_documentation_fragment'] and 'chroot' not in doc['options']

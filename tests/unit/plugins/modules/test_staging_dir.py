@@ -318,3 +318,63 @@ def test_owner_resolves_in_the_alation_shell_with_its_primary_group(tmp_path):
     failed, result = run({'path': str(tmp_path / 'other' / 'tmp'), 'owner': 'alationadmin'})
     assert failed and "owner 'alationadmin' is not a user on this host" in result['msg']
     assert not (tmp_path / 'other').exists()
+
+
+# -- extra_paths: the site files staged by the same call (issue 19) -------------------------------------------
+
+def extra_sources(tmp_path):
+    """An Alation shell with a site file and a site dir (with a link inside)."""
+    shell = tmp_path / 'shell'
+    (shell / 'etc' / 'site').mkdir(parents=True)
+    conf = shell / 'etc' / 'site.conf'
+    conf.write_text('setting = 1\n')
+    os.chmod(str(conf), 0o640)
+    (shell / 'etc' / 'site' / 'a.yaml').write_text('a: 1\n')
+    os.chmod(str(shell / 'etc' / 'site' / 'a.yaml'), 0o600)
+    (shell / 'etc' / 'site' / 'passwd').symlink_to('/etc/passwd')
+    return shell, [dict(host_path=str(conf), shell_path='/etc/site.conf', path='/etc/site.conf'),
+                   dict(host_path=str(shell / 'etc' / 'site'), shell_path='/etc/site', path='/etc/site')]
+
+
+def test_extra_paths_are_copied_after_emptying_modes_kept(tmp_path):
+    shell, extra = extra_sources(tmp_path)
+    staging = tmp_path / 'data2' / 'tmp'
+    (staging / 'extra_paths' / 'etc').mkdir(parents=True)
+    (staging / 'extra_paths' / 'etc' / 'stale.conf').write_text('from the run before')
+    failed, result = run_module(main, dict(path=str(staging), extra_paths=extra))
+    assert not failed, result
+    base = staging / 'extra_paths' / 'etc'
+    assert sorted(os.listdir(str(base))) == ['site', 'site.conf']
+    assert (base / 'site.conf').read_text() == 'setting = 1\n' and stat.S_IMODE(os.lstat(str(base / 'site.conf')).st_mode) == 0o640
+    assert stat.S_IMODE(os.lstat(str(base / 'site' / 'a.yaml')).st_mode) == 0o600
+    # A link inside is staged as the link, never followed.
+    assert os.readlink(str(base / 'site' / 'passwd')) == '/etc/passwd'
+    assert [(e['shell_path'], e['dest'], e['files']) for e in result['extra_paths_staged']] == [
+        ('/etc/site.conf', str(base / 'site.conf'), 1), ('/etc/site', str(base / 'site'), 2)]
+    assert result['changed'] and result['removed_files'] == 1
+
+
+def test_extra_paths_in_check_mode_copy_nothing(tmp_path):
+    shell, extra = extra_sources(tmp_path)
+    staging = tmp_path / 'data2' / 'tmp'
+    staging.mkdir(parents=True)
+    failed, result = run_module(main, dict(path=str(staging), extra_paths=extra, _ansible_check_mode=True))
+    assert not failed and result['changed'] and os.listdir(str(staging)) == []
+    assert [e['files'] for e in result['extra_paths_staged']] == [1, 2]
+
+
+@pytest.mark.parametrize('entry, words', [
+    (dict(host_path='/nonexistent/site.conf', shell_path='/etc/site.conf'), 'extra path /nonexistent/site.conf'),
+    (dict(host_path='relative', shell_path='/etc/x'), 'needs an absolute host_path and shell_path'),
+    (dict(shell_path='/etc/x'), 'needs an absolute host_path and shell_path'),
+])
+def test_extra_paths_bad_entries_are_named(tmp_path, entry, words):
+    staging = tmp_path / 'data2' / 'tmp'
+    failed, result = run_module(main, dict(path=str(staging), extra_paths=[entry]))
+    assert failed and words in result['msg']
+
+
+def test_extra_paths_need_state_empty(tmp_path):
+    shell, extra = extra_sources(tmp_path)
+    failed, result = run_module(main, dict(path=str(tmp_path / 'data2' / 'tmp'), state='present', extra_paths=extra))
+    assert failed and 'give state=empty' in result['msg']
