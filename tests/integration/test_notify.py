@@ -56,8 +56,8 @@ def test_a_failed_run_posts_its_summary_once_and_the_url_shows_nowhere(alation_h
     assert run.rc != 0, run.output
     assert len(hook.posts) == 1, (hook.posts, run.output)
     post = hook.posts[0]
-    print('The notification body as received (POST %s, %s):' % (post['path'].replace(SECRET, '<secret>'),
-                                                                 post['content_type']))
+    where = post['path'].replace(SECRET, '<secret>')
+    print('The notification body as received (POST %s, %s):' % (where, post['content_type']))
     print(json.dumps(json.loads(post['raw']), indent=2, sort_keys=True))
     body = json.loads(post['raw'])
     assert post['content_type'] == 'application/json'
