@@ -227,3 +227,10 @@ def test_not_an_http_url_is_a_warning_without_the_url():
 def test_redact_takes_the_url_and_its_path_out():
     url = 'https://hooks.slack.com/services/T0/B0/XyZ?x=1'
     assert run_summary.redact('a %s b /services/T0/B0/XyZ c' % url, url) == 'a <alation_backup_notify_url> b <alation_backup_notify_url> c'
+
+
+def test_a_timeout_of_0_sends_nothing_and_warns():
+    with Listener() as hook:
+        result = run(dict(notify_timeout=0), HOSTVARS, alation_backup_notify_url=hook.url)
+    assert hook.posts == [] and result['notification']['result'] == 'failed'
+    assert 'more than 0' in result['notification']['error'] and len(result['warnings']) == 1
