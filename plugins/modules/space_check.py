@@ -157,8 +157,13 @@ def main():
     storage = p['storage_dir']
     if p['keep_count'] < 0:
         module.fail_json(msg='keep_count=%s must be 0 (retention off) or more archives' % p['keep_count'])
-    if _retention.off_with_tiers(_retention.rules_from(p)):
-        module.fail_json(msg=_retention.off_with_tiers(_retention.rules_from(p)))
+    try:
+        if _retention.off_with_tiers(_retention.rules_from(p)):
+            raise HostError(_retention.off_with_tiers(_retention.rules_from(p)))
+        if p['keep_count']:
+            _retention.check_rules(_retention.rules_from(p))
+    except HostError as e:
+        module.fail_json(msg='retention in %s: %s' % (storage, e))
     planned = None
     reclaimable = max(0, p['reclaimable'])
     # Measuring a big PGDATA and hashing the newest archive (retention's plan) take a while: keep the host's lock
