@@ -14,6 +14,9 @@ import hashlib
 import os
 import re
 
+import pytest
+
+from backup_host import SSHD
 from playbook import HOST, run_playbook
 
 TAG = '5-17-0-116556'
@@ -135,3 +138,43 @@ def test_tiers_with_keep_count_0_are_refused_before_anything_is_touched(alation_
     assert run.rc != 0
     assert 'refusing the run, nothing was touched' in run.output and 'alation_backup_keep_daily' in run.output
     assert archives(host) == [old]
+
+
+@pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 0,
+                    reason='needs root and the OpenSSH server (make deps installs openssh-server)')
+def test_the_same_tiers_and_pins_on_the_backup_host(sshd, scratch):
+    """The off-host copy passes the rules through unchanged: tiers, keep_pinned and a .keep file there."""
+    from test_far_side import listing, module_args, publish  # pylint: disable=import-outside-toplevel
+    from modrun import run_module  # pylint: disable=import-outside-toplevel
+    far = sshd.host_dir('alation-tiers')
+    stamps = ['202611%02d0102' % d for d in (1, 2, 8, 15, 16, 22, 29)] + ['202610150102', '202609150102']
+    older = sorted(os.path.basename(publish(far, ts, sshd.uid)) for ts in stamps)
+    pin_file = os.path.join(far, older[0] + '.keep')  # Sep 15, by a .keep file there
+    with open(pin_file, 'w') as f:
+        f.write('')
+    os.chown(pin_file, sshd.uid, sshd.uid)
+    src = publish(os.path.join(scratch, 'local'), '202611300102')
+    name = os.path.basename(src)
+    result = run_module('offsite_copy', module_args(sshd, src, 'alation-tiers', keep_count=1, keep_daily=2,
+                                                    keep_weekly=2, keep_monthly=2, keep_pinned=[older[2]]))
+    copy = result['copy']
+    assert not result['failed'] and copy['result'] == 'ok', result
+    kept = [(os.path.basename(k['path'])[:12], k['rules']) for k in copy['retention']['kept']]
+    # Nov 30 2026 is the Monday of ISO week 49; Nov 29 (a Sunday) is the newest of week 48.
+    # October is the second month that has an archive, Oct 15 its newest.
+    assert kept == [('202609150102', ['pinned (.keep)']),
+                    ('202610150102', ['monthly 2026-10']),
+                    ('202611010102', ['pinned (keep_pinned)']),
+                    ('202611290102', ['daily 2026-11-29', 'weekly 2026-W48']),
+                    ('202611300102', ['newest good', 'this run', 'count', 'daily 2026-11-30', 'weekly 2026-W49',
+                                      'monthly 2026-11'])], kept
+    stay = [n for n in older if n[:12] in ('202609150102', '202610150102', '202611010102', '202611290102')]
+    assert sorted(copy['retention']['removed']) == sorted(os.path.join(far, n) for o in older if o not in stay
+                                                          for n in (o, o + '.sha256'))
+    assert listing(far) == sorted([_offsite_marker(), older[0] + '.keep', name, name + '.sha256'] +
+                                  [n for o in stay for n in (o, o + '.sha256')])
+
+
+def _offsite_marker():
+    from ansible_collections.alation.backup.plugins.module_utils._offsite import OWNER_MARKER  # pylint: disable=import-outside-toplevel
+    return OWNER_MARKER
