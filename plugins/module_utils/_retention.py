@@ -127,7 +127,7 @@ def off_with_tiers(rules):
     tiers = ['%s=%s' % (key, rules[key]) for key, dummy, unit in TIERS if rules.get(key)]
     if not tiers:
         return None
-    return ('%s: keep_count=0 turns retention off (every archive is kept), so the tiers would keep nothing less; set '
+    return ('%s: keep_count=0 turns retention off (every archive is kept), so the tiers would change nothing; set '
             'keep_count to at least 1 (alation_backup_keep_count), or the tiers to 0' % ', '.join(tiers))
 
 

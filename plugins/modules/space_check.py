@@ -185,7 +185,8 @@ def main():
             lease.fail_json(
                 'the backup storage dir %s has %s free%s; the backup may need %s (PGDATA %s is %s, for the pg staging '
                 'dir and again for the archive at worst, plus %s of extra paths). Free space there, keep fewer '
-                'archives (alation_backup_keep_count), or set alation_backup_space_check=false if you know the data '
+                'archives (alation_backup_keep_count, and the tiers and pins: alation_backup_keep_daily, _weekly, '
+                '_monthly, _pinned, <archive>.keep files), or set alation_backup_space_check=false if you know the data '
                 'compresses well.'
                 % (storage, human(space['free']),
                    ' and retention would free %s more' % human(reclaimable) if reclaimable else '',
