@@ -122,10 +122,12 @@ def backup_record(steps, host, started, now, settings, check_mode=False):
         alation_version=info.get('version') or '',
         # Alation's own backup schedule as preflight read it (next_start, the start within the margin), or {}.
         alation_schedule=info.get('alation_schedule') or {},
-        # Every file retention removed (before the backup when the space needed it, and after), and the bytes freed.
+        # Every file retention removed (before the backup when the space needed it, and after), and the bytes freed;
+        # kept: each archive retention kept, with the rules that keep it ({path, rules}).
         retention=dict(removed=[r.get('path') if isinstance(r, dict) else r for r in removed],
                        freed_bytes=int(_num(space.get('freed_bytes')) + _num(retention.get('freed_bytes'))),
-                       refused=retention.get('refused') or ''),
+                       refused=retention.get('refused') or '',
+                       kept=[k for k in (retention.get('kept') or []) if isinstance(k, dict)]),
         # The off-host copy: result ok, failed, skipped (not reached, or check mode) or off; dest, bytes, ...
         copy=copy.get('copy') or default_copy,
         # Each step as its module measured it on the host.

@@ -27,13 +27,15 @@ description:
   - A copy that failed is reported in RV(copy) and as a warning; the task fails only with O(required=true).
   - With O(keep_count), retention runs on the far side with the same rules as M(alation.backup.retention) - only
     this collection's archive names and their C(.sha256), never the newest, which must hash to its C(.sha256) there
-    before anything older goes.
+    before anything older goes; the tiers (O(keep_daily), O(keep_weekly), O(keep_monthly)) and the pins
+    (O(keep_pinned), or a C(<archive>.keep) file beside it there) as well.
   - Runs on the Alation host, outside the Alation shell. Needs C(ssh) there, and a POSIX shell, C(sha256sum),
     C(df), C(mv) and C(rm) on the backup host.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
   - alation.backup.controller
+  - alation.backup.retention_rules
 options:
   src:
     description: The archive (a host path). Its C(.sha256) must be beside it. Required with O(state=present).
@@ -172,7 +174,8 @@ copy:
     retention:
       description:
         - Retention on the far side - the files removed (before the copy when it needed the room, and after), the bytes
-          freed, and why nothing could go.
+          freed, why nothing could go (C(refused)), and C(kept) - each archive kept there with the rules that keep it,
+          as RV(alation.backup.retention#module:kept) of M(alation.backup.retention).
       type: dict
     removed_tmp:
       description: This host's temporary files on the far side that a killed copy left (their pid here is dead), removed.
@@ -204,7 +207,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite, _watch
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite, _retention, _watch
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
@@ -259,8 +262,8 @@ def main():
             keep_days=dict(type='int', default=0),
             suffix=dict(type='str', default=DEFAULT_SUFFIX),
             required=dict(type='bool', default=False),
-            **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(),
-                                                        **secret_file_argument_spec('identity_content')))
+            **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(), **dict(
+                _retention.rules_argument_spec(), **secret_file_argument_spec('identity_content'))))
         ),
         mutually_exclusive=[('identity_file', 'identity_content', 'identity_content_file'),
                             ('known_hosts', 'known_hosts_content')],
@@ -269,6 +272,15 @@ def main():
     )
     p = module.params
     take_secret_options(module, 'identity_content')
+    # The rules of retention there, checked before anything is sent: a copy never fails late over a typo in them.
+    rules = _retention.rules_from(p)
+    try:
+        if _retention.off_with_tiers(rules):
+            raise HostError(_retention.off_with_tiers(rules))
+        if p['keep_count'] > 0:
+            _retention.check_rules(rules)
+    except HostError as e:
+        module.fail_json(msg='retention on the backup host: %s' % e)
     runner = Runner(module)
     # What a killed copy left: its key dir, on tmpfs, gone with its pid.
     removed_key_dirs = [] if module.check_mode else _offsite.remove_dead_key_dirs()
@@ -285,12 +297,11 @@ def main():
             keys = key_dir(module)
             copy = copier(runner, p, keys)
             copy.lease_check = lease.check
-            changed, record, warnings = _offsite.run_copy(copy, p['src'], p['keep_count'], p['keep_days'],
-                                                          p['suffix'], module.check_mode)
+            changed, record, warnings = _offsite.run_copy(copy, p['src'], rules, p['suffix'], module.check_mode)
     except HostError as e:
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
-                      retention=dict(removed=[], freed_bytes=0, refused=''), removed_tmp=[], free_bytes=None,
+                      retention=dict(removed=[], freed_bytes=0, refused='', kept=[]), removed_tmp=[], free_bytes=None,
                       needed_bytes=0)
     finally:
         if keys is not None:

@@ -19,7 +19,8 @@ def steps(**kw):
              db=dict(engine='pg_probackup', mode='FULL', reason='incremental backups are off', backup_id='T1',
                      recovered={}, pruned=[], duration_s=3.25),
              archive=dict(path=ARCHIVE, size=1234, sha256='ab', compressor='pigz', duration_s=2),
-             retention=dict(removed=[dict(path='/b')], freed_bytes=5),
+             retention=dict(removed=[dict(path='/b')], freed_bytes=5,
+                            kept=[dict(path=ARCHIVE, rules=['newest good', 'this run', 'count', 'daily 2026-12-01'])]),
              cleanup=dict(duration_s=0.25), copy={})
     s.update(kw)
     return s
@@ -32,7 +33,9 @@ def test_a_good_run():
     assert r['archive_shell_path'] == '/data2/backup/' + os.path.basename(ARCHIVE)
     assert r['durations_s'] == dict(stage=0.5, database=3.25, archive=2.0, cleanup=0.25, total=6.0, wall=12.5)
     # Retention before the backup (the space needed it) and after, together.
-    assert r['retention'] == dict(removed=['/a', '/b'], freed_bytes=15, refused='')
+    # Retention before the backup (the space needed it) and after, together; kept says which rule kept each archive.
+    assert r['retention'] == dict(removed=['/a', '/b'], freed_bytes=15, refused='',
+                                  kept=[dict(path=ARCHIVE, rules=['newest good', 'this run', 'count', 'daily 2026-12-01'])])
     assert r['copy'] == dict(result='off', dest='', bytes=0, duration_s=0, error='')
     assert report.summary_line(r).startswith('h1: OK FULL 1.2 KiB in 6.0s -> /data2/backup/')
 

@@ -100,3 +100,11 @@ def test_state_check_needs_no_src_and_fails_whatever_required(tmp_path):
 def test_state_present_needs_src():
     failed, result = run_module(offsite_copy.main, dict(dest='b@h:/srv', host_dir='alation-1'))
     assert failed and 'state is present but all of the following are missing: src' in result['msg']
+
+
+def test_bad_retention_rules_fail_before_anything_is_sent(tmp_path):
+    failed, result = run_module(offsite_copy.main, args(tmp_path, keep_weekly=4))
+    assert failed and 'retention on the backup host: keep_weekly=4: keep_count=0 turns retention off' in result['msg']
+    failed, result = run_module(offsite_copy.main, args(tmp_path, keep_count=3, keep_pinned=['latest']))
+    assert failed and "keep_pinned: 'latest' is not an archive name" in result['msg']
+    assert 'executed_commands' not in result or result['executed_commands'] == []
