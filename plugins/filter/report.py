@@ -111,6 +111,10 @@ def backup_record(steps, host, started, now, settings, check_mode=False):
     durations['wall'] = round(_num(now) - _num(started), 2)
     removed = list(space.get('removed') or []) + list(retention.get('removed') or [])
     drill = drill_verdict(s.get('drill', {}), lock, settings, check_mode)
+    if drill['result'] == 'failed':
+        # Important news although the backup itself is good: the run fails, saying its archive is kept.
+        error = '%sdrill: the archive %s was written and verified, but the drill did not restore it: %s' % (
+            (error + '; ') if error else '', drill['archive'] or a.get('path') or '?', drill['reason'] or '?')
     if drill['result'] == 'skipped' and s.get('drill'):
         # Only a drill that was due and then could not run (the scratch space) is worth a warning.
         warnings.append(DRILL_SKIPPED + drill['reason'])

@@ -109,7 +109,7 @@ options:
   drill_every_days:
     description:
       - Days. With O(state=present), whether this run should drill its archive (the backup role's
-        C(alation_backup_drill_every_days)): when no good drill is recorded on this host, or the last good one is older
+        C(alation_backup_drill_every_days)) - when no good drill is recorded on this host, or the last good one is older
         than this (or dated ahead of this host's clock). Returned as RV(drill_due) and RV(drill_reason), with
         RV(last_drill).
       - The drill state is the file C(.alation_backup.drill.json) beside the lock file.

@@ -106,15 +106,16 @@ def test_a_drill_short_of_scratch_space_is_a_warning_and_the_backup_stands():
 
 def test_a_failed_drill_fails_the_run_and_keeps_the_archive_on_the_line():
     drill = dict(result='failed', reason='rebuild: pg_probackup restore failed', archive=ARCHIVE, duration_s=3)
-    error = 'drill: the archive %s was written and verified, but the drill did not restore it: rebuild: ...' % ARCHIVE
-    r = report.backup_record(steps(lock=DUE, drill=drill, error=error), 'h1', 1, 2, DRILL_SETTINGS)
+    r = report.backup_record(steps(lock=DUE, drill=drill), 'h1', 1, 2, DRILL_SETTINGS)
     assert r['result'] == 'failed' and r['archive'] == ARCHIVE and r['drill']['result'] == 'failed'
+    assert r['error'] == ('drill: the archive %s was written and verified, but the drill did not restore it: '
+                          'rebuild: pg_probackup restore failed' % ARCHIVE)
     line = report.summary_line(r)
     assert line.startswith('h1: FAILED FULL 1.2 KiB in 6.0s -> /data2/backup/') and '(written, but it did not restore)' in line
     assert line.endswith('; drill FAILED: rebuild: pg_probackup restore failed')
     # A run that failed elsewhere is not dressed as a drill failure.
-    r = report.backup_record(steps(lock=DUE, drill=drill, error='Archive | Pack: disk full'), 'h1', 1, 2, DRILL_SETTINGS)
-    assert report.summary_line(r).startswith('h1: FAILED archive: disk full')
+    r = report.backup_record(steps(lock=DUE, drill=drill, error='Retention | Remove: EIO'), 'h1', 1, 2, DRILL_SETTINGS)
+    assert report.summary_line(r).startswith('h1: FAILED retention: EIO; drill: the archive')
 
 
 def test_the_drill_that_could_not_run():
