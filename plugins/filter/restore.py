@@ -31,7 +31,7 @@ def restore_step(task_name, result=None):
     the step it got to: no archive found -> find; found, its sha256 not matched -> sha256; else the manifest
     (the extract step).
     """
-    word = str(task_name or '').split(' | ')[0].strip().lower()
+    word = str(task_name or '').split(' | ', maxsplit=1)[0].strip().lower()
     step = STEPS.get(word, word or '?')
     if step == 'find' and isinstance(result, dict) and result.get('path'):
         if not result.get('sha256') or result.get('sha256') != result.get('sha256_recorded'):
@@ -155,7 +155,7 @@ def restore_record(run, host, duration_s):
     return dict(
         host=host, mode=run.get('mode'), result='failed' if error else 'ok', error=error,
         failed_check=next((name for name, c in checks.items() if c['result'] == 'failed'), ''),
-        failed_step=error.split(':')[0] if error else '',
+        failed_step=error.split(':', maxsplit=1)[0] if error else '',
         check_mode=bool(run.get('check_mode')),
         archive=head.get('path') or '', size=head.get('size') or 0,
         sha256=(head.get('sha256') or '') if head.get('sha256') == head.get('sha256_recorded') else '',
@@ -187,6 +187,5 @@ def restore_summary_line(record):
 
 class FilterModule(object):
     def filters(self):
-        return dict(restore_step=restore_step, restore_checks=lambda run: restore_checks(run)[0],
-                    restore_failed_checks=restore_failed_checks, restore_record=restore_record,
+        return dict(restore_step=restore_step, restore_failed_checks=restore_failed_checks, restore_record=restore_record,
                     restore_summary_line=restore_summary_line)
