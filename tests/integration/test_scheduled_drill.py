@@ -11,15 +11,18 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
 import alation_shell
-from playbook import HOST, run_playbook
+from playbook import HOST, REPO, run_playbook
 
 parser = pytest.importorskip('prometheus_client.parser')
 
 STATE = '/data2/backup/.alation_backup.drill.json'
+# Issue 19's budget for a default run (pg_probackup, incremental off, no copy, no metrics), skipped entries included.
+MOST_ENTRIES = 24
 
 
 @pytest.fixture(scope='module')
@@ -38,6 +41,16 @@ def shell():
             subprocess.run(['umount', tiny], check=False)
         alation_shell.down(root, purge=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def entries(host, workdir, **extra):
+    """A run's task entries on the host, counted by the benchmarks' callback."""
+    events = os.path.join(workdir, 'events.json')
+    env = dict(ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, 'bench', 'callback_plugins'),
+               ANSIBLE_CALLBACKS_ENABLED='bench_events', ALATION_BENCH_EVENTS=events)
+    run = run_playbook('backup.yml', dict(host.role_vars, **extra), workdir=workdir, env=env)
+    with open(events) as f:
+        return run, [e for e in json.load(f)['entries'] if e['host'] == HOST]
 
 
 def backup(host, tmp_path, **extra):
@@ -122,3 +135,20 @@ def test_a_drill_that_fails_fails_the_run_and_keeps_the_archive(shell, tmp_path)
     assert s['last']['result'] == 'failed' and 'last_good' not in s
     assert metrics(tmp_path)[('alation_backup_last_drill_result', (('result', 'failed'),))] == 1
     assert not os.path.exists(shell.path('/data2/backup_drill'))
+
+
+def test_off_or_not_due_costs_one_skipped_entry(shell, tmp_path):
+    """A default run (drill off) and a run that is not due each pay one skipped include, and stay in the budget."""
+    for name, extra in (('off', {}), ('not-due', dict(alation_backup_drill_every_days=7))):
+        if extra:
+            # A good drill just now: not due.
+            with open(shell.path(STATE), 'w') as f:
+                json.dump({'last_good': {'result': 'ok', 'at_ts': time.time()}}, f)
+        os.makedirs(str(tmp_path / name))
+        run, seen = entries(shell, str(tmp_path / name), **extra)
+        assert run.rc == 0, run.output
+        drill = [e for e in seen if 'drill' in e['task'].lower()]
+        assert [(e['task'].split(' : ')[-1], e['kind']) for e in drill] == [('Scheduled drill', 'skipped')], drill
+        assert len(seen) <= MOST_ENTRIES, [e['task'] for e in seen]
+        print('%s: %d task entries' % (name, len(seen)))
+        assert run.records[HOST]['drill']['result'] == ('off' if name == 'off' else 'not due')
