@@ -182,3 +182,56 @@ def test_a_prefix_of_another_machine_is_refused(s3, scratch):
     result = run_module('offsite_copy', module_args(s3, archive, 'alation-taken', keep_count=1))
     assert result['copy']['result'] == 'failed' and 'belongs to another machine' in result['copy']['error']
     assert names(s3, 'prod/alation-taken') == [name, name + '.sha256'], 'nothing written or removed there'
+
+
+def role_vars(host, s3, **extra):
+    return dict(dict(host.role_vars, alation_backup_engine='pg_basebackup', alation_backup_copy_to=s3.url('role'),
+                     alation_backup_copy_s3_endpoint=s3.endpoint, alation_backup_copy_s3_region=s3.region,
+                     alation_backup_copy_s3_access_key_id=s3.key, alation_backup_copy_s3_secret_access_key=s3.secret),
+                **extra)
+
+
+def secret_files():
+    return set(glob.glob('/dev/shm/.alation_backup.*s3_secret*'))
+
+
+def test_the_role_copies_to_the_bucket_from_the_real_shell(alation_host, s3):
+    host = alation_host
+    prefix = 'role/' + HOST
+    older = [put_copy(s3, prefix, '2026110%d0102' % day) for day in range(1, 4)]
+    before = secret_files()
+    run = run_playbook('backup.yml', role_vars(host, s3, alation_backup_keep_count=2))
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    copy = record['copy']
+    assert record['result'] == 'ok' and copy['result'] == 'ok' and copy['method'] == 'rclone', copy
+    assert copy['verified'] == 'size and md5'
+    [archive] = sorted(glob.glob(host.path('/data2/backup/*_alation_backup.tar.gz')))
+    name = os.path.basename(archive)
+    assert copy['dest'] == 's3://%s/%s/%s' % (s3.bucket, prefix, name)
+    with open(archive, 'rb') as f:
+        assert s3.get('%s/%s' % (prefix, name)) == f.read()
+    with open(archive + '.sha256', 'rb') as f:
+        assert s3.get('%s/%s.sha256' % (prefix, name)) == f.read()
+    # keep_count 2 there: the new copy and the newest older one stay.
+    assert names(s3, prefix) == sorted([name, name + '.sha256', older[-1], older[-1] + '.sha256'])
+    assert s3.secret not in run.output
+    assert secret_files() <= before, 'the secret file on tmpfs is gone'
+
+    # A wrong secret: the copy fails, the backup stands; required, preflight refuses the run before any backup.
+    run = run_playbook('backup.yml', role_vars(host, s3, alation_backup_copy_s3_secret_access_key='not-the-secret'))
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert record['result'] == 'ok' and record['copy']['result'] == 'failed'
+    assert 'SignatureDoesNotMatch' in record['copy']['error'] and 's3://%s/role' % s3.bucket in record['copy']['error']
+    assert 'not-the-secret' not in run.output
+    archives = sorted(glob.glob(host.path('/data2/backup/*_alation_backup.tar.gz')))
+    assert len(archives) == 2 and all(os.path.exists(a + '.sha256') for a in archives), 'the local archives stay'
+    run = run_playbook('backup.yml', role_vars(host, s3, alation_backup_copy_s3_secret_access_key='not-the-secret',
+                                               alation_backup_copy_required=True))
+    assert run.rc != 0
+    record = run.records[HOST]
+    assert record['result'] == 'failed' and record['error'].startswith('Preflight | '), record['error']
+    assert 'SignatureDoesNotMatch' in record['error'] and 'alation_backup_copy_s3_secret_access_key' in record['error']
+    assert len(glob.glob(host.path('/data2/backup/*_alation_backup.tar.gz'))) == 2, 'no backup was taken'
+    assert 'not-the-secret' not in run.output
