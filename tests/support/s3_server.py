@@ -94,12 +94,12 @@ class S3Server(object):
         self.port = free_port()
         self.endpoint = 'http://127.0.0.1:%d' % self.port
         self.region = REGION
-        self.workdir = tempfile.mkdtemp(prefix='alation-backup-s3-')
-        self.log = os.path.join(self.workdir, 'moto.log')
+        self.log = None
         self.proc = None
         self.key = self.secret = None
 
     def start(self):
+        self.log = os.path.join(tempfile.mkdtemp(prefix='alation-backup-s3-'), 'moto.log')
         env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(SETUP_REQUESTS), MOTO_ALLOW_NONEXISTENT_REGION='true')
         with open(self.log, 'wb') as log:
             self.proc = subprocess.Popen([PYTHON, '-c', SERVER_MAIN, '-H', '127.0.0.1', '-p', str(self.port)], stdout=log,
@@ -160,3 +160,45 @@ class S3Server(object):
 
     def multipart_uploads(self):
         return json.loads(self._client('uploads'))
+
+
+def _main(argv):
+    """``up <dir>``: start a server that outlives this process, its details to <dir>/s3.json (0600: it holds the
+    secret key); ``down <dir>``: stop it; ``ls <dir> [prefix]``: list the bucket; ``get <dir> <key> <file>``."""
+    import sys
+    what, directory = argv[0], argv[1]
+    state = os.path.join(directory, 's3.json')
+    if what == 'up':
+        server = S3Server().start()
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(dict(pid=server.proc.pid, endpoint=server.endpoint, region=server.region, bucket=server.bucket,
+                           key=server.key, secret=server.secret, log=server.log), f)
+        print(json.dumps(dict(pid=server.proc.pid, endpoint=server.endpoint, bucket=server.bucket)))
+        return 0
+    try:
+        with open(state) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return 0 if what == 'down' else 1
+    if what == 'down':
+        try:
+            os.killpg(found['pid'], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        return 0
+    server = S3Server(found['bucket'])
+    server.endpoint, server.region, server.key, server.secret = found['endpoint'], found['region'], found['key'], found['secret']
+    if what == 'ls':
+        json.dump(server.objects(argv[2] if len(argv) > 2 else ''), sys.stdout, indent=1, sort_keys=True)
+        print()
+    elif what == 'get':
+        with open(argv[3], 'wb') as f:
+            f.write(server.get(argv[2]))
+    return 0
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(_main(sys.argv[1:]))
