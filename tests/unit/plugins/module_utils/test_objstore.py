@@ -224,3 +224,15 @@ def test_check_mode_runs_nothing(tmp_path):
     changed, record, warnings = _offsite.run_copy(copy, str(src), keep_count=3, check_mode=True)
     assert record['result'] == 'skipped' and copy.runner.calls == [] and bucket.objects == {}
     assert any('copyto' in c and c.endswith('(check mode: not run)') for c in copy.runner.executed_commands)
+
+
+def test_aws_ca_bundle_goes_to_rclones_own_flag():
+    """rclone 1.60's AWS SDK cannot load AWS_CA_BUNDLE into rclone's transport (LoadCustomCABundleError): the
+    bundle goes to --ca-cert and the variable is emptied for rclone."""
+    copy = S.ObjCopier(runner(), S.parse_target('s3://acme-backups'), 'h', rclone='/usr/bin/rclone',
+                       ca_bundle='/etc/ssl/certs/corp.pem')
+    assert copy.rclone[copy.rclone.index('--ca-cert') + 1] == '/etc/ssl/certs/corp.pem'
+    assert copy.env['AWS_CA_BUNDLE'] == '' and copy.where == 's3://acme-backups/h'
+    assert copy.remote('x') == 'alationbackup:acme-backups/h/x'
+    assert '--ca-cert' not in S.ObjCopier(runner(), S.parse_target('s3://acme-backups'), 'h', rclone='/usr/bin/rclone',
+                                          ca_bundle='').rclone
