@@ -235,3 +235,13 @@ def test_the_role_copies_to_the_bucket_from_the_real_shell(alation_host, s3):
     assert 'SignatureDoesNotMatch' in record['error'] and 'alation_backup_copy_s3_secret_access_key' in record['error']
     assert len(glob.glob(host.path('/data2/backup/*_alation_backup.tar.gz'))) == 2, 'no backup was taken'
     assert 'not-the-secret' not in run.output
+
+
+def test_check_mode_sends_nothing_to_the_bucket(alation_host, s3):
+    run = run_playbook('backup.yml', role_vars(alation_host, s3, alation_backup_copy_to=s3.url('check'),
+                                               alation_backup_copy_required=True), check=True)
+    assert run.rc == 0, run.output
+    copy = run.records[HOST]['copy']
+    assert copy['result'] in ('skipped', 'off'), copy
+    assert s3.objects('check/') == {}, 'nothing written in check mode, not even the probe'
+    assert s3.secret not in run.output
