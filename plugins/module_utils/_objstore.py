@@ -193,6 +193,7 @@ class ObjCopier(object):
         host = host_dir_name(host_dir)
         self.key = posixpath.join(target.prefix, host) if target.prefix else host
         self.where = '%s://%s/%s' % (target.scheme, target.bucket, self.key)
+        self.env = rclone_env(endpoint, region, access_key_id, secret_access_key)
         if rclone is None:
             rclone = find_program(None, 'rclone')[0]
             if not rclone:
@@ -201,7 +202,6 @@ class ObjCopier(object):
                                           'apt install rclone; RHEL: rclone from EPEL).' % self.where))
         ca_bundle = os.environ.get('AWS_CA_BUNDLE') if ca_bundle is None else ca_bundle
         self.rclone = [rclone] + global_flags(ca_bundle, connect_timeout)
-        self.env = rclone_env(endpoint, region, access_key_id, secret_access_key)
         self.removed_tmp = []
         self.room = dict(removed=[], refused='', free_bytes=None, needed_bytes=0)
 
