@@ -242,7 +242,7 @@ def parse_sha256sum(text):
     return found
 
 
-def _last_lines(text, n=3):
+def last_lines(text, n=3):
     lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
     return ' '.join(lines[-n:]) or 'no message'
 
@@ -307,10 +307,10 @@ class Copier(object):
         if result['rc'] == SSH_FAILED:
             raise CopyError('%s: ssh to %s port %d failed: %s. Check that alation_backup_copy_known_hosts has the '
                             "backup host's key (StrictHostKeyChecking is on) and that the key or agent is let in."
-                            % (step, self.target.host, self.target.port, _last_lines(result['stderr'])))
+                            % (step, self.target.host, self.target.port, last_lines(result['stderr'])))
         if result['rc'] != 0:
             raise CopyError('%s on %s failed (exit %d): %s' % (step, self.where, result['rc'],
-                                                               _last_lines(result['stderr'] or result['stdout'])))
+                                                               last_lines(result['stderr'] or result['stdout'])))
         return result['stdout']
 
     def in_dir(self, script):
@@ -415,7 +415,7 @@ class Copier(object):
                                self.env)
         if result['rc'] != 0:
             raise CopyError('sending %s to %s:%s with %s failed (exit %d): %s'
-                            % (local, self.target.host, dest, method, result['rc'], _last_lines(result['stderr'])))
+                            % (local, self.target.host, dest, method, result['rc'], last_lines(result['stderr'])))
 
     def copy(self, src, rules=None, suffix=DEFAULT_SUFFIX):
         """Copy ``src`` and its .sha256; returns {changed, method, dest, bytes}. CopyError when it failed.
@@ -562,6 +562,8 @@ def run_copy(copier, src, rules=None, suffix=DEFAULT_SUFFIX, check_mode=False, c
         done = copier.copy(src, rules, suffix)
         changed = done['changed']
         record.update(bytes=done['bytes'], method=done['method'])
+        if 'verified' in done:
+            record['verified'] = done['verified']
     except (HostError, OSError) as e:
         record.update(result='failed', error=str(e))
         record['retention']['refused'] = copier.room['refused']
