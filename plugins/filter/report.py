@@ -167,8 +167,10 @@ def backup_record(steps, host, started, now, settings, check_mode=False):
     )
 
 
-def report_path_problem(path):
-    """Why the controller could not write a report at ``path`` ('' when it can): checked before the run."""
+def report_path_problem(path, name='the report path'):
+    """Why the controller could not write a report at ``path`` ('' when it can): checked before the run.
+
+    ``name`` is what the message calls the path (the role variable that set it)."""
     if not path:
         return ''
     directory = os.path.dirname(path) or '.'
@@ -182,8 +184,8 @@ def report_path_problem(path):
         why = 'holds a directory of that name'
     else:
         return ''
-    return ('the controller cannot write the report path %s: its directory %s %s. Give a path in an existing '
-            'directory that user may write, or leave it empty' % (path, directory, why))
+    return ('the controller cannot write %s %s: its directory %s %s. Give a path in an existing '
+            'directory that user may write, or leave it empty' % (name, path, directory, why))
 
 
 def _one_line(text, limit=ERROR_CHARS):

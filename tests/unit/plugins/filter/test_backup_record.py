@@ -71,8 +71,8 @@ def test_warnings_and_the_lock_history():
 def test_report_path_problem(tmp_path):
     assert report.report_path_problem('') == ''
     assert report.report_path_problem(str(tmp_path / 'r.json')) == ''
-    problem = report.report_path_problem(str(tmp_path / 'missing' / 'r.json'))
-    assert 'does not exist' in problem and 'missing' in problem
+    problem = report.report_path_problem(str(tmp_path / 'missing' / 'r.json'), 'alation_backup_report_path')
+    assert 'cannot write alation_backup_report_path ' in problem and 'does not exist' in problem
     (tmp_path / 'd').mkdir()
     assert 'holds a directory' in report.report_path_problem(str(tmp_path / 'd'))
 
