@@ -50,9 +50,9 @@ import re
 import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
-    DEFAULT_SUFFIX, read_sidecar, tmp_name)
+    DEFAULT_SUFFIX, tmp_name)
 from ansible_collections.alation.backup.plugins.module_utils._offsite import (
-    OWNER_MARKER, CopyError, check_owner, host_dir_name, last_lines, owner_text, sidecar_fields)
+    OWNER_MARKER, CopyError, check_owner, host_dir_name, last_lines, local_archive, owner_text, sidecar_fields)
 from ansible_collections.alation.backup.plugins.module_utils._retention import plan_listing
 from ansible_collections.alation.backup.plugins.module_utils._runner import NOT_RUN, find_program, join_argv, not_found
 
@@ -267,17 +267,7 @@ class ObjCopier(object):
 
         ``rules`` (retention's) are not read here: a store has no room to make first; retention runs after."""
         del rules
-        name = os.path.basename(src)
-        sidecar = src + '.sha256'
-        if not os.path.isfile(src):
-            raise CopyError('the archive %s is not a file on this host' % src)
-        try:
-            digest, size = read_sidecar(sidecar, name)
-        except ValueError as e:
-            raise CopyError('the archive %s cannot be copied without its .sha256: %s' % (src, e))
-        actual = os.path.getsize(src)
-        if size is not None and size != actual:
-            raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
+        name, sidecar, dummy, actual = local_archive(src)
         names = [name, name + '.sha256']
         files = self.listing()
         self.claim(files)

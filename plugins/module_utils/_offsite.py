@@ -258,6 +258,24 @@ def send_file(runner, argv, path, env):
                 stderr=err.decode('utf-8', 'replace'))
 
 
+
+def local_archive(src):
+    """The archive to copy and its .sha256, checked before anything is sent: (name, sidecar, digest, bytes).
+
+    CopyError when the archive is no file, its .sha256 is missing or names another, or the sizes differ."""
+    name = os.path.basename(src)
+    sidecar = src + '.sha256'
+    if not os.path.isfile(src):
+        raise CopyError('the archive %s is not a file on this host' % src)
+    try:
+        digest, size = read_sidecar(sidecar, name)
+    except ValueError as e:
+        raise CopyError('the archive %s cannot be copied without its .sha256: %s' % (src, e))
+    actual = os.path.getsize(src)
+    if size is not None and size != actual:
+        raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
+    return name, sidecar, digest, actual
+
 class Copier(object):
     """One archive to one backup host; ``runner`` runs ssh and rsync, ``send`` streams a file into ssh."""
 
@@ -421,17 +439,7 @@ class Copier(object):
         """Copy ``src`` and its .sha256; returns {changed, method, dest, bytes}. CopyError when it failed.
 
         ``rules``: retention there (``_retention.RULES``), run first when the far side lacks room."""
-        name = os.path.basename(src)
-        sidecar = src + '.sha256'
-        if not os.path.isfile(src):
-            raise CopyError('the archive %s is not a file on this host' % src)
-        try:
-            digest, size = read_sidecar(sidecar, name)
-        except ValueError as e:
-            raise CopyError('the archive %s cannot be copied without its .sha256: %s' % (src, e))
-        actual = os.path.getsize(src)
-        if size is not None and size != actual:
-            raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
+        name, sidecar, digest, actual = local_archive(src)
         sidecar_digest = sha256_of(sidecar)
         final = {name: digest, name + '.sha256': sidecar_digest}
         remote_rsync, files, owner = self.probe()
