@@ -258,7 +258,6 @@ def send_file(runner, argv, path, env):
                 stderr=err.decode('utf-8', 'replace'))
 
 
-
 def local_archive(src):
     """The archive to copy and its .sha256, checked before anything is sent: (name, sidecar, digest, bytes).
 
@@ -275,6 +274,7 @@ def local_archive(src):
     if size is not None and size != actual:
         raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
     return name, sidecar, digest, actual
+
 
 class Copier(object):
     """One archive to one backup host; ``runner`` runs ssh and rsync, ``send`` streams a file into ssh."""

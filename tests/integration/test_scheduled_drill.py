@@ -59,7 +59,7 @@ def backup(host, tmp_path, **extra):
     run = run_playbook('backup.yml', dict(host.role_vars, alation_backup_engine='pg_probackup',
                                           alation_backup_drill_every_days=7,
                                           alation_backup_metrics_dir=str(textfile), **extra))
-    lines = [line for line in re.findall(r'"(%s: [^"]*)"' % re.escape(HOST), run.output)]
+    lines = re.findall(r'"(%s: [^"]*)"' % re.escape(HOST), run.output)
     print('\n'.join(lines[-1:]))
     return run, lines
 
