@@ -1,6 +1,7 @@
 # alation.backup — developer entry points. Run as root on Debian 12:
 #   make demo    a real backup of a throwaway PostgreSQL cluster
 #   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
+#   make demo-cloud    an encrypted backup copied to a loopback S3 server, verified there, the drill from that copy
 #   make test    every test (sanity, units, lint, integration, a fault-suite sample, molecule, galaxy)
 #   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
 #                and a mixed one; task entries and the controller's CPU per host
@@ -22,7 +23,8 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/alation/backup
 # that is its own git repo (it lists files through git).
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/alation/backup
 # Debian packages the tests, the demo and the benchmark use.
-APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap gnupg openssh-server rsync faketime
+APT_PACKAGES := postgresql-15 postgresql-contrib pigz isal util-linux git shellcheck time debootstrap gnupg openssh-server rsync faketime \
+	rclone
 # The pip versions ansible-test bootstraps: 24.2 (ansible-core 2.19), 23.1.2
 # and 21.3.1 (2.16, for Python 3.7 and 3.6).
 PIP_VERSIONS_FOR_ANSIBLE_TEST := 24.2 23.1.2 21.3.1
@@ -38,13 +40,15 @@ PYTHONS_2_19 := 3.8 3.9 3.10 3.11 3.12 3.13
 PYTHONS_2_16 := 3.6 3.7
 PYENV_PATH := $(subst $(eval) ,:,$(foreach v,$(PYTHONS_2_16) $(PYTHONS_2_19),$(call pyenv_bin,$(v))))
 VENV_216 := $(CURDIR)/.venv-ansible-2.16
+# The S3 server of the object-store copy's tests and demo (moto's server mode), in a venv of its own.
+VENV_S3 := $(CURDIR)/.venv-s3
 
 export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv venvs collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite bench fleet clean
+.PHONY: help deps venv venvs s3-server collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -78,6 +82,13 @@ $(CURDIR)/.venv-py%/.installed: tests/requirements/python%.txt
 	$(if $(filter 3.6,$*),$(@D)/bin/python -m pip install -q --disable-pip-version-check 'pip==21.3.1')
 	$(@D)/bin/pip install -q --disable-pip-version-check --prefer-binary -r $<
 	touch $@
+
+$(VENV_S3)/.installed: tests/requirements/s3-server.txt
+	$(PYTHON) -m venv $(VENV_S3)
+	$(VENV_S3)/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+s3-server: $(VENV_S3)/.installed
 
 venvs: venv $(VENV_216)/.installed $(CURDIR)/.venv-py3.6/.installed $(CURDIR)/.venv-py3.13/.installed
 
@@ -129,7 +140,7 @@ lint: collection
 # INTEGRATION_JOBS at once (they wait on PostgreSQL, minute names and ssh
 # more than on the CPU), then the few that change the host for everyone.
 INTEGRATION_JOBS ?= 3
-integration: deps collection shell venvs sanity-tree
+integration: deps collection shell venvs s3-server sanity-tree
 	cd $(SANITY_TREE) && $(BIN)/ansible-test integration --local --python 3.11 \
 	  --allow-destructive --allow-root --color no $(TARGETS)
 	$(BIN)/pytest -q -n $(INTEGRATION_JOBS) --dist loadfile -m 'not serial' tests/integration
@@ -203,6 +214,9 @@ demo-verify: deps collection shell
 
 demo-offsite: deps collection shell
 	demo/offsite.sh
+
+demo-cloud: deps collection shell s3-server
+	demo/cloud.sh
 
 # The archive step against GNU tar and pigz; one whole backup through the role
 # against the same steps as a bare script; then the 20-host fleet.

@@ -10,7 +10,10 @@ import json
 import os
 import tempfile
 
-from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.common.text.converters import to_native, to_text
+from ansible.module_utils.six.moves.urllib import request as urllib_request
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import urlparse
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.alation.backup.plugins.filter.report import report_path_problem, run_records, summary_line
@@ -21,7 +24,17 @@ ARGUMENT_SPEC = dict(
     started_var=dict(type='str', default='__alation_backup_started'),
     stats_key=dict(type='str', default='alation_backup'),
     report_path=dict(type='path'),
+    # The webhook's URL is a secret: it never travels as an argument (the task's invocation, -vvv, the callback's
+    # logs would show it); the action reads the variable of this name from the task's variables and templates it.
+    notify_url_var=dict(type='str', default='alation_backup_notify_url'),
+    notify_on=dict(type='str', default='failure', choices=['failure', 'always']),
+    notify_timeout=dict(type='float', default=10.0),
 )
+
+# A host's record counts as a failure of the run when its result is one of these, or its off-host copy failed
+# (the local archive stands, but the copy that should survive the host is missing).
+FAILED_RESULTS = ('failed', 'unreachable', 'not run')
+REDACTED = '<alation_backup_notify_url>'
 
 
 def write_report(path, records):
@@ -37,6 +50,70 @@ def write_report(path, records):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def failed_hosts(records):
+    """The hosts whose record says the run failed them: failed, unreachable, not run, or the off-host copy failed."""
+    out = []
+    for r in records:
+        copy = r.get('copy') if isinstance(r.get('copy'), dict) else {}
+        if r.get('result') in FAILED_RESULTS or copy.get('result') == 'failed':
+            out.append(r.get('host', '?'))
+    return out
+
+
+def notification_body(records, lines, check_mode=False):
+    """The POST's JSON: every host's record, and a ``text`` that Slack and Teams incoming webhooks show as is."""
+    failed = failed_hosts(records)
+    headline = ('Alation backup %s: %s' % ('check' if check_mode else 'run',
+                                           'FAILED on %d of %d hosts (%s)' % (len(failed), len(records), ', '.join(failed))
+                                           if failed else 'OK on all %d hosts' % len(records)))
+    return dict(text='\n'.join([headline] + list(lines)), result='failed' if failed else 'ok', failed_hosts=failed,
+                check_mode=bool(check_mode), lines=list(lines), records=records, source='alation.backup')
+
+
+def redact(text, url):
+    """``text`` without the URL, nor its path and query (a Slack or Teams webhook's secret part)."""
+    text = to_text(text)
+    parts = urlparse(url)
+    secrets = [url] + [p for p in (parts.path + ('?' + parts.query if parts.query else ''), parts.path, parts.query) if len(p) > 1]
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class _NoRedirect(urllib_request.HTTPRedirectHandler):
+    """A redirect is an answer like any other non-2xx one: never follow it (urllib would resend as a GET elsewhere)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # pylint: disable=too-many-arguments
+        return None
+
+
+def post_json(url, body, timeout):
+    """POST ``body`` as JSON to ``url``: (HTTP status, '') on a 2xx answer, else (status or 0, why), never raising.
+    The reason never holds the URL."""
+    if not url.lower().startswith(('http://', 'https://')):
+        return 0, 'the notify URL is not an http:// or https:// URL (alation_backup_notify_url)'
+    data = json.dumps(body, sort_keys=True).encode('utf-8')
+    req = urllib_request.Request(url, data=data, method='POST',
+                                 headers={'Content-Type': 'application/json', 'User-Agent': 'alation.backup'})
+    opener = urllib_request.build_opener(_NoRedirect())
+    try:
+        resp = opener.open(req, timeout=timeout)
+        try:
+            status = resp.getcode()
+        finally:
+            resp.close()
+    except HTTPError as e:
+        return e.code, 'the webhook answered HTTP %s %s' % (e.code, redact(e.reason, url))
+    except URLError as e:
+        return 0, 'the webhook could not be reached: %s' % redact(to_native(e.reason), url)
+    except Exception as e:  # pylint: disable=broad-except
+        # A timeout while reading the answer (socket.timeout), a connection reset, a bad port in the URL...
+        return 0, 'the webhook could not be reached: %s' % redact('%s: %s' % (type(e).__name__, to_native(e)), url)
+    if not 200 <= status < 300:
+        return status, 'the webhook answered HTTP %s' % status
+    return status, ''
 
 
 class ActionModule(ActionBase):
@@ -57,8 +134,14 @@ class ActionModule(ActionBase):
             hv = hostvars.get(host, {})
             own.append(hv.get(args['record_var']) or {})
             started.append(hv.get(args['started_var']) or '')
-        records = run_records(own, hosts, started, bool(task_vars.get('ansible_check_mode')))
-        result.update(changed=False, records=records, lines=[summary_line(r) for r in records],
+        check_mode = bool(task_vars.get('ansible_check_mode'))
+        records = run_records(own, hosts, started, check_mode)
+        lines = [summary_line(r) for r in records]
+        notification = self._notify(task_vars, args, records, lines, check_mode)
+        # Each record says what became of the run's notification (the body sent had not known yet): a copy, so
+        # the hosts' own facts stay as they were.
+        records = [dict(r, notification=notification) for r in records]
+        result.update(changed=False, records=records, lines=lines, notification=notification,
                       # What set_stats would publish: AWX shows it as the job's stats (artifacts).
                       ansible_stats=dict(data={args['stats_key']: dict((r['host'], r) for r in records)},
                                          per_host=False, aggregate=True))
@@ -75,5 +158,33 @@ class ActionModule(ActionBase):
                     problem = 'could not write the report %s: %s' % (path, to_text(e))
             if problem:
                 result['report_error'] = problem
-                result['warnings'] = [problem]
+                result.setdefault('warnings', []).append(problem)
+        if notification['result'] == 'failed':
+            result.setdefault('warnings', []).append('the run\'s notification was not delivered (the backup stands): %s'
+                                                     % notification['error'])
         return result
+
+    def _notify(self, task_vars, args, records, lines, check_mode):
+        """POST the run's summary to the webhook when asked: what became of it, never the URL, never raising."""
+        name = args['notify_url_var']
+        url = task_vars.get(name)
+        if url and self._templar is not None:
+            url = self._templar.template(url)
+        url = to_text(url or '').strip()
+        out = dict(result='off', on=args['notify_on'], status=0, error='')
+        if not url:
+            return out
+        failed = failed_hosts(records)
+        if args['notify_on'] == 'failure' and not failed:
+            out['result'] = 'not needed'
+            return out
+        if check_mode:
+            out['result'] = 'skipped'
+            out['error'] = 'check mode sends no notification'
+            return out
+        if args['notify_timeout'] <= 0:
+            out.update(result='failed', error='notify_timeout must be more than 0 seconds, not %s' % args['notify_timeout'])
+            return out
+        out['status'], out['error'] = post_json(url, notification_body(records, lines, check_mode), args['notify_timeout'])
+        out['result'] = 'failed' if out['error'] else 'sent'
+        return out

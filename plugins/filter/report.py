@@ -62,12 +62,34 @@ def _num(value):
         return 0.0
 
 
+DRILL_SKIPPED = 'the scheduled drill was skipped: '
+
+
+def drill_verdict(drill, lock, settings, check_mode=False):
+    """The scheduled drill's part of the record: result ok, failed, skipped, off or not due; reason, archive,
+    duration_s, at. ``drill`` is what the drill step recorded ({} when it did not run)."""
+    if isinstance(drill, dict) and drill.get('result'):
+        return dict(result=drill['result'], reason=str(drill.get('reason') or ''), archive=str(drill.get('archive') or ''),
+                    duration_s=round(_num(drill.get('duration_s')), 2), at=str(drill.get('at') or ''))
+    out = dict(result='off', reason='', archive='', duration_s=0, at='')
+    if not _num(settings.get('drill_every_days')):
+        return out
+    if 'drill_due' not in lock:
+        return dict(out, result='skipped', reason='no archive from this run to drill')
+    if not lock['drill_due']:
+        return dict(out, result='not due', reason=str(lock.get('drill_reason') or ''))
+    if check_mode:
+        return dict(out, result='skipped', reason='check mode: a run now would drill its archive (%s)' % lock.get('drill_reason'))
+    return dict(out, result='skipped', reason='the backup did not complete: no archive to drill')
+
+
 def backup_record(steps, host, started, now, settings, check_mode=False):
     """This host's record of the backup run, from what each step returned (registered results, {} if it never ran).
 
     ``steps``: info (alation_info), lock (backup_lock), space (space_check), stage, db (the database step, one
     shape for both engines), archive, retention, cleanup, copy, and error (the run's error text).
-    ``settings``: engine, incremental, encrypt_recipient, copy_to, pg_staging_dir (the role's variables).
+    ``settings``: engine, incremental, encrypt_recipient, copy_to, pg_staging_dir, drill_every_days (the role's
+    variables). ``steps['drill']``: the scheduled drill's verdict (drill.yml), {} when it did not run.
     ``started``/``now``: the run's start and the record's time on the controller (epoch seconds).
     """
     s = dict((k, v if isinstance(v, dict) else {}) for k, v in (steps or {}).items() if k != 'error')
@@ -88,6 +110,14 @@ def backup_record(steps, host, started, now, settings, check_mode=False):
     durations['total'] = round(sum(durations.values()), 2)
     durations['wall'] = round(_num(now) - _num(started), 2)
     removed = list(space.get('removed') or []) + list(retention.get('removed') or [])
+    drill = drill_verdict(s.get('drill', {}), lock, settings, check_mode)
+    if drill['result'] == 'failed':
+        # Important news although the backup itself is good: the run fails, saying its archive is kept.
+        error = '%sdrill: the archive %s was written and verified, but the drill did not restore it: %s' % (
+            (error + '; ') if error else '', drill['archive'] or a.get('path') or '?', drill['reason'] or '?')
+    if drill['result'] == 'skipped' and s.get('drill'):
+        # Only a drill that was due and then could not run (the scratch space) is worth a warning.
+        warnings.append(DRILL_SKIPPED + drill['reason'])
     default_copy = dict(result='skipped' if settings.get('copy_to') else 'off', dest='', bytes=0, duration_s=0, error='')
     return dict(
         host=host,
@@ -122,12 +152,16 @@ def backup_record(steps, host, started, now, settings, check_mode=False):
         alation_version=info.get('version') or '',
         # Alation's own backup schedule as preflight read it (next_start, the start within the margin), or {}.
         alation_schedule=info.get('alation_schedule') or {},
-        # Every file retention removed (before the backup when the space needed it, and after), and the bytes freed.
+        # Every file retention removed (before the backup when the space needed it, and after), and the bytes freed;
+        # kept: each archive retention kept, with the rules that keep it ({path, rules}).
         retention=dict(removed=[r.get('path') if isinstance(r, dict) else r for r in removed],
                        freed_bytes=int(_num(space.get('freed_bytes')) + _num(retention.get('freed_bytes'))),
-                       refused=retention.get('refused') or ''),
+                       refused=retention.get('refused') or '',
+                       kept=[k for k in (retention.get('kept') or []) if isinstance(k, dict)]),
         # The off-host copy: result ok, failed, skipped (not reached, or check mode) or off; dest, bytes, ...
         copy=copy.get('copy') or default_copy,
+        # The scheduled drill (alation_backup_drill_every_days): ok, failed, skipped, off or not due, and why.
+        drill=drill,
         # Each step as its module measured it on the host.
         durations_s=durations,
     )
@@ -171,11 +205,19 @@ def failed_step(error):
 
 def summary_line(record):
     """``alation-prod-1: OK DELTA 12.7 GiB in 14m02s -> /data2/backup/<archive>``, and its FAILED/SKIPPED/... kin;
-    then the record's warnings, each as ``; WARNING: <text>``."""
+    then the record's warnings, each as ``; WARNING: <text>``; last the scheduled drill's verdict when one ran or
+    was skipped (``; drill OK``, ``; drill FAILED: <why>``, ``; drill SKIPPED: <why>``)."""
     r = record or {}
     line = _result_line(r)
     for warning in r.get('warnings') or []:
-        line += '; WARNING: %s' % _one_line(warning)
+        if not str(warning).startswith(DRILL_SKIPPED):
+            line += '; WARNING: %s' % _one_line(warning)
+    drill = r.get('drill') or {}
+    if drill.get('result') == 'ok':
+        line += '; drill OK'
+    elif drill.get('result') == 'failed' or (drill.get('result') == 'skipped' and any(
+            str(w).startswith(DRILL_SKIPPED) for w in r.get('warnings') or [])):
+        line += '; drill %s: %s' % (drill['result'].upper(), _one_line(drill.get('reason')))
     return line
 
 
@@ -183,25 +225,33 @@ def _result_line(r):
     result = r.get('result', '')
     host = r.get('host', '?')
     if result == 'ok':
-        words = ['CHECK' if r.get('check_mode') else 'OK']
-        if r.get('mode'):
-            words.append(r['mode'])
-        if int(r.get('size') or 0):
-            words.append(human(int(r['size'])))
-        total = (r.get('durations_s') or {}).get('total')
-        if total not in (None, ''):
-            words.append('in ' + human_duration(float(total)))
-        archive = r.get('archive_shell_path') or r.get('archive')
-        if archive:
-            words += ['->', archive]
-        return '%s: %s' % (host, ' '.join(words))
+        return '%s: %s' % (host, ' '.join(['CHECK' if r.get('check_mode') else 'OK'] + _archive_words(r)))
     if result == 'skipped':
         return '%s: SKIPPED %s' % (host, _one_line(r.get('skipped_reason')))
+    if result == 'failed' and (r.get('drill') or {}).get('result') == 'failed' and failed_step(r.get('error'))[0] == 'drill':
+        # The backup itself is good and kept; the drill could not bring it back (said after: "; drill FAILED: ...").
+        return '%s: FAILED %s (written, but it did not restore)' % (host, ' '.join(_archive_words(r)))
     if result == 'failed':
         step, msg = failed_step(r.get('error'))
         return '%s: FAILED %s%s' % (host, (step + ': ') if step else '', _one_line(msg))
     # Unreachable, not run: the reason, without the task that met it.
     return '%s: %s %s' % (host, result.upper() or '?', _one_line(failed_step(r.get('error'))[1]))
+
+
+def _archive_words(r):
+    """``FULL 12.7 GiB in 14m02s -> /data2/backup/<archive>``, as far as the record knows them."""
+    words = []
+    if r.get('mode'):
+        words.append(r['mode'])
+    if int(r.get('size') or 0):
+        words.append(human(int(r['size'])))
+    total = (r.get('durations_s') or {}).get('total')
+    if total not in (None, ''):
+        words.append('in ' + human_duration(float(total)))
+    archive = r.get('archive_shell_path') or r.get('archive')
+    if archive:
+        words += ['->', archive]
+    return words
 
 
 class FilterModule(object):

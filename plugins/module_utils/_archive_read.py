@@ -17,7 +17,7 @@ from ansible_collections.alation.backup.plugins.module_utils._archive import MAN
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
     is_encrypted, list_archives, newest_good_info, read_sidecar, sha256_of)
 from ansible_collections.alation.backup.plugins.module_utils._gpg import Decryption
-from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure
+from ansible_collections.alation.backup.plugins.module_utils._host import check_space, command_failure, free_bytes
 from ansible_collections.alation.backup.plugins.module_utils._restore import (
     RestoreError, prepare_target, remove_made)
 from ansible_collections.alation.backup.plugins.module_utils._runner import find_program
@@ -263,6 +263,8 @@ class Extract(object):
         result.update(sources=[dict(s) for s in sources], bytes=sum(int(s.get('bytes', 0)) for s in sources),
                       space_needed=needed, decompressor=name)
         if p['space_check']:
+            # Said before the check fails: a caller tells a short filesystem from a broken archive by it.
+            result['space_free'] = free_bytes(self.dest)
             check_space(self.dest, needed, 'unpacking %s' % os.path.basename(p['path']),
                         'free space there or choose another place', error=RestoreError)
         result['moved_aside'] = prepare_target(self.dest, p['force'], 'dest', dry_run=self.check_mode)

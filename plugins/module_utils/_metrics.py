@@ -11,6 +11,8 @@ is read back from the file the previous run wrote. Alert on
 ``time() - alation_backup_newest_archive_timestamp_seconds``, and on
 ``alation_backup_future_archives > 0`` (archives named by a clock that ran
 ahead, which retention leaves alone and no newest_archive_* metric counts).
+With the scheduled drill on, alert on ``alation_backup_last_drill_result{result="failed"} == 1`` and on
+``time() - alation_backup_last_drill_timestamp_seconds`` (the last good drill, kept on the host).
 
 Standard library only.
 """
@@ -21,6 +23,7 @@ import time
 
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import (
     archive_time, is_future, list_archives, newest_good)
+from ansible_collections.alation.backup.plugins.module_utils import _drill
 from ansible_collections.alation.backup.plugins.module_utils._host import write_file
 from ansible_collections.alation.backup.plugins.module_utils._watch import read_state
 
@@ -94,6 +97,17 @@ def render(record, storage_dir=None, now=None, last_success=None):
     copy_result = copy.get('result') or 'off'
     t.metric('copy_result', 'gauge', 'Off-host copy of the last run, one series per result, 1 for the one it had.',
              [(dict(result=r), 1 if r == copy_result else 0) for r in COPY_RESULTS])
+    drills = _drill.read_state(storage_dir) if storage_dir and os.path.isdir(storage_dir) else {}
+    drill = record.get('drill') or {}
+    if not drills and drill.get('result') in _drill.RESULTS:
+        # No state to read (no storage dir given): this run's own drill.
+        drills = dict(last=dict(drill, at_ts=now), last_good=dict(drill, at_ts=now) if drill['result'] == 'ok' else {})
+    last = drills.get('last') or {}
+    t.metric('last_drill_timestamp_seconds', 'gauge',
+             'When the last good scheduled drill ended (Unix time; 0 if none recorded).',
+             [(None, _number((drills.get('last_good') or {}).get('at_ts')))])
+    t.metric('last_drill_result', 'gauge', 'Result of the last scheduled drill, one series per result, 1 for the one '
+             'it had (all 0 when none was recorded).', [(dict(result=r), 1 if r == last.get('result') else 0) for r in _drill.RESULTS])
     if storage_dir and os.path.isdir(storage_dir):
         cancel = read_state(storage_dir) or {}
         t.metric('last_cancel_timestamp_seconds', 'gauge',

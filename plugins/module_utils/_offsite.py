@@ -19,7 +19,8 @@ content, written by ``KeyDir`` to a private dir on tmpfs removed in a
 environment. No secret is ever on a command line. ssh reads no ssh_config
 (``-F /dev/null``): a site's ``ForwardAgent yes`` or host-key settings never
 reach the copy. Retention on the far side takes the same decision as on this
-host (``_retention.plan_listing``) over a listing taken over ssh; the newest
+host (``_retention.plan_listing``, the same rules dict: count, days, tiers,
+pins) over a listing taken over ssh (a ``<archive>.keep`` there pins it); the newest
 archive there must hash to its .sha256 before anything older goes.
 
 Before it sends anything, a copy checks the per-host dir's owner marker (a
@@ -241,7 +242,7 @@ def parse_sha256sum(text):
     return found
 
 
-def _last_lines(text, n=3):
+def last_lines(text, n=3):
     lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
     return ' '.join(lines[-n:]) or 'no message'
 
@@ -255,6 +256,24 @@ def send_file(runner, argv, path, env):
         out, err = proc.communicate()
     return dict(cmd=cmd, rc=proc.returncode, stdout=out.decode('utf-8', 'replace'),
                 stderr=err.decode('utf-8', 'replace'))
+
+
+def local_archive(src):
+    """The archive to copy and its .sha256, checked before anything is sent: (name, sidecar, digest, bytes).
+
+    CopyError when the archive is no file, its .sha256 is missing or names another, or the sizes differ."""
+    name = os.path.basename(src)
+    sidecar = src + '.sha256'
+    if not os.path.isfile(src):
+        raise CopyError('the archive %s is not a file on this host' % src)
+    try:
+        digest, size = read_sidecar(sidecar, name)
+    except ValueError as e:
+        raise CopyError('the archive %s cannot be copied without its .sha256: %s' % (src, e))
+    actual = os.path.getsize(src)
+    if size is not None and size != actual:
+        raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
+    return name, sidecar, digest, actual
 
 
 class Copier(object):
@@ -306,10 +325,10 @@ class Copier(object):
         if result['rc'] == SSH_FAILED:
             raise CopyError('%s: ssh to %s port %d failed: %s. Check that alation_backup_copy_known_hosts has the '
                             "backup host's key (StrictHostKeyChecking is on) and that the key or agent is let in."
-                            % (step, self.target.host, self.target.port, _last_lines(result['stderr'])))
+                            % (step, self.target.host, self.target.port, last_lines(result['stderr'])))
         if result['rc'] != 0:
             raise CopyError('%s on %s failed (exit %d): %s' % (step, self.where, result['rc'],
-                                                               _last_lines(result['stderr'] or result['stdout'])))
+                                                               last_lines(result['stderr'] or result['stdout'])))
         return result['stdout']
 
     def in_dir(self, script):
@@ -348,15 +367,17 @@ class Copier(object):
             self.removed_tmp.extend(posixpath.join(self.dir, name) for name in dead)
         return dead
 
-    def make_room(self, name, needed, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX):
+    def make_room(self, name, needed, rules=None, suffix=DEFAULT_SUFFIX):
         """Room for ``needed`` bytes there: retention first when there is too little (as the local space check,
         counting the archive about to come), then CopyError naming the free and needed bytes if it still lacks."""
         free = self.free_bytes()
         self.room.update(free_bytes=free, needed_bytes=needed)
         if free is None or free >= needed:
             return free
-        if keep_count and keep_count > 0:
-            planned = self.plan_retention(keep_count, keep_days, suffix, make_room_for=1)
+        rules = rules or {}
+        keep_count = rules.get('keep_count') or 0
+        if keep_count > 0:
+            planned = self.plan_retention(rules, suffix, make_room_for=1)
             self.room['refused'] = planned['refused'] or ''
             self.room['removed'] = self.apply_retention(planned)
             if self.room['removed']:
@@ -366,9 +387,10 @@ class Copier(object):
                     return free
         if self.room['removed']:
             tried = 'after retention there removed %d files' % len(self.room['removed'])
-        elif keep_count and keep_count > 0:
+        elif keep_count > 0:
             tried = 'retention there could remove nothing (%s)' % (
-                self.room['refused'] or 'keep_count %d and keep_days %d keep every archive there' % (keep_count, keep_days))
+                self.room['refused'] or 'its rules (%s) keep every archive there' % ', '.join(
+                    '%s %s' % (k, v) for k, v in sorted(rules.items()) if v and k != 'keep_pinned'))
         else:
             tried = 'retention there is off (alation_backup_keep_count 0)'
         raise CopyError('not enough free space on the backup host for %s in %s: %d bytes (%s) free, %d bytes (%s) '
@@ -411,23 +433,13 @@ class Copier(object):
                                self.env)
         if result['rc'] != 0:
             raise CopyError('sending %s to %s:%s with %s failed (exit %d): %s'
-                            % (local, self.target.host, dest, method, result['rc'], _last_lines(result['stderr'])))
+                            % (local, self.target.host, dest, method, result['rc'], last_lines(result['stderr'])))
 
-    def copy(self, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX):
+    def copy(self, src, rules=None, suffix=DEFAULT_SUFFIX):
         """Copy ``src`` and its .sha256; returns {changed, method, dest, bytes}. CopyError when it failed.
 
-        ``keep_count``/``keep_days``: retention there, run first when the far side lacks room."""
-        name = os.path.basename(src)
-        sidecar = src + '.sha256'
-        if not os.path.isfile(src):
-            raise CopyError('the archive %s is not a file on this host' % src)
-        try:
-            digest, size = read_sidecar(sidecar, name)
-        except ValueError as e:
-            raise CopyError('the archive %s cannot be copied without its .sha256: %s' % (src, e))
-        actual = os.path.getsize(src)
-        if size is not None and size != actual:
-            raise CopyError('the archive %s has %d bytes, its .sha256 recorded %d: not copied' % (src, actual, size))
+        ``rules``: retention there (``_retention.RULES``), run first when the far side lacks room."""
+        name, sidecar, digest, actual = local_archive(src)
         sidecar_digest = sha256_of(sidecar)
         final = {name: digest, name + '.sha256': sidecar_digest}
         remote_rsync, files, owner = self.probe()
@@ -438,7 +450,7 @@ class Copier(object):
         if (files.get(name) or {}).get('size') == actual and files.get(name + '.sha256') is not None:
             if self.hashes(sorted(final), 'checking the copy already on %s' % self.where) == final:
                 return done
-        self.make_room(name, blocks(actual) + blocks(os.path.getsize(sidecar)), keep_count, keep_days, suffix)
+        self.make_room(name, blocks(actual) + blocks(os.path.getsize(sidecar)), rules, suffix)
         method = self.choose_method(remote_rsync)
         tmps = [tmp_name(name), tmp_name(name + '.sha256')]
         sent = []
@@ -487,9 +499,9 @@ class Copier(object):
             return 'it hashes to %s there, its .sha256 records %s' % (actual, digest)
         return None
 
-    def plan_retention(self, keep_count, keep_days=0, suffix=DEFAULT_SUFFIX, trusted=(), now=None, make_room_for=0):
+    def plan_retention(self, rules, suffix=DEFAULT_SUFFIX, trusted=(), now=None, make_room_for=0):
         # What was just copied (trusted) is never removed there, whatever its name says; future names are left alone.
-        return plan_listing(self.dir, self.listing(), keep_count, keep_days, suffix, make_room_for, now,
+        return plan_listing(self.dir, self.listing(), rules, suffix, make_room_for, now,
                             lambda path: self.verify_remote(path, trusted), protect=trusted)
 
     def apply_retention(self, planned):
@@ -529,12 +541,14 @@ def check_target(copier, check_mode=False):
     return found
 
 
-def run_copy(copier, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX, check_mode=False, clock=time.time):
-    """The whole step: the copy (retention there first when it lacks room), then retention on the far side.
-    Never raises for a copy that failed: the record says so. Returns (changed, record, warnings)."""
+def run_copy(copier, src, rules=None, suffix=DEFAULT_SUFFIX, check_mode=False, clock=time.time):
+    """The whole step: the copy (retention there first when it lacks room), then retention on the far side by
+    ``rules`` (``_retention.RULES``; keep_count 0 or none: off). Never raises for a copy that failed: the record
+    says so. Returns (changed, record, warnings)."""
+    rules = rules or {}
     started = clock()
     record = dict(result='ok', dest='%s/%s' % (copier.where, os.path.basename(src)), bytes=0, duration_s=0.0,
-                  error='', method='', retention=dict(removed=[], freed_bytes=0, refused=''), removed_tmp=[],
+                  error='', method='', retention=dict(removed=[], freed_bytes=0, refused='', kept=[]), removed_tmp=[],
                   free_bytes=None, needed_bytes=0)
     warnings = []
     if check_mode:
@@ -553,22 +567,24 @@ def run_copy(copier, src, keep_count=0, keep_days=0, suffix=DEFAULT_SUFFIX, chec
         return bool(copier.removed_tmp or early or removed)
 
     try:
-        done = copier.copy(src, keep_count, keep_days, suffix)
+        done = copier.copy(src, rules, suffix)
         changed = done['changed']
         record.update(bytes=done['bytes'], method=done['method'])
+        if 'verified' in done:
+            record['verified'] = done['verified']
     except (HostError, OSError) as e:
         record.update(result='failed', error=str(e))
         record['retention']['refused'] = copier.room['refused']
         return settle(), record, warnings
-    if keep_count and keep_count > 0:
+    if (rules.get('keep_count') or 0) > 0:
         try:
-            planned = copier.plan_retention(keep_count, keep_days, suffix, trusted=(os.path.basename(src),))
+            planned = copier.plan_retention(rules, suffix, trusted=(os.path.basename(src),))
             removed = copier.apply_retention(planned)
         except (HostError, OSError) as e:
             record['retention']['refused'] = 'retention on %s failed: %s' % (copier.where, e)
             warnings.append(record['retention']['refused'])
         else:
-            record['retention']['refused'] = planned['refused'] or ''
+            record['retention'].update(refused=planned['refused'] or '', kept=planned['kept'])
             if planned['refused']:
                 warnings.append('retention on %s: %s' % (copier.where, planned['refused']))
     return settle() or changed, record, warnings

@@ -123,6 +123,12 @@ space_needed:
   description: Bytes the unpacking needs on the filesystem of O(dest) (with O(extra_space)).
   returned: success
   type: int
+space_free:
+  description:
+    - Bytes free on the filesystem of O(dest) (its nearest existing parent) with O(space_check), also when the module
+      failed for want of space (then less than RV(space_needed)).
+  returned: with O(space_check), once the manifest was read
+  type: int
 moved_aside:
   description: Where a non-empty O(dest) was moved (or would be), or null.
   returned: success

@@ -106,6 +106,39 @@ options:
   storage_dir_group:
     description: Group (name or gid) of a O(storage_dir) this module makes. Omit for O(storage_dir_owner)'s primary group.
     type: str
+  drill_every_days:
+    description:
+      - Days. With O(state=present), whether this run should drill its archive (the backup role's
+        C(alation_backup_drill_every_days)) - when no good drill is recorded on this host, or the last good one is older
+        than this (or dated ahead of this host's clock). Returned as RV(drill_due) and RV(drill_reason), with
+        RV(last_drill).
+      - The drill state is the file C(.alation_backup.drill.json) beside the lock file.
+      - V(0) is off.
+    type: float
+    default: 0
+  drill:
+    description:
+      - With O(state=present), the verdict of the drill this run just did, kept in the drill state beside the lock file
+        (a run that holds the lock renews it with the same O(run_id)). C(result) V(ok) makes it the last good drill.
+    type: dict
+    suboptions:
+      result:
+        description: How the drill ended.
+        type: str
+        required: true
+        choices: [ok, failed, skipped]
+      reason:
+        description: Why it failed or was skipped.
+        type: str
+        default: ''
+      archive:
+        description: The archive drilled.
+        type: str
+        default: ''
+      duration_s:
+        description: Seconds the drill took.
+        type: float
+        default: 0
 attributes:
   check_mode:
     support: full
@@ -217,13 +250,28 @@ previous_cancel:
       O(alation.backup.pg_basebackup#module:controller_mark).
   returned: state=present, not in check mode
   type: dict
+last_drill:
+  description:
+    - The drill state kept on the host (after writing O(drill) when given), C(last) (the last drill) and C(last_good)
+      (the last that passed), each with C(result), C(reason), C(archive), C(duration_s), C(at) and C(at_ts); {} when
+      none was recorded.
+  returned: state=present, not skipped
+  type: dict
+drill_due:
+  description: Whether this run should drill its archive (O(drill_every_days)); false when it is V(0).
+  returned: state=present, not skipped
+  type: bool
+drill_reason:
+  description: Why the drill is due or not, for the record (C(the last good drill (...) is younger than 7 days ...)).
+  returned: state=present, not skipped
+  type: str
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks, _watch
+from ansible_collections.alation.backup.plugins.module_utils import _drill, _locks, _watch
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import newest_good_info, too_recent
 from ansible_collections.alation.backup.plugins.module_utils._runner import shell_argument_spec
 from ansible_collections.alation.backup.plugins.module_utils._staging import make_dir
@@ -238,6 +286,17 @@ def octal_mode(module, text):
     if not 0 <= mode <= 0o7777:
         module.fail_json(msg="storage_dir_mode=%s must be an octal mode such as '0755'" % text)
     return mode
+
+
+def drill_state(module, directory, write, **result):
+    """``result`` with the drill state beside the lock (written first when O(drill) is given and ``write``)."""
+    p = module.params
+    try:
+        state = _drill.record(directory, p['drill']) if p['drill'] and write else _drill.read_state(directory)
+    except (OSError, ValueError) as e:
+        module.fail_json(msg='could not keep the drill state in %s: %s' % (_drill.state_path(directory), e), **result)
+    due, reason = _drill.due(state, p['drill_every_days'])
+    return dict(result, last_drill=state, drill_due=due, drill_reason=reason)
 
 
 def main():
@@ -255,6 +314,12 @@ def main():
             storage_dir_mode=dict(type='str', default='0755'),
             storage_dir_owner=dict(type='str'),
             storage_dir_group=dict(type='str'),
+            drill_every_days=dict(type='float', default=0),
+            drill=dict(type='dict', options=dict(
+                result=dict(type='str', required=True, choices=list(_drill.RESULTS)),
+                reason=dict(type='str', default=''),
+                archive=dict(type='str', default=''),
+                duration_s=dict(type='float', default=0))),
             **shell_argument_spec()
         ),
         required_if=[('state', 'present', ['run_id']), ('state', 'absent', ['token'])],
@@ -262,6 +327,8 @@ def main():
     )
     p = module.params
     path = p['path']
+    if p['drill_every_days'] < 0:
+        module.fail_json(msg='drill_every_days=%s must be 0 (off) or more days' % p['drill_every_days'])
     if p['min_interval'] < 0:
         module.fail_json(msg='min_interval=%s must be 0 (off) or more hours' % p['min_interval'])
     if p['state'] != 'absent':
@@ -309,7 +376,8 @@ def main():
         holder = _locks.read_holder(path) if os.path.lexists(path) else None
         if holder and holder.get('run_id') != p['run_id'] and not _locks.stale_reason(holder, p['stale_after']):
             module.fail_json(msg=str(_locks.LockHeld(path, holder)), holder=_locks.public(holder), **result)
-        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None, owner_markers=[], **result)
+        module.exit_json(changed=True, holder=_locks.public(holder), taken_over=None, owner_markers=[],
+                         **drill_state(module, os.path.dirname(path), write=False, **result))
 
     try:
         record, taken_over = _locks.acquire_lease(path, p['owner'], p['run_id'], p['stale_after'])
@@ -328,6 +396,7 @@ def main():
         module.fail_json(msg='refusing the run, the host lock was released: %s' % e, foreign=getattr(e, 'foreign', None),
                          changed=made, **result)
     result['lease'] = dict(path=path, token=record['token'])
+    result = drill_state(module, os.path.dirname(path), write=True, **result)
     module.exit_json(changed=True, token=record['token'], holder=_locks.public(record), taken_over=taken_over,
                      owner_markers=written, previous_cancel=_watch.take_unreported(os.path.dirname(path)), **result)
 

@@ -17,6 +17,9 @@ description:
     the backup storage dir C(archives_kept), C(future_archives), C(newest_archive_timestamp_seconds),
     C(newest_archive_age_seconds) and C(last_cancel_timestamp_seconds{step}) (when a step last stopped because its
     controller stopped polling, 0 if never).
+  - The scheduled drill (the backup role's C(alation_backup_drill_every_days)), from its state beside the host lock -
+    C(last_drill_timestamp_seconds) (the last good drill, 0 if none) and C(last_drill_result{result}) (ok, failed or
+    skipped, 1 for the last drill's). Alert on C(alation_backup_last_drill_result{result="failed"} == 1).
   - An archive named more than an hour ahead of the host's clock (a clock that ran ahead) is never the newest; it
     is counted in C(future_archives) instead. Alert on C(alation_backup_future_archives > 0) too.
   - Alert on C(time() - alation_backup_last_success_timestamp_seconds), for example above 5 days (Alation's own

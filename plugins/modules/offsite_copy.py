@@ -5,7 +5,7 @@
 
 DOCUMENTATION = r'''
 module: offsite_copy
-short_description: Copy an Alation backup archive and its .sha256 to a backup host over SSH, and keep retention there
+short_description: Copy an Alation backup archive and its .sha256 to a backup host over SSH or to an object store, and keep retention there
 version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
@@ -27,13 +27,25 @@ description:
   - A copy that failed is reported in RV(copy) and as a warning; the task fails only with O(required=true).
   - With O(keep_count), retention runs on the far side with the same rules as M(alation.backup.retention) - only
     this collection's archive names and their C(.sha256), never the newest, which must hash to its C(.sha256) there
-    before anything older goes.
+    before anything older goes; the tiers (O(keep_daily), O(keep_weekly), O(keep_monthly)) and the pins
+    (O(keep_pinned), or a C(<archive>.keep) file beside it there) as well.
   - Runs on the Alation host, outside the Alation shell. Needs C(ssh) there, and a POSIX shell, C(sha256sum),
     C(df), C(mv) and C(rm) on the backup host.
+  - "With O(dest) C(s3://bucket/prefix) the copy goes to an S3 or S3-compatible object store through C(rclone) on
+    the host (O(method=auto) picks V(rclone)): into C(<prefix>/<host_dir>/), claimed by the same owner marker object.
+    The archive goes straight to its final key - an S3 upload (single PUT, or multipart completed only at the end) is
+    visible whole or not at all, so a killed upload leaves nothing under the final name - then its C(.sha256). Both
+    are verified with C(rclone check) (the size the store lists, and the MD5 it reports - the store's ETag for a
+    single-part upload; for a multipart one the store checked each part's MD5 and rclone the multipart ETag, and the
+    whole-file MD5 compared is the one rclone stored with the object). A failure removes what it uploaded.
+    Retention there takes the same decision; the newest archive there is vouched for by its C(.sha256) there (its
+    size), or by this run's verified copy. The credentials (O(s3_access_key_id), O(s3_secret_access_key)) reach
+    rclone through its environment only; without them, the host's own (C(AWS_*) environment, EC2 instance role)."
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
   - alation.backup.controller
+  - alation.backup.retention_rules
 options:
   src:
     description: The archive (a host path). Its C(.sha256) must be beside it. Required with O(state=present).
@@ -53,6 +65,7 @@ options:
     description:
       - The backup host and directory, as C([user@]host:/path), C(ssh://[user@]host[:port]/path), or a dict with
         C(host), C(port), C(user) and C(path).
+      - Or an object store, C(s3://bucket/prefix).
     type: raw
     required: true
   host_dir:
@@ -89,10 +102,34 @@ options:
     description: The SSH agent's socket. Without it, the module's own C(SSH_AUTH_SOCK) stays as it is.
     type: path
   method:
-    description: V(auto) takes rsync when both ends have it, else V(stream).
+    description: V(auto) takes rsync when both ends have it, else V(stream); for an C(s3://) O(dest), V(rclone).
     type: str
-    choices: [auto, rsync, stream]
+    choices: [auto, rsync, stream, rclone]
     default: auto
+  s3_endpoint:
+    description: The S3 endpoint URL of an S3-compatible store (C(https://minio.example.com:9000)). Without it, AWS.
+    type: str
+    version_added: 0.2.0
+  s3_region:
+    description: The bucket's region (C(eu-west-1)). Without it, rclone's default (C(us-east-1)) or the host's.
+    type: str
+    version_added: 0.2.0
+  s3_access_key_id:
+    description: The access key id. Without it (and O(s3_secret_access_key)), the host's own credentials - its C(AWS_*)
+      environment or its EC2 instance role (rclone's C(env_auth)).
+    type: str
+    version_added: 0.2.0
+  s3_secret_access_key:
+    description: The secret access key, given with O(s3_access_key_id). Never logged; reaches rclone through its
+      environment only.
+    type: str
+    version_added: 0.2.0
+  s3_secret_access_key_file:
+    description:
+      - A 0600 file on tmpfs holding O(s3_secret_access_key), written by M(alation.backup.secret_file) right before
+        this task; read and removed as the module starts, so the secret sits in no task payload on disk.
+    type: path
+    version_added: 0.2.0
   connect_timeout:
     description: Seconds ssh waits for the backup host to answer.
     type: int
@@ -143,6 +180,14 @@ EXAMPLES = r'''
     host_dir: "{{ inventory_hostname }}"
     ssh_auth_sock: "{{ ansible_env.SSH_AUTH_SOCK }}"
     required: true
+
+- name: To an S3 bucket with the host's instance role, keeping 14 there
+  alation.backup.offsite_copy:
+    src: "{{ archive }}"
+    dest: s3://acme-alation-backups/prod
+    host_dir: "{{ inventory_hostname }}"
+    s3_region: eu-west-1
+    keep_count: 14
 '''
 
 RETURN = r'''
@@ -167,12 +212,17 @@ copy:
       description: Why the copy failed, or empty.
       type: str
     method:
-      description: V(rsync) or V(stream); empty when nothing was sent.
+      description: V(rsync), V(stream) or V(rclone); empty when nothing was sent.
       type: str
+    verified:
+      description: For an object store, what the check there compared - V(size and md5); empty for SSH (sha256 there).
+      type: str
+      returned: when O(dest) is an object store
     retention:
       description:
         - Retention on the far side - the files removed (before the copy when it needed the room, and after), the bytes
-          freed, and why nothing could go.
+          freed, why nothing could go (C(refused)), and C(kept) - each archive kept there with the rules that keep it,
+          as RV(alation.backup.retention#module:kept) of M(alation.backup.retention).
       type: dict
     removed_tmp:
       description: This host's temporary files on the far side that a killed copy left (their pid here is dead), removed.
@@ -204,7 +254,7 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _locks, _offsite, _watch
+from ansible_collections.alation.backup.plugins.module_utils import _locks, _objstore, _offsite, _retention, _watch
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import DEFAULT_SUFFIX
 from ansible_collections.alation.backup.plugins.module_utils._host import HostError
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
@@ -219,6 +269,14 @@ def key_dir(module):
 
 
 def copier(runner, p, keys):
+    if _objstore.is_object_target(p['dest']):
+        if p['method'] not in ('auto', 'rclone'):
+            raise _offsite.CopyError('method %s cannot copy to %s: use auto or rclone' % (p['method'], p['dest']))
+        return _objstore.ObjCopier(runner, _objstore.parse_target(p['dest']), p['host_dir'], p['s3_endpoint'],
+                                   p['s3_region'], p['s3_access_key_id'], p['s3_secret_access_key'],
+                                   p['connect_timeout'])
+    if p['method'] == 'rclone':
+        raise _offsite.CopyError('method rclone copies to an object store (s3://bucket/prefix), not to %s' % (p['dest'],))
     return _offsite.Copier(runner, _offsite.parse_target(p['dest']), p['host_dir'],
                            keys.identity_file if keys and keys.identity_file else p['identity_file'],
                            keys.known_hosts if keys and keys.known_hosts else p['known_hosts'],
@@ -230,7 +288,9 @@ def check(module, runner, removed_key_dirs):
     keys = None
     try:
         keys = key_dir(module)
-        found = _offsite.check_target(copier(runner, module.params, keys), module.check_mode)
+        copy = copier(runner, module.params, keys)
+        found = (copy.check_target if isinstance(copy, _objstore.ObjCopier) else
+                 lambda check_mode: _offsite.check_target(copy, check_mode))(module.check_mode)
     except HostError as e:
         module.fail_json(msg='the backup host cannot take the copy: %s' % e, removed_key_dirs=removed_key_dirs,
                          executed_commands=runner.executed_commands)
@@ -253,22 +313,35 @@ def main():
             known_hosts=dict(type='path'),
             known_hosts_content=dict(type='str'),
             ssh_auth_sock=dict(type='path'),
-            method=dict(type='str', default='auto', choices=list(_offsite.METHODS)),
+            method=dict(type='str', default='auto', choices=list(_offsite.METHODS) + ['rclone']),
+            s3_endpoint=dict(type='str'),
+            s3_region=dict(type='str'),
+            s3_access_key_id=dict(type='str'),
+            s3_secret_access_key=dict(type='str', no_log=True),
             connect_timeout=dict(type='int', default=30),
             keep_count=dict(type='int', default=0),
             keep_days=dict(type='int', default=0),
             suffix=dict(type='str', default=DEFAULT_SUFFIX),
             required=dict(type='bool', default=False),
-            **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(),
-                                                        **secret_file_argument_spec('identity_content')))
+            **dict(_locks.lease_argument_spec(), **dict(_watch.watch_argument_spec(), **dict(
+                _retention.rules_argument_spec(), **secret_file_argument_spec('identity_content', 's3_secret_access_key'))))
         ),
         mutually_exclusive=[('identity_file', 'identity_content', 'identity_content_file'),
-                            ('known_hosts', 'known_hosts_content')],
+                            ('known_hosts', 'known_hosts_content'), ('s3_secret_access_key', 's3_secret_access_key_file')],
         required_if=[('state', 'present', ('src',))],
         supports_check_mode=True,
     )
     p = module.params
-    take_secret_options(module, 'identity_content')
+    take_secret_options(module, 'identity_content', 's3_secret_access_key')
+    # The rules of retention there, checked before anything is sent: a copy never fails late over a typo in them.
+    rules = _retention.rules_from(p)
+    try:
+        if _retention.off_with_tiers(rules):
+            raise HostError(_retention.off_with_tiers(rules))
+        if p['keep_count'] > 0:
+            _retention.check_rules(rules)
+    except HostError as e:
+        module.fail_json(msg='retention on the backup host: %s' % e)
     runner = Runner(module)
     # What a killed copy left: its key dir, on tmpfs, gone with its pid.
     removed_key_dirs = [] if module.check_mode else _offsite.remove_dead_key_dirs()
@@ -285,12 +358,11 @@ def main():
             keys = key_dir(module)
             copy = copier(runner, p, keys)
             copy.lease_check = lease.check
-            changed, record, warnings = _offsite.run_copy(copy, p['src'], p['keep_count'], p['keep_days'],
-                                                          p['suffix'], module.check_mode)
+            changed, record, warnings = _offsite.run_copy(copy, p['src'], rules, p['suffix'], module.check_mode)
     except HostError as e:
         changed, warnings = False, []
         record = dict(result='failed', dest='', bytes=0, duration_s=0.0, error=str(e), method='',
-                      retention=dict(removed=[], freed_bytes=0, refused=''), removed_tmp=[], free_bytes=None,
+                      retention=dict(removed=[], freed_bytes=0, refused='', kept=[]), removed_tmp=[], free_bytes=None,
                       needed_bytes=0)
     finally:
         if keys is not None:

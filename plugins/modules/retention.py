@@ -9,8 +9,12 @@ short_description: Remove old Alation backup archives from the backup storage di
 version_added: 0.2.0
 author: alation.backup maintainers (@alation-backup)
 description:
-  - Removes the archives that both rules let go, each with its C(.sha256) - it is not among the O(keep_count)
-    newest, and (with O(keep_days)) it is older than O(keep_days) by the time in its name.
+  - Removes the archives that no rule keeps, each with its C(.sha256) - an archive stays when it is among the
+    O(keep_count) newest, younger than O(keep_days) by the time in its name, the newest of one of the last
+    O(keep_daily) days, O(keep_weekly) ISO weeks or O(keep_monthly) months, or pinned (O(keep_pinned), or a
+    C(<archive>.keep) file beside it).
+  - RV(kept) names the rules that keep each archive, RV(removed) why each file goes; in check mode they are exactly
+    what a run would keep and remove.
   - Only files named as M(alation.backup.archive) names archives, and their C(.sha256), are candidates. Temporary
     files (an archive being written), foreign files and directories are never touched.
   - The newest archive must match its C(.sha256) (the size recorded at publish and the hash, read in full) before
@@ -24,6 +28,7 @@ description:
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
+  - alation.backup.retention_rules
 options:
   storage_dir:
     description: The backup storage dir (a host path).
@@ -34,7 +39,9 @@ options:
     description:
       - How many of the newest archives to keep.
       - V(0), the default, keeps every archive (retention off, nothing is removed), as in
-        M(alation.backup.offsite_copy); the backup role passes C(alation_backup_keep_count), 7 unless set.
+        M(alation.backup.offsite_copy); the backup role passes C(alation_backup_keep_count), 7 unless set. With V(0),
+        O(keep_daily), O(keep_weekly) and O(keep_monthly) must be V(0) too (they are refused otherwise).
+      - Pinned archives are not counted.
     type: int
     default: 0
   keep_days:
@@ -78,6 +85,18 @@ EXAMPLES = r'''
     protect:
       - /opt/alation/alation/data2/backup/202611301200_5-17-0-116556_alation_backup.tar.gz
   register: retention
+
+- name: A common policy - 7 daily, 4 weekly, 12 monthly, and the archive before the upgrade forever
+  alation.backup.retention:
+    storage_dir: /opt/alation/alation/data2/backup
+    keep_count: 7
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 12
+    keep_pinned:
+      - 202609010200_5-16-2-110011_alation_backup.tar.gz
+  check_mode: true
+  register: would
 '''
 
 RETURN = r'''
@@ -101,10 +120,21 @@ freed_bytes:
   returned: always
   type: int
 kept:
-  description: The archives kept.
+  description: The archives kept, oldest first, each with the rules that keep it.
   returned: always
   type: list
-  elements: str
+  elements: dict
+  contains:
+    path:
+      description: The archive.
+      type: str
+    rules:
+      description:
+        - Why it stays - C(newest good) (the newest, verified), C(this run) (in O(protect)), C(pinned (.keep)),
+          C(pinned (keep_pinned)), C(count), C(days), C(daily 2026-12-01), C(weekly 2026-W49), C(monthly 2026-12);
+          C(retention is off) with O(keep_count=0), C(the newest does not verify) when RV(refused).
+      type: list
+      elements: str
 refused:
   description: Why no archive could go (the newest does not verify), or null.
   returned: always
@@ -134,19 +164,23 @@ def main():
             make_room_for=dict(type='int', default=0),
             suffix=dict(type='str', default=DEFAULT_SUFFIX),
             protect=dict(type='list', elements='path', default=[]),
-            **_locks.lease_argument_spec()
+            **dict(_locks.lease_argument_spec(), **_retention.rules_argument_spec())
         ),
         supports_check_mode=True,
     )
     p = module.params
+    off_with_tiers = _retention.off_with_tiers(_retention.rules_from(p))
+    if off_with_tiers:
+        module.fail_json(msg=off_with_tiers)
     if p['keep_count'] == 0:
-        kept = list_archives(p['storage_dir'], p['suffix']) if os.path.isdir(p['storage_dir']) else []
+        kept = [dict(path=path, rules=['retention is off']) for path in
+                (list_archives(p['storage_dir'], p['suffix']) if os.path.isdir(p['storage_dir']) else [])]
         module.exit_json(changed=False, removed=[], freed_bytes=0, kept=kept, refused='keep_count is 0: retention is off',
                          future_archives=[])
     # Hashing the newest archive in full takes minutes on a big one: keep the host's lock alive meanwhile.
     with _locks.leased(module, 'removing anything more from %s' % p['storage_dir']) as lease:
         try:
-            planned = _retention.plan(p['storage_dir'], p['keep_count'], p['keep_days'], p['suffix'], p['make_room_for'],
+            planned = _retention.plan(p['storage_dir'], _retention.rules_from(p), p['suffix'], p['make_room_for'],
                                       protect=p['protect'])
             removed = planned['remove'] + planned['orphans'] if module.check_mode else _retention.apply(planned, lease.check)
         except (HostError, OSError) as e:

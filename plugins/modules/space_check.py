@@ -19,9 +19,12 @@ description:
     with O(alation.backup.retention#module:make_room_for=1), the archive not written yet) counts as room; when the
     backup fits only with it (RV(needs_retention)), the module runs that retention itself, under O(lease), and
     returns what it removed.
+  - Retention here keeps what M(alation.backup.retention) keeps, by the same rules (O(keep_count), O(keep_days), the
+    tiers and the pins); this run's archive takes today's day, ISO week and month already.
 extends_documentation_fragment:
   - alation.backup.attributes
   - alation.backup.lease
+  - alation.backup.retention_rules
 options:
   storage_dir:
     description: The backup storage dir (a host path); its nearest existing parent counts when it does not exist yet.
@@ -146,7 +149,7 @@ def main():
             reclaimable=dict(type='int', default=0),
             keep_count=dict(type='int', default=0),
             keep_days=dict(type='int', default=0),
-            **_locks.lease_argument_spec()
+            **dict(_locks.lease_argument_spec(), **_retention.rules_argument_spec())
         ),
         supports_check_mode=True,
     )
@@ -154,6 +157,13 @@ def main():
     storage = p['storage_dir']
     if p['keep_count'] < 0:
         module.fail_json(msg='keep_count=%s must be 0 (retention off) or more archives' % p['keep_count'])
+    try:
+        if _retention.off_with_tiers(_retention.rules_from(p)):
+            raise HostError(_retention.off_with_tiers(_retention.rules_from(p)))
+        if p['keep_count']:
+            _retention.check_rules(_retention.rules_from(p))
+    except HostError as e:
+        module.fail_json(msg='retention in %s: %s' % (storage, e))
     planned = None
     reclaimable = max(0, p['reclaimable'])
     # Measuring a big PGDATA and hashing the newest archive (retention's plan) take a while: keep the host's lock
@@ -162,7 +172,7 @@ def main():
         if p['keep_count'] and os.path.isdir(storage):
             try:
                 # This run's archive is not written yet: room for it among the newest.
-                planned = _retention.plan(storage, p['keep_count'], p['keep_days'], make_room_for=1)
+                planned = _retention.plan(storage, _retention.rules_from(p), make_room_for=1)
             except (HostError, OSError) as e:
                 lease.fail_json('retention in %s: %s' % (storage, e))
             reclaimable = sum(r['bytes'] for r in planned['remove'] + planned['orphans'])
@@ -175,7 +185,8 @@ def main():
             lease.fail_json(
                 'the backup storage dir %s has %s free%s; the backup may need %s (PGDATA %s is %s, for the pg staging '
                 'dir and again for the archive at worst, plus %s of extra paths). Free space there, keep fewer '
-                'archives (alation_backup_keep_count), or set alation_backup_space_check=false if you know the data '
+                'archives (alation_backup_keep_count, and the tiers and pins: alation_backup_keep_daily, _weekly, '
+                '_monthly, _pinned, <archive>.keep files), or set alation_backup_space_check=false if you know the data '
                 'compresses well.'
                 % (storage, human(space['free']),
                    ' and retention would free %s more' % human(reclaimable) if reclaimable else '',

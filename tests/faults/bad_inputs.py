@@ -437,6 +437,10 @@ CASES = [
          refused(RANGE_RE % 'full_every_days -0.5'), {'alation_backup_full_every_days': -0.5}),
     case('stale-after-tiny', 'lock_stale_after 1 (a live run would be taken over)',
          refused(RANGE_RE % 'lock_stale_after 1'), {'alation_backup_lock_stale_after': 1}),
+    case('notify-timeout-zero', 'notify_timeout 0 (the webhook could never answer)',
+         refused(RANGE_RE % 'notify_timeout 0'), {'alation_backup_notify_timeout': 0}),
+    case('notify-on-typo', 'notify_on misspelt',
+         refused(ARGSPEC_CHOICE % ('failure, always', 'failures')), {'alation_backup_notify_on': 'failures'}),
 
     # The database connection.
     case('port-wrong', 'a port no server listens on', refused(CANNOT_CONNECT), {'alation_backup_pg_port': 1}),

@@ -4,22 +4,35 @@
 
 import json
 import os
+import socket
 import stat
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from unittest import mock
 
+import pytest
+from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.task import Task
+from ansible.template import Templar
+
+try:
+    from ansible.template import trust_as_template  # ansible-core 2.19: only a trusted string (a var file's) is templated
+except ImportError:  # older cores template every string
+    def trust_as_template(value):
+        return value
 
 from ansible_collections.alation.backup.plugins.action import run_summary
 
 
-def run(args, hostvars, hosts=('h1', 'h2', 'h3'), check_mode=False):
+def run(args, hostvars, hosts=('h1', 'h2', 'h3'), check_mode=False, **more_vars):
     task = Task()
     task.args = args
     task.action = 'alation.backup.run_summary'
-    plugin = run_summary.ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader=None, templar=None,
-                                      shared_loader_obj=None)
-    return plugin.run(task_vars=dict(hostvars=hostvars, ansible_play_hosts_all=list(hosts),
-                                     ansible_check_mode=check_mode))
+    task_vars = dict(hostvars=hostvars, ansible_play_hosts_all=list(hosts), ansible_check_mode=check_mode, **more_vars)
+    loader = DataLoader()
+    plugin = run_summary.ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader=loader,
+                                      templar=Templar(loader=loader, variables=task_vars), shared_loader_obj=None)
+    return plugin.run(task_vars=task_vars)
 
 
 HOSTVARS = {
@@ -56,3 +69,168 @@ def test_a_report_path_it_cannot_write_warns_and_still_gives_the_lines(tmp_path)
 def test_no_report_path_writes_nothing(tmp_path):
     result = run({}, HOSTVARS, hosts=['h1'])
     assert 'report_path' not in result and [r['host'] for r in result['records']] == ['h1']
+
+
+# The notification: a real HTTP listener on a free loopback port, in a thread.
+
+class Listener(object):
+    """An incoming webhook on 127.0.0.1: keeps every POST (path, headers, body) and answers ``status``."""
+
+    def __init__(self, status=200, delay=0.0):
+        self.posts = []
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                listener.posts.append(dict(path=self.path, content_type=self.headers.get('Content-Type'),
+                                           body=json.loads(body.decode('utf-8'))))
+                if delay:
+                    threading.Event().wait(delay)
+                self.send_response(status)
+                self.send_header('Content-Length', '2')
+                self.end_headers()
+                self.wfile.write(b'ok')
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(('127.0.0.1', 0), Handler)
+        self.url = 'http://127.0.0.1:%d/services/T000/B000/SeCrEtToKeN' % self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+OK_ONLY = {'h1': HOSTVARS['h1']}
+
+
+def assert_no_url(result, url):
+    text = json.dumps(result, default=str)
+    assert url not in text and 'SeCrEtToKeN' not in text
+
+
+def test_a_failed_run_posts_every_record_and_the_lines_as_text(tmp_path):
+    path = str(tmp_path / 'report.json')
+    with Listener() as hook:
+        result = run(dict(report_path=path), HOSTVARS, alation_backup_notify_url=hook.url)
+    assert not result.get('failed') and 'warnings' not in result
+    assert len(hook.posts) == 1, 'once per run'
+    post = hook.posts[0]
+    assert post['path'] == '/services/T000/B000/SeCrEtToKeN' and post['content_type'] == 'application/json'
+    body = post['body']
+    assert body['text'].split('\n') == ['Alation backup run: FAILED on 2 of 3 hosts (h2, h3)'] + result['lines']
+    assert body['result'] == 'failed' and body['failed_hosts'] == ['h2', 'h3'] and body['lines'] == result['lines']
+    assert [r['host'] for r in body['records']] == ['h1', 'h2', 'h3']
+    assert result['notification'] == dict(result='sent', on='failure', status=200, error='')
+    assert [r['notification']['result'] for r in result['records']] == ['sent'] * 3
+    with open(path) as f:
+        assert json.load(f)[0]['notification']['result'] == 'sent'
+    assert_no_url(result, hook.url)
+    assert hook.url not in open(path).read()
+
+
+def test_the_url_is_templated_from_the_task_vars(tmp_path):
+    with Listener() as hook:
+        result = run({}, HOSTVARS, alation_backup_notify_url=trust_as_template('{{ vault_hook }}'), vault_hook=hook.url)
+    assert result['notification']['result'] == 'sent' and len(hook.posts) == 1
+    assert_no_url(result, hook.url)
+
+
+def test_on_failure_a_good_run_posts_nothing():
+    with Listener() as hook:
+        result = run({}, OK_ONLY, hosts=['h1'], alation_backup_notify_url=hook.url)
+    assert hook.posts == [] and result['notification']['result'] == 'not needed' and 'warnings' not in result
+
+
+def test_always_posts_a_good_run_too():
+    with Listener() as hook:
+        result = run(dict(notify_on='always'), OK_ONLY, hosts=['h1'], alation_backup_notify_url=hook.url)
+    assert result['notification']['result'] == 'sent'
+    body = hook.posts[0]['body']
+    assert body['result'] == 'ok' and body['failed_hosts'] == []
+    assert body['text'] == 'Alation backup run: OK on all 1 hosts\nh1: OK FULL in 1.0s -> /a.tar.gz'
+
+
+def test_a_failed_copy_counts_as_a_failure():
+    rec = dict(HOSTVARS['h1']['alation_backup_result'], copy=dict(result='failed', error='ssh: refused'))
+    with Listener() as hook:
+        result = run({}, {'h1': dict(alation_backup_result=rec)}, hosts=['h1'], alation_backup_notify_url=hook.url)
+    assert result['notification']['result'] == 'sent' and hook.posts[0]['body']['failed_hosts'] == ['h1']
+
+
+def test_no_url_posts_nothing():
+    result = run(dict(notify_on='always'), HOSTVARS)
+    assert result['notification'] == dict(result='off', on='always', status=0, error='')
+
+
+def test_check_mode_posts_nothing():
+    with Listener() as hook:
+        result = run({}, HOSTVARS, check_mode=True, alation_backup_notify_url=hook.url)
+    assert hook.posts == [] and result['notification']['result'] == 'skipped'
+
+
+@pytest.mark.parametrize('status', [500, 404, 302])
+def test_a_webhook_answering_non_2xx_is_a_warning_and_the_run_stays_ok(status, tmp_path):
+    path = str(tmp_path / 'report.json')
+    with Listener(status=status) as hook:
+        result = run(dict(report_path=path), HOSTVARS, alation_backup_notify_url=hook.url)
+    assert not result.get('failed') and len(hook.posts) == 1
+    n = result['notification']
+    assert n['result'] == 'failed' and n['status'] == status and ('HTTP %d' % status) in n['error']
+    assert result['warnings'] == ["the run's notification was not delivered (the backup stands): " + n['error']]
+    with open(path) as f:
+        assert json.load(f)[0]['notification'] == n
+    assert_no_url(result, hook.url)
+
+
+def test_an_unreachable_webhook_is_a_warning_and_the_run_stays_ok():
+    url = 'http://127.0.0.1:%d/services/T000/B000/SeCrEtToKeN' % free_port()
+    result = run({}, HOSTVARS, alation_backup_notify_url=url)
+    assert not result.get('failed')
+    n = result['notification']
+    assert n['result'] == 'failed' and n['status'] == 0 and 'could not be reached' in n['error']
+    assert 'refused' in n['error'].lower() and len(result['warnings']) == 1
+    assert_no_url(result, url)
+
+
+def test_a_webhook_slower_than_the_timeout_is_a_warning():
+    with Listener(delay=3) as hook:
+        result = run(dict(notify_timeout=0.5), HOSTVARS, alation_backup_notify_url=hook.url)
+    n = result['notification']
+    assert n['result'] == 'failed' and 'could not be reached' in n['error'] and 'timed out' in n['error']
+    assert not result.get('failed')
+    assert_no_url(result, hook.url)
+
+
+def test_not_an_http_url_is_a_warning_without_the_url():
+    url = 'ftp://hooks.example/SeCrEtToKeN'
+    result = run({}, HOSTVARS, alation_backup_notify_url=url)
+    assert result['notification']['result'] == 'failed' and 'http://' in result['notification']['error']
+    assert_no_url(result, url)
+
+
+def test_redact_takes_the_url_and_its_path_out():
+    url = 'https://hooks.slack.com/services/T0/B0/XyZ?x=1'
+    assert run_summary.redact('a %s b /services/T0/B0/XyZ c' % url, url) == 'a <alation_backup_notify_url> b <alation_backup_notify_url> c'
+
+
+def test_a_timeout_of_0_sends_nothing_and_warns():
+    with Listener() as hook:
+        result = run(dict(notify_timeout=0), HOSTVARS, alation_backup_notify_url=hook.url)
+    assert hook.posts == [] and result['notification']['result'] == 'failed'
+    assert 'more than 0' in result['notification']['error'] and len(result['warnings']) == 1

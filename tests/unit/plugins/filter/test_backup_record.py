@@ -19,7 +19,8 @@ def steps(**kw):
              db=dict(engine='pg_probackup', mode='FULL', reason='incremental backups are off', backup_id='T1',
                      recovered={}, pruned=[], duration_s=3.25),
              archive=dict(path=ARCHIVE, size=1234, sha256='ab', compressor='pigz', duration_s=2),
-             retention=dict(removed=[dict(path='/b')], freed_bytes=5),
+             retention=dict(removed=[dict(path='/b')], freed_bytes=5,
+                            kept=[dict(path=ARCHIVE, rules=['newest good', 'this run', 'count', 'daily 2026-12-01'])]),
              cleanup=dict(duration_s=0.25), copy={})
     s.update(kw)
     return s
@@ -32,7 +33,9 @@ def test_a_good_run():
     assert r['archive_shell_path'] == '/data2/backup/' + os.path.basename(ARCHIVE)
     assert r['durations_s'] == dict(stage=0.5, database=3.25, archive=2.0, cleanup=0.25, total=6.0, wall=12.5)
     # Retention before the backup (the space needed it) and after, together.
-    assert r['retention'] == dict(removed=['/a', '/b'], freed_bytes=15, refused='')
+    # Retention before the backup (the space needed it) and after, together; kept says which rule kept each archive.
+    assert r['retention'] == dict(removed=['/a', '/b'], freed_bytes=15, refused='',
+                                  kept=[dict(path=ARCHIVE, rules=['newest good', 'this run', 'count', 'daily 2026-12-01'])])
     assert r['copy'] == dict(result='off', dest='', bytes=0, duration_s=0, error='')
     assert report.summary_line(r).startswith('h1: OK FULL 1.2 KiB in 6.0s -> /data2/backup/')
 
@@ -72,3 +75,57 @@ def test_report_path_problem(tmp_path):
     assert 'cannot write alation_backup_report_path ' in problem and 'does not exist' in problem
     (tmp_path / 'd').mkdir()
     assert 'holds a directory' in report.report_path_problem(str(tmp_path / 'd'))
+
+
+DRILL_SETTINGS = dict(SETTINGS, drill_every_days=7)
+DUE = dict(lease=dict(path='/x/.alation_backup.lock', token='t'), drill_due=True, drill_reason='no good drill is recorded')
+DRILLED = dict(result='ok', reason='', archive=ARCHIVE, duration_s=41.234, at='2026-12-03T17:30:00Z')
+
+
+def test_the_drill_off_and_not_due_say_nothing_on_the_line():
+    r = report.backup_record(steps(), 'h1', 1, 2, SETTINGS)
+    assert r['drill'] == dict(result='off', reason='', archive='', duration_s=0, at='')
+    lock = dict(DUE, drill_due=False, drill_reason='the last good drill (2026-12-01T00:00:00Z) is younger than 7 days')
+    r = report.backup_record(steps(lock=lock), 'h1', 1, 2, DRILL_SETTINGS)
+    assert r['drill']['result'] == 'not due' and 'younger than 7 days' in r['drill']['reason']
+    assert 'drill' not in report.summary_line(r) and r['warnings'] == []
+
+
+def test_a_good_drill_ends_the_line():
+    r = report.backup_record(steps(lock=DUE, drill=DRILLED), 'h1', 1, 2, DRILL_SETTINGS)
+    assert r['result'] == 'ok' and r['drill'] == dict(DRILLED, duration_s=41.23)
+    assert report.summary_line(r).startswith('h1: OK FULL 1.2 KiB in 6.0s -> /data2/backup/')
+    assert report.summary_line(r).endswith('; drill OK')
+
+
+def test_a_drill_short_of_scratch_space_is_a_warning_and_the_backup_stands():
+    drill = dict(result='skipped', reason='not enough free space for unpacking x in /data2/restore_drill: ...', archive=ARCHIVE)
+    r = report.backup_record(steps(lock=DUE, drill=drill), 'h1', 1, 2, DRILL_SETTINGS)
+    assert r['result'] == 'ok' and r['warnings'] == [report.DRILL_SKIPPED + drill['reason']]
+    line = report.summary_line(r)
+    assert line.startswith('h1: OK FULL') and line.endswith('; drill SKIPPED: ' + drill['reason'])
+    assert 'WARNING' not in line
+
+
+def test_a_failed_drill_fails_the_run_and_keeps_the_archive_on_the_line():
+    drill = dict(result='failed', reason='rebuild: pg_probackup restore failed', archive=ARCHIVE, duration_s=3)
+    r = report.backup_record(steps(lock=DUE, drill=drill), 'h1', 1, 2, DRILL_SETTINGS)
+    assert r['result'] == 'failed' and r['archive'] == ARCHIVE and r['drill']['result'] == 'failed'
+    assert r['error'] == ('drill: the archive %s was written and verified, but the drill did not restore it: '
+                          'rebuild: pg_probackup restore failed' % ARCHIVE)
+    line = report.summary_line(r)
+    assert line.startswith('h1: FAILED FULL 1.2 KiB in 6.0s -> /data2/backup/') and '(written, but it did not restore)' in line
+    assert line.endswith('; drill FAILED: rebuild: pg_probackup restore failed')
+    # A run that failed elsewhere is not dressed as a drill failure.
+    r = report.backup_record(steps(lock=DUE, drill=drill, error='Retention | Remove: EIO'), 'h1', 1, 2, DRILL_SETTINGS)
+    assert report.summary_line(r).startswith('h1: FAILED retention: EIO; drill: the archive')
+
+
+def test_the_drill_that_could_not_run():
+    r = report.backup_record(steps(lock=DUE, error='Archive | Pack: disk full'), 'h1', 1, 2, DRILL_SETTINGS)
+    assert r['drill']['result'] == 'skipped' and 'did not complete' in r['drill']['reason']
+    assert 'drill' not in report.summary_line(r)
+    r = report.backup_record(steps(lock=DUE), 'h1', 1, 2, DRILL_SETTINGS, check_mode=True)
+    assert r['drill']['result'] == 'skipped' and r['drill']['reason'].startswith('check mode: a run now would drill')
+    r = report.backup_record(steps(lock=dict(skip_reason='a.tar.gz is younger')), 'h1', 1, 2, DRILL_SETTINGS)
+    assert r['drill']['result'] == 'skipped' and r['result'] == 'skipped'

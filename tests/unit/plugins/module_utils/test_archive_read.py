@@ -331,6 +331,8 @@ def test_extract_refuses_before_writing_without_the_space(archive, tmp_path):
     with pytest.raises(RestoreError, match='not enough free space for unpacking %s' % NAME):
         core.run()
     assert core.result['space_needed'] > 1 << 60 and core.runner.module.calls == []
+    # The caller (the scheduled drill) tells a short filesystem from a broken archive by these two.
+    assert 0 <= core.result['space_free'] < core.result['space_needed']
     assert not (tmp_path / 'out').exists()
 
 

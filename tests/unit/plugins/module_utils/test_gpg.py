@@ -240,9 +240,9 @@ def test_retention_counts_encrypted_archives(tree, keys):
     src, dest = tree
     first = encrypted_archive(tree, keys['plain'])
     second = encrypted_archive(tree, keys['plain'], timestamp='202405011231')
-    planned = _retention.plan(dest, keep_count=1, now=N.utcnow().timestamp())
+    planned = _retention.plan(dest, dict(keep_count=1), now=N.utcnow().timestamp())
     assert [e['path'] for e in planned['remove']] == [first['path'], first['sha256_path']]
-    assert planned['refused'] is None and planned['kept'] == [second['path']]
+    assert planned['refused'] is None and [k['path'] for k in planned['kept']] == [second['path']]
 
 
 # -- the decrypting side -----------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_retention_stops_before_each_removal_once_the_lease_is_lost(tmp_path, le
     d.mkdir()
     for day in range(1, 6):
         publish(d, '2026110%d0102' % day)
-    planned = _retention.plan(str(d), keep_count=2, now=T0)
+    planned = _retention.plan(str(d), dict(keep_count=2), now=T0)
     assert len(planned['remove']) == 6
     before = snapshot(d)
     take_over()
@@ -118,7 +118,7 @@ def test_retention_stops_halfway_when_the_lease_is_lost_halfway(tmp_path, lease)
     d.mkdir()
     for day in range(1, 6):
         publish(d, '2026110%d0102' % day)
-    planned = _retention.plan(str(d), keep_count=2, now=T0)
+    planned = _retention.plan(str(d), dict(keep_count=2), now=T0)
     calls = []
 
     def check():
@@ -183,7 +183,7 @@ def test_the_far_side_renames_and_removes_nothing_once_the_lease_is_lost(tmp_pat
     c.lease_check = beat.check
     take_over()
     with pytest.raises(_locks.LeaseLost):
-        _offsite.run_copy(c, str(local), keep_count=3)
+        _offsite.run_copy(c, str(local), dict(keep_count=3))
     assert far_files(tmp_path) == before, 'the copy under temporary names was removed, nothing renamed'
     assert len(older) == 6
 
@@ -200,6 +200,6 @@ def test_far_side_retention_removes_nothing_once_the_lease_is_lost(tmp_path, loc
         return real(planned)
     c.apply_retention = lose_then_apply
     with pytest.raises(_locks.LeaseLost):
-        _offsite.run_copy(c, str(local), keep_count=3)
+        _offsite.run_copy(c, str(local), dict(keep_count=3))
     names = far_files(tmp_path)
     assert local.name in names and len([n for n in names if n.endswith('.tar.gz')]) == 7, 'copied, nothing pruned'

@@ -55,7 +55,9 @@ def test_every_metric_of_a_successful_run(tmp_path):
     assert m[(p + 'newest_archive_age_seconds', ())] == 3600
     assert m[(p + 'future_archives', ())] == 0
     assert m[(p + "last_cancel_timestamp_seconds", (("step", ""),))] == 0
-    assert len(m) == 21
+    assert m[(p + "last_drill_timestamp_seconds", ())] == 0
+    assert m[(p + "last_drill_result", (("result", "ok"),))] == 0
+    assert len(m) == 25
 
 
 def test_a_failed_run_keeps_the_last_success_of_the_file_it_replaces(tmp_path):
@@ -108,3 +110,19 @@ def test_the_last_cancel_is_a_metric_from_the_state_file_beside_the_lease(tmp_pa
     _watch.write_state(str(tmp_path), _watch.cancel_record('archive', NOW - 400, now=NOW - 200))
     m = samples(_metrics.render(RECORD, str(tmp_path), now=NOW))
     assert m[('alation_backup_last_cancel_timestamp_seconds', (('step', 'archive'),))] == NOW - 200
+
+
+def test_the_last_drill_is_read_from_the_drill_state_beside_the_lease(tmp_path):
+    from ansible_collections.alation.backup.plugins.module_utils import _drill
+    p = 'alation_backup_'
+    _drill.record(str(tmp_path), dict(result='ok', archive='a'), now=NOW - 86400)
+    _drill.record(str(tmp_path), dict(result='failed', reason='rebuild: x', archive='b'), now=NOW - 60)
+    # A run that did not drill (not due) still tells the last drill and the last good one.
+    m = samples(_metrics.render(dict(RECORD, drill=dict(result='not due')), str(tmp_path), now=NOW))
+    assert m[(p + 'last_drill_timestamp_seconds', ())] == NOW - 86400
+    assert m[(p + 'last_drill_result', (('result', 'failed'),))] == 1
+    assert m[(p + 'last_drill_result', (('result', 'ok'),))] == 0
+    # Without a storage dir: this run's own drill.
+    m = samples(_metrics.render(dict(RECORD, drill=dict(result='ok')), None, now=NOW))
+    assert m[(p + 'last_drill_timestamp_seconds', ())] == NOW
+    assert m[(p + 'last_drill_result', (('result', 'ok'),))] == 1

@@ -258,7 +258,7 @@ def test_an_archive_without_a_good_sha256_is_not_copied(tmp_path, local):
 def test_check_mode_sends_nothing(tmp_path, local):
     far = FarSide()
     c = copier(tmp_path, far)
-    changed, record, dummy = O.run_copy(c, str(local), keep_count=1, check_mode=True)
+    changed, record, dummy = O.run_copy(c, str(local), dict(keep_count=1), check_mode=True)
     assert changed and record['result'] == 'skipped' and far.scripts == [] and far_files(tmp_path) == []
     assert all(cmd.endswith('(check mode: not run)') for cmd in c.runner.executed_commands)
 
@@ -278,7 +278,7 @@ def test_far_side_retention_removes_exactly_the_older_copies(tmp_path, local):
     far_dir = '%s/alation-1/' % (tmp_path / 'far')
     gone = [n for day in older[:4] for n in (day, day + '.sha256')]
     sizes = sum(os.path.getsize(far_dir + n) for n in gone)
-    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=3)
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), dict(keep_count=3))
     assert record['result'] == 'ok' and not warnings
     assert record['retention']['removed'] == [far_dir + n for n in gone]
     assert record['retention']['freed_bytes'] == sizes
@@ -287,26 +287,42 @@ def test_far_side_retention_removes_exactly_the_older_copies(tmp_path, local):
     assert 'notes.txt' in left and any(n.endswith('.otherhost.1.tmp') for n in left), 'foreign and temp files stay'
 
 
+def test_far_side_retention_takes_the_same_tiers_and_pins(tmp_path, local):
+    """The rules dict passes through unchanged: tiers, keep_pinned, and a .keep file there, each named in kept."""
+    older = far_archives(tmp_path, range(20, 30))
+    far_dir = '%s/alation-1/' % (tmp_path / 'far')
+    (tmp_path / 'far' / 'alation-1' / (older[0] + '.keep')).write_text('')
+    rules = dict(keep_count=1, keep_daily=3, keep_pinned=[older[1]])
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), rules)
+    assert record['result'] == 'ok' and not warnings
+    kept = [(os.path.basename(k['path']), k['rules']) for k in record['retention']['kept']]
+    assert kept[:2] == [(older[0], ['pinned (.keep)']), (older[1], ['pinned (keep_pinned)'])]
+    assert [name for name, dummy in kept[2:]] == older[-2:] + [local.name]
+    assert kept[-1][1][:3] == ['newest good', 'this run', 'count']
+    assert record['retention']['removed'] == [far_dir + n for day in older[2:-2] for n in (day, day + '.sha256')]
+    assert older[0] + '.keep' in far_files(tmp_path), 'a pin stays with its archive'
+
+
 def test_far_side_retention_verifies_a_newest_it_did_not_copy(tmp_path, local):
     far_archives(tmp_path, range(24, 30))
     # A newer archive on the far side (another clock) that does not match its .sha256: nothing older goes.
     newer = tmp_path / 'far' / 'alation-1' / archive_name('202612010102', TAG)
     publish(newer.parent, '202612010102')
     newer.write_bytes(b'damaged')
-    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=2)
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), dict(keep_count=2))
     assert record['result'] == 'ok' and record['retention']['removed'] == []
     assert 'does not match its .sha256' in record['retention']['refused'] and 'hashes to' in record['retention']['refused']
     assert warnings and 'retention on' in warnings[0]
     # Once the newest there is good again, retention runs.
     publish(newer.parent, '202612010102')
-    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=2)
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), dict(keep_count=2))
     assert len(record['retention']['removed']) == 2 * 6 and not warnings, 'Nov 24..29 go, Nov 30 and Dec 1 stay'
 
 
 def test_retention_there_is_skipped_when_the_copy_failed(tmp_path, local):
     far_archives(tmp_path, range(24, 30))
     before = far_files(tmp_path)
-    changed, record, dummy = O.run_copy(copier(tmp_path, FarSide(corrupt=True)), str(local), keep_count=1)
+    changed, record, dummy = O.run_copy(copier(tmp_path, FarSide(corrupt=True)), str(local), dict(keep_count=1))
     assert record['result'] == 'failed' and far_files(tmp_path) == before
 
 
@@ -365,7 +381,7 @@ def test_a_full_far_side_runs_retention_first_then_the_copy_fits(tmp_path):
     used = sum(O.blocks(os.path.getsize(str(p))) for p in d.iterdir())
     # Room for the files there and 10 KiB: the 40 KB archive fits only once retention removed the older copies.
     far = FarSide(capacity=used + 10 * 1024 + 8192)
-    changed, record, warnings = O.run_copy(copier(tmp_path, far), str(src), keep_count=3)
+    changed, record, warnings = O.run_copy(copier(tmp_path, far), str(src), dict(keep_count=3))
     assert record['result'] == 'ok' and changed, record
     # keep_count 3 with the archive about to come: the 2 newest there stay, 4 go (with their .sha256), before the copy.
     gone = [str(d / n) for day in older[:4] for n in (day, day + '.sha256')]
@@ -386,7 +402,7 @@ def test_a_copy_that_cannot_fit_fails_naming_free_and_needed_bytes(tmp_path, kee
     d = tmp_path / 'far' / 'alation-1'
     used = sum(O.blocks(os.path.getsize(str(p))) for p in d.iterdir())
     far = FarSide(capacity=used + 100 * 1024)
-    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(src), keep_count=keep_count)
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(src), dict(keep_count=keep_count))
     assert record['result'] == 'failed'
     needed = O.blocks(400000) + 4096
     free = int(record['free_bytes'])
@@ -413,7 +429,7 @@ def test_the_first_copy_claims_the_dir_and_another_machine_is_refused(tmp_path, 
     before = far_files(tmp_path)
     newer = publish(local.parent, '202612010102')
     far = FarSide()
-    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(newer), keep_count=1)
+    changed, record, dummy = O.run_copy(copier(tmp_path, far), str(newer), dict(keep_count=1))
     assert record['result'] == 'failed' and not changed
     assert 'belongs to another machine (%s, machine id %s' % (host, mid) in record['error']
     assert 'alation_backup_copy_host_dir' in record['error']
@@ -496,7 +512,7 @@ def test_far_side_retention_leaves_names_in_the_future_alone_and_keeps_the_copy(
     """A clock that ran ahead named three copies there 2031: the copy just made must not rank below them and go."""
     older = far_archives(tmp_path, range(27, 30))
     future = [publish(tmp_path / 'far' / 'alation-1', '2031010%d0000' % d).name for d in (1, 2, 3)]
-    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=3)
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), dict(keep_count=3))
     assert record['result'] == 'ok' and not warnings
     left = [n for n in far_files(tmp_path) if n.endswith('.tar.gz')]
     assert left == older[1:] + [local.name] + future, 'the copy stays, the future ones are not counted nor removed'
@@ -512,6 +528,6 @@ def test_far_side_retention_never_removes_the_copy_after_the_clock_went_back(tmp
     far = tmp_path / 'far' / 'alation-1'
     far.mkdir(parents=True)
     there = [publish(far, stamp(m)).name for m in (-40, -30, 20)]
-    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), keep_count=3)
+    changed, record, warnings = O.run_copy(copier(tmp_path, FarSide()), str(local), dict(keep_count=3))
     assert record['result'] == 'ok' and not warnings
     assert [n for n in far_files(tmp_path) if n.endswith('.tar.gz')] == [local.name] + there[1:]

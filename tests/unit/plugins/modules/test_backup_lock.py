@@ -117,3 +117,26 @@ def test_the_next_run_is_told_once_of_a_cancelled_run(tmp_path):
     run_module(backup_lock.main, dict(path=path, state='absent', token=taken['token']))
     failed, again = run_module(backup_lock.main, dict(path=path, run_id='b', owner='alice'))
     assert not failed and again['previous_cancel'] is None
+
+
+def test_drill_due_and_recorded_beside_the_lock(tmp_path):
+    path = str(tmp_path / 'lock')
+    failed, taken = run_module(backup_lock.main, dict(path=path, run_id='a', drill_every_days=7))
+    assert not failed and taken['drill_due'] and taken['last_drill'] == {}
+    assert 'no good drill' in taken['drill_reason']
+    failed, kept = run_module(backup_lock.main, dict(path=path, run_id='a', drill_every_days=7,
+                                                     drill=dict(result='ok', archive='x.tar.gz', duration_s=3)))
+    assert not failed and kept['token'] == taken['token'] and kept['last_drill']['last_good']['archive'] == 'x.tar.gz'
+    assert not kept['drill_due']
+    run_module(backup_lock.main, dict(path=path, state='absent', token=taken['token']))
+    # The next run finds it, and is not due.
+    failed, nxt = run_module(backup_lock.main, dict(path=path, run_id='b', drill_every_days=7))
+    assert not failed and not nxt['drill_due'] and 'younger than 7 days' in nxt['drill_reason']
+    assert nxt['last_drill']['last']['result'] == 'ok'
+    failed, off = run_module(backup_lock.main, dict(path=path, run_id='b'))
+    assert not failed and not off['drill_due'] and off['drill_reason'].startswith('off')
+
+
+def test_drill_every_days_below_zero_is_refused(tmp_path):
+    failed, result = run_module(backup_lock.main, dict(path=str(tmp_path / 'lock'), run_id='a', drill_every_days=-1))
+    assert failed and 'drill_every_days=-1' in result['msg']

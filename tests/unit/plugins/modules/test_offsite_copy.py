@@ -7,7 +7,7 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alation.backup.plugins.module_utils import _offsite
+from ansible_collections.alation.backup.plugins.module_utils import _objstore, _offsite
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import host_label
 from ansible_collections.alation.backup.plugins.modules import offsite_copy
 
@@ -100,3 +100,45 @@ def test_state_check_needs_no_src_and_fails_whatever_required(tmp_path):
 def test_state_present_needs_src():
     failed, result = run_module(offsite_copy.main, dict(dest='b@h:/srv', host_dir='alation-1'))
     assert failed and 'state is present but all of the following are missing: src' in result['msg']
+
+
+def test_bad_retention_rules_fail_before_anything_is_sent(tmp_path):
+    failed, result = run_module(offsite_copy.main, args(tmp_path, keep_weekly=4))
+    assert failed and 'retention on the backup host: keep_weekly=4: keep_count=0 turns retention off' in result['msg']
+    failed, result = run_module(offsite_copy.main, args(tmp_path, keep_count=3, keep_pinned=['latest']))
+    assert failed and "keep_pinned: 'latest' is not an archive name" in result['msg']
+    assert 'executed_commands' not in result or result['executed_commands'] == []
+
+
+SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
+
+
+def test_an_s3_dest_goes_to_the_object_store_copier_with_the_secret_from_its_file(tmp_path, monkeypatch):
+    seen = []
+
+    def spy(runner, target, host_dir, endpoint=None, region=None, key_id=None, secret=None, *rest):
+        seen.append((target, host_dir, endpoint, region, key_id, secret))
+        raise _offsite.CopyError('stop here')
+    monkeypatch.setattr(_objstore, 'ObjCopier', spy)
+    secret = tmp_path / 'secret'
+    secret.write_text(SECRET)
+    failed, result = run_module(offsite_copy.main, args(
+        tmp_path, dest='s3://acme-backups/prod', s3_endpoint='https://minio.example.com:9000', s3_region='eu-west-1',
+        s3_access_key_id='AKIAEXAMPLE', s3_secret_access_key_file=str(secret)))
+    assert seen == [(_objstore.ObjTarget('s3', 'acme-backups', 'prod'), 'alation-1', 'https://minio.example.com:9000',
+                     'eu-west-1', 'AKIAEXAMPLE', SECRET)]
+    assert result['copy']['error'] == 'stop here' and not secret.exists() and SECRET not in repr(result)
+
+
+def test_an_ssh_method_for_an_s3_dest_and_rclone_for_a_host_are_refused(tmp_path):
+    failed, result = run_module(offsite_copy.main, args(tmp_path, dest='s3://acme-backups', method='rsync'))
+    assert result['copy']['result'] == 'failed'
+    assert result['copy']['error'] == 'method rsync cannot copy to s3://acme-backups: use auto or rclone'
+    failed, result = run_module(offsite_copy.main, args(tmp_path, dest='b@h:/srv', method='rclone'))
+    assert 'method rclone copies to an object store (s3://bucket/prefix), not to b@h:/srv' == result['copy']['error']
+
+
+def test_a_key_id_without_its_secret_is_refused(tmp_path):
+    failed, result = run_module(offsite_copy.main, args(tmp_path, dest='s3://acme-backups', s3_access_key_id='AKIA',
+                                                        required=True))
+    assert failed and 'give both alation_backup_copy_s3_access_key_id and' in result['msg']

@@ -33,7 +33,7 @@ def test_protect_keeps_the_run_s_archive_and_names_in_the_future_are_warned_of(t
     failed, result = run_module(retention.main, dict(dir=str(tmp_path), keep_count=2, protect=[own]))
     assert not failed and result['changed'] is True
     assert [r['path'] for r in result['removed']] == [older[0], older[0] + '.sha256']
-    assert sorted(result['kept']) == sorted([own, older[1]])
+    assert sorted(k['path'] for k in result['kept']) == sorted([own, older[1]])
     assert result['future_archives'] == future
     [warning] = warned
     assert warning.startswith('retention in %s: 2 archive(s) named more than an hour ahead' % tmp_path)
@@ -48,7 +48,7 @@ def test_check_mode_predicts_the_same_and_no_warning_without_future_names(tmp_pa
     failed, result = run_module(retention.main, dict(dir=str(tmp_path), keep_count=1, protect=[own],
                                                      _ansible_check_mode=True))
     assert not failed and result['removed'] == [] and result['future_archives'] == [] and warned == []
-    assert sorted(result['kept']) == sorted([own, newer])
+    assert sorted(k['path'] for k in result['kept']) == sorted([own, newer])
 
 
 def test_keep_count_0_the_default_keeps_every_archive(tmp_path):
@@ -59,3 +59,29 @@ def test_keep_count_0_the_default_keeps_every_archive(tmp_path):
     failed, result = run_module(retention.main, dict(storage_dir=str(tmp_path)))
     assert not failed and not result['changed'] and result['removed'] == [] and len(result['kept']) == 3
     assert 'retention is off' in result['refused'] and sorted(os.listdir(str(tmp_path))) == before
+
+
+def test_tiers_pins_and_the_rules_that_keep_each_archive_check_mode_exact(tmp_path):
+    stamps = ('202001010000', '202001020000', '202001020600', '202001030000', '202002010000')
+    paths = [publish(tmp_path, ts) for ts in stamps]
+    (tmp_path / (os.path.basename(paths[0]) + '.keep')).write_text('')
+    args = dict(dir=str(tmp_path), keep_count=1, keep_daily=2, keep_monthly=2)
+    failed, check = run_module(retention.main, dict(args, _ansible_check_mode=True))
+    assert not failed and check['changed'] is True
+    assert [(os.path.basename(k['path'])[:12], k['rules']) for k in check['kept']] == [
+        ('202001010000', ['pinned (.keep)']),
+        ('202001030000', ['daily 2020-01-03', 'monthly 2020-01']),
+        ('202002010000', ['newest good', 'count', 'daily 2020-02-01', 'monthly 2020-02'])]
+    assert [r['path'] for r in check['removed']] == [paths[1], paths[1] + '.sha256', paths[2], paths[2] + '.sha256']
+    assert len(os.listdir(str(tmp_path))) == 11, 'check mode removes nothing'
+    failed, result = run_module(retention.main, args)
+    assert not failed and result['removed'] == check['removed'] and result['kept'] == check['kept']
+    assert not any(os.path.exists(r['path']) for r in result['removed'])
+
+
+def test_tiers_with_keep_count_0_and_a_bad_pin_are_refused(tmp_path):
+    failed, result = run_module(retention.main, dict(dir=str(tmp_path), keep_daily=7))
+    assert failed and 'keep_daily=7: keep_count=0 turns retention off' in result['msg']
+    publish(tmp_path, '202001010000')
+    failed, result = run_module(retention.main, dict(dir=str(tmp_path), keep_count=1, keep_pinned=['june.tar.gz']))
+    assert failed and "keep_pinned: 'june.tar.gz' is not an archive name" in result['msg']

@@ -115,3 +115,23 @@ def test_a_missing_storage_dir_plans_no_retention(tmp_path):
     failed, result = run_module(space_check.main, dict(path=str(tmp_path / 'none'), pgdata=str(tmp_path / 'pgdata'),
                                                        keep_count=3))
     assert not failed and result['reclaimable'] == 0 and result['removed'] == []
+
+
+def test_room_is_made_with_the_same_rules_tiers_and_pins(tmp_path, monkeypatch):
+    storage, paths = storage_with_archives(tmp_path)
+    monkeypatch.setattr(_alation, 'free_bytes', lambda path: 150)
+    # Today's day goes to this run's archive; keep_daily 3 keeps Jan 3 (the newest, always kept) and Jan 2, and
+    # Jan 1 is pinned by a .keep file: nothing can go, and the check fails, removing nothing.
+    (storage / (os.path.basename(paths[0]) + '.keep')).write_text('')
+    failed, result = run_module(space_check.main, retention_args(tmp_path, storage, keep_count=1, keep_daily=3))
+    assert failed and result['removed'] == [] and all(os.path.exists(p) for p in paths)
+    # keep_daily 2 (today, then Jan 3): Jan 2 goes; the pinned Jan 1 stays.
+    failed, result = run_module(space_check.main, retention_args(tmp_path, storage, keep_count=1, keep_daily=2))
+    assert not failed and [r['path'] for r in result['removed']] == [paths[1], paths[1] + '.sha256']
+    assert os.path.exists(paths[0]) and os.path.exists(paths[2])
+
+
+def test_tiers_with_keep_count_0_are_refused(tmp_path):
+    (tmp_path / 'pgdata').mkdir()
+    failed, result = run_module(space_check.main, dict(path=str(tmp_path), pgdata=str(tmp_path / 'pgdata'), keep_monthly=12))
+    assert failed and 'keep_monthly=12: keep_count=0 turns retention off' in result['msg']
