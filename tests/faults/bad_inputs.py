@@ -427,8 +427,10 @@ CASES = [
          refused(RANGE_RE % 'min_interval -1'), {'alation_backup_min_interval': -1}),
     case('min-interval-text', 'min_interval as a word',
          refused(NOT_INT % ('min_interval', 'min_interval')), {'alation_backup_min_interval': 'daily'}),
+    # alation_info, the first (read-only) call, refuses it before the range check does.
     case('conf-timeout-negative', 'alation_conf timeout -5',
-         refused(RANGE_RE % 'alation_conf_timeout -5'), {'alation_backup_alation_conf_timeout': -5}),
+         refused(r'alation_conf_timeout is -5: give the seconds alation_conf may take, or 0 for no limit'),
+         {'alation_backup_alation_conf_timeout': -5}),
     case('keep-count-negative', 'keep_count -1', refused(RANGE_RE % 'keep_count -1'), {'alation_backup_keep_count': -1}),
     case('keep-days-negative', 'keep_days -7', refused(RANGE_RE % 'keep_days -7'), {'alation_backup_keep_days': -7}),
     case('full-every-negative', 'full_every -1',
