@@ -2,6 +2,7 @@
 #   make demo    a real backup of a throwaway PostgreSQL cluster
 #   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
 #   make demo-cloud    an encrypted backup copied to a loopback S3 server, verified there, the drill from that copy
+#   make docs    the README's role variable tables, from the roles' meta/argument_specs.yml
 #   make test    every test (sanity, units, lint, integration, a fault-suite sample, molecule, galaxy)
 #   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
 #                and a mixed one; task entries and the controller's CPU per host
@@ -48,10 +49,16 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv venvs s3-server collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
+.PHONY: help docs deps venv venvs s3-server collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+## Docs ----------------------------------------------------------------------
+# The README's variable tables come from the roles' argument specs, one source
+# (tests/unit/docs/test_variable_tables.py fails when they differ).
+docs: venv
+	$(BIN)/python tools/role_tables.py
 
 ## Setup ---------------------------------------------------------------------
 deps:
