@@ -2,6 +2,8 @@
 #   make demo    a real backup of a throwaway PostgreSQL cluster
 #   make demo-offsite  an encrypted backup copied to a loopback backup host, the drill from that copy, the metrics
 #   make demo-cloud    an encrypted backup copied to a loopback S3 server, verified there, the drill from that copy
+#   make docs    the README's role variable tables, from the roles' meta/argument_specs.yml
+#   make changelog  CHANGELOG.rst: the coming release's notes, from changelogs/fragments/
 #   make test    every test (sanity, units, lint, integration, a fault-suite sample, molecule, galaxy)
 #   make bench   archive speed against GNU tar and pigz, a whole run against a bare script, a 20-host fleet
 #                and a mixed one; task entries and the controller's CPU per host
@@ -48,10 +50,21 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps venv venvs s3-server collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
+.PHONY: help docs changelog deps venv venvs s3-server collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+## Docs ----------------------------------------------------------------------
+# The README's variable tables come from the roles' argument specs, one source
+# (tests/unit/docs/test_variable_tables.py fails when they differ).
+docs: venv
+	$(BIN)/python tools/role_tables.py
+
+# CHANGELOG.rst until the first release: the coming release's notes from changelogs/fragments/
+# (antsibull-changelog release in a throwaway copy; the version marked not released yet).
+changelog: venv
+	$(BIN)/python tools/changelog_preview.py
 
 ## Setup ---------------------------------------------------------------------
 deps:
@@ -164,6 +177,7 @@ molecule: deps collection shell
 # changelog.
 GALAXY := $(BUILD)/galaxy
 GALAXY_PROJECT := $(GALAXY)/project
+EE_COLLECTION := $(BUILD)/ee-collection
 galaxy: venv
 	rm -rf $(GALAXY) && mkdir -p $(GALAXY_PROJECT) $(GALAXY)/tmp
 	git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C $(GALAXY_PROJECT)
@@ -182,12 +196,20 @@ galaxy: venv
 	    -e alation_backup_hosts=all -e alation_restore_hosts=all --list-tasks $$p >/dev/null || exit 1; \
 	  echo "AWX project: $$p resolves its roles from collections/requirements.yml"; done
 	$(BIN)/ansible-builder introspect --sanitize $(GALAXY)/requirements_collections
+	@# The EE holds the collection built from this checkout, not Galaxy's: the
+	@# artifact goes where meta/execution-environment.yml takes it from, and the
+	@# context ansible-builder writes must hold that very file (the image build
+	@# itself needs podman or docker: ansible-builder build -c $(BUILD)/ee).
+	rm -rf $(EE_COLLECTION) $(BUILD)/ee && mkdir -p $(EE_COLLECTION)
+	cp $(GALAXY)/alation-backup-$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])').tar.gz \
+	  $(EE_COLLECTION)/alation-backup.tar.gz
 	$(BIN)/ansible-builder create -f meta/execution-environment.yml -c $(BUILD)/ee --output-filename Containerfile
-	@v=$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])'); \
-	  grep -qx "$$v" <($(BIN)/python -c 'import yaml; d=yaml.safe_load(open("meta/execution-environment.yml")); \
-	    print(*[c["version"] for c in d["dependencies"]["galaxy"]["collections"] if c["name"]=="alation.backup"])') \
-	  || { echo "meta/execution-environment.yml must pin alation.backup $$v (galaxy.yml's version)"; exit 1; }
+	cmp $(EE_COLLECTION)/alation-backup.tar.gz $(BUILD)/ee/_build/collections/alation-backup.tar.gz \
+	  || { echo "the EE build context lacks this checkout's collection (meta/execution-environment.yml additional_build_files)"; exit 1; }
+	grep -q '/build/collections/alation-backup.tar.gz' $(BUILD)/ee/_build/requirements.yml \
+	  || { echo "the EE's galaxy requirements do not install the artifact in its context"; exit 1; }
 	cd $(GALAXY_PROJECT) && $(BIN)/antsibull-changelog lint && $(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	$(BIN)/python tools/changelog_preview.py --check
 
 # The fault suite (issue 11) in the real Alation shell: kill -9 of whole runs,
 # disk full, concurrent runs, the password's trail, bad inputs; and the world
