@@ -61,7 +61,7 @@ options:
   report_path:
     description:
       - A file on the controller to write the records to, as a JSON list. Its directory must exist and be writable.
-      - A path that is a directory, or ends with C(/), is a directory of reports (it must exist and be writable):
+      - A path that is a directory, or ends with C(/), is a directory of reports (it must exist and be writable);
         each run writes C(alation-backup-<UTC YYYYMMDDTHHMMSSZ>.json) there (C(-<n>) added when that second has one
         already; never replacing a file), 0600 and whole, and replaces the symlink C(latest.json) with one to it
         (left alone, with a warning, when C(latest.json) is not a symlink).
