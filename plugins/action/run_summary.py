@@ -6,9 +6,12 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import errno
 import json
 import os
+import re
 import tempfile
+import time
 
 from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.module_utils.six.moves.urllib import request as urllib_request
@@ -16,7 +19,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import urlparse
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.alation.backup.plugins.filter.report import report_path_problem, run_records, summary_line
+from ansible_collections.alation.backup.plugins.filter.report import report_is_directory, report_path_problem, run_records, summary_line
 
 ARGUMENT_SPEC = dict(
     hosts=dict(type='list', elements='str'),
@@ -24,6 +27,7 @@ ARGUMENT_SPEC = dict(
     started_var=dict(type='str', default='__alation_backup_started'),
     stats_key=dict(type='str', default='alation_backup'),
     report_path=dict(type='path'),
+    report_keep=dict(type='int', default=30),
     # The webhook's URL is a secret: it never travels as an argument (the task's invocation, -vvv, the callback's
     # logs would show it); the action reads the variable of this name from the task's variables and templates it.
     notify_url_var=dict(type='str', default='alation_backup_notify_url'),
@@ -37,19 +41,100 @@ FAILED_RESULTS = ('failed', 'unreachable', 'not run')
 REDACTED = '<alation_backup_notify_url>'
 
 
-def write_report(path, records):
-    """The records as JSON at ``path``, 0600, whole or not at all (a temporary file renamed over it)."""
-    directory = os.path.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
+# A run's report in a directory of reports: alation-backup-<the controller's UTC time>.json (-<n> when that second
+# already has one). Retention removes files of this name only; latest.json is a symlink to the newest run's.
+REPORT_NAME = re.compile(r'^alation-backup-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?\.json$')
+LATEST = 'latest.json'
+
+
+def _write_temp(directory, prefix, records):
+    """The records as JSON in a new 0600 temporary file in ``directory``: its path."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, 'w') as f:
             json.dump(records, f, indent=4, sort_keys=True)
             f.write('\n')
         os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    return tmp
+
+
+def write_report(path, records, keep=30, now=None):
+    """The records as JSON at ``path``, 0600, whole or not at all (a temporary file renamed or linked in).
+
+    ``path`` a directory (or ending with '/'): a new file there for this run, ``latest.json`` pointed at it, and
+    the oldest run files beyond ``keep`` removed (0 keeps all). Returns (the file written, the files removed,
+    warnings)."""
+    if not report_is_directory(path):
+        tmp = _write_temp(os.path.dirname(path) or '.', '.%s.' % os.path.basename(path), records)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return path, [], []
+    directory = path.rstrip('/') or '/'
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(time.time() if now is None else now))
+    tmp = _write_temp(directory, '.alation-backup-', records)
+    try:
+        # A hard link never replaces a file: a report of the same second gets the next free suffix.
+        for n in range(1000):
+            name = 'alation-backup-%s%s.json' % (stamp, '-%d' % n if n else '')
+            try:
+                os.link(tmp, os.path.join(directory, name))
+                break
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+        else:
+            raise OSError(errno.EEXIST, 'every report name of %s is taken' % stamp)
+    finally:
+        os.unlink(tmp)
+    written = os.path.join(directory, name)
+    warnings = []
+    latest = os.path.join(directory, LATEST)
+    if os.path.lexists(latest) and not os.path.islink(latest):
+        warnings.append('%s is not a symlink: left as it is, not pointed at %s' % (latest, name))
+    else:
+        link = os.path.join(directory, '.%s.%d' % (LATEST, os.getpid()))
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(name, link)
+        try:
+            os.rename(link, latest)
+        except BaseException:
+            os.unlink(link)
+            raise
+    return written, prune_reports(directory, keep, name), warnings
+
+
+def _report_order(name):
+    """alation-backup-<stamp>[-<n>].json -> (stamp, n): the order the runs wrote them in."""
+    stem = name[len('alation-backup-'):-len('.json')]
+    stamp, dummy, n = stem.partition('-')
+    return stamp, int(n or 0)
+
+
+def prune_reports(directory, keep, current):
+    """Remove the oldest run reports (by name) in ``directory`` beyond the newest ``keep`` (0 keeps all); never
+    ``current``, a symlink, nor a file of another name. The paths removed."""
+    if keep <= 0:
+        return []
+    names = sorted((n for n in os.listdir(directory) if REPORT_NAME.match(n) and n != current
+                    and os.path.isfile(os.path.join(directory, n)) and not os.path.islink(os.path.join(directory, n))),
+                   key=_report_order)
+    removed = []
+    for name in names[:max(0, len(names) - (keep - 1))]:
+        full = os.path.join(directory, name)
+        try:
+            os.unlink(full)
+            removed.append(full)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
+    return removed
 
 
 def failed_hosts(records):
@@ -150,10 +235,16 @@ class ActionModule(ActionBase):
             # Preflight refused every host already when the path could not be written; failing here too would
             # hide the summary lines. The records are still in the job stats and the lines.
             problem = report_path_problem(path)
+            if not problem and args['report_keep'] < 0:
+                problem = 'report_keep must be 0 (keep every report) or more, not %d' % args['report_keep']
             if not problem:
                 try:
-                    write_report(path, records)
-                    result['report_path'] = path
+                    written, removed, warnings = write_report(path, records, args['report_keep'])
+                    result['report_path'] = written
+                    if report_is_directory(path):
+                        result['report_removed'] = removed
+                    for warning in warnings:
+                        result.setdefault('warnings', []).append(warning)
                 except (IOError, OSError) as e:
                     problem = 'could not write the report %s: %s' % (path, to_text(e))
             if problem:

@@ -167,25 +167,33 @@ def backup_record(steps, host, started, now, settings, check_mode=False):
     )
 
 
+def report_is_directory(path):
+    """True when ``path`` names a directory of reports (it is one, or ends with '/'), False for a report file."""
+    return bool(path) and (str(path).endswith('/') or os.path.isdir(path))
+
+
 def report_path_problem(path, name='the report path'):
     """Why the controller could not write a report at ``path`` ('' when it can): checked before the run.
 
-    ``name`` is what the message calls the path (the role variable that set it)."""
+    A path that is a directory or ends with '/' is a directory of reports (one file a run): it must exist and be
+    writable. Any other path is a file: its directory must. ``name`` is what the message calls the path (the role
+    variable that set it)."""
     if not path:
         return ''
-    directory = os.path.dirname(path) or '.'
+    if report_is_directory(path):
+        directory, what = path.rstrip('/') or '/', 'the directory of reports'
+    else:
+        directory, what = os.path.dirname(path) or '.', 'its directory'
     if not os.path.exists(directory):
         why = 'does not exist'
     elif not os.path.isdir(directory):
         why = 'is not a directory'
     elif not os.access(directory, os.W_OK | os.X_OK):
         why = 'is not writable by the user running ansible-playbook'
-    elif os.path.isdir(path):
-        why = 'holds a directory of that name'
     else:
         return ''
-    return ('the controller cannot write %s %s: its directory %s %s. Give a path in an existing '
-            'directory that user may write, or leave it empty' % (name, path, directory, why))
+    return ('the controller cannot write %s %s: %s %s %s. Give a path in an existing directory (or, ending with /, '
+            'an existing directory) that user may write, or leave it empty' % (name, path, what, directory, why))
 
 
 def _one_line(text, limit=ERROR_CHARS):

@@ -61,8 +61,18 @@ options:
   report_path:
     description:
       - A file on the controller to write the records to, as a JSON list. Its directory must exist and be writable.
+      - A path that is a directory, or ends with C(/), is a directory of reports (it must exist and be writable);
+        each run writes C(alation-backup-<UTC YYYYMMDDTHHMMSSZ>.json) there (C(-<n>) added when that second has one
+        already; never replacing a file), 0600 and whole, and replaces the symlink C(latest.json) with one to it
+        (left alone, with a warning, when C(latest.json) is not a symlink).
       - Omit for none.
     type: path
+  report_keep:
+    description:
+      - With a directory of reports, the run reports kept there, this run's included (the oldest by name are
+        removed). 0 keeps all. Only files named C(alation-backup-<stamp>.json) are removed, never a symlink.
+    type: int
+    default: 30
   notify_url_var:
     description:
       - The name of the variable holding the webhook's URL (templated, so it may come from a vault or a
@@ -107,9 +117,14 @@ lines:
   type: list
   elements: str
 report_path:
-  description: The report file written.
+  description: The report file written (in a directory of reports, this run's file).
   returned: when O(report_path) is given
   type: str
+report_removed:
+  description: The run reports the retention removed from a directory of reports (O(report_keep)).
+  returned: when O(report_path) is a directory
+  type: list
+  elements: str
 notification:
   description:
     - What became of the notification, also in each record as C(notification).

@@ -71,6 +71,63 @@ def test_no_report_path_writes_nothing(tmp_path):
     assert 'report_path' not in result and [r['host'] for r in result['records']] == ['h1']
 
 
+# A directory of reports: one file a run, latest.json, a retention of its own.
+
+def test_a_directory_gets_one_report_a_run_and_latest_json(tmp_path):
+    first = run(dict(report_path=str(tmp_path)), HOSTVARS)
+    name = os.path.basename(first['report_path'])
+    assert run_summary.REPORT_NAME.match(name) and os.path.dirname(first['report_path']) == str(tmp_path)
+    assert stat.S_IMODE(os.stat(first['report_path']).st_mode) == 0o600
+    with open(first['report_path']) as f:
+        assert json.load(f) == first['records']
+    assert os.readlink(str(tmp_path / 'latest.json')) == name, 'a relative link: the directory may move'
+    # A second run in the same second never replaces the first's file.
+    second = run(dict(report_path=str(tmp_path) + '/'), HOSTVARS)
+    assert second['report_path'] != first['report_path'] and os.path.exists(first['report_path'])
+    assert os.readlink(str(tmp_path / 'latest.json')) == os.path.basename(second['report_path'])
+    assert sorted(os.listdir(str(tmp_path))) == sorted([name, os.path.basename(second['report_path']), 'latest.json']), \
+        'no temporary file or link left'
+
+
+def test_the_reports_retention_removes_only_the_oldest_run_files(tmp_path):
+    old = ['alation-backup-2026010%dT000000Z.json' % d for d in range(1, 6)]
+    for name in old + ['notes.json', 'alation-backup-x.json']:
+        (tmp_path / name).write_text('[]')
+    os.symlink('alation-backup-20260101T000000Z.json', str(tmp_path / 'alation-backup-20250101T000000Z.json'))
+    result = run(dict(report_path=str(tmp_path), report_keep=3), HOSTVARS)
+    assert sorted(os.path.basename(p) for p in result['report_removed']) == old[:3]
+    left = sorted(os.listdir(str(tmp_path)))
+    assert left == sorted(old[3:] + [os.path.basename(result['report_path']), 'latest.json', 'notes.json',
+                                     'alation-backup-x.json', 'alation-backup-20250101T000000Z.json'])
+
+
+def test_the_report_order_puts_a_seconds_later_reports_after_it():
+    names = ['alation-backup-20260101T000000Z-2.json', 'alation-backup-20260101T000000Z.json',
+             'alation-backup-20260101T000000Z-10.json', 'alation-backup-20251231T235959Z.json']
+    assert sorted(names, key=run_summary._report_order) == [names[3], names[1], names[0], names[2]]  # pylint: disable=protected-access
+
+
+def test_keep_0_keeps_every_report_and_a_negative_keep_is_refused(tmp_path):
+    for d in range(1, 4):
+        (tmp_path / ('alation-backup-2026010%dT000000Z.json' % d)).write_text('[]')
+    assert run(dict(report_path=str(tmp_path), report_keep=0), HOSTVARS)['report_removed'] == []
+    assert len(os.listdir(str(tmp_path))) == 5
+    result = run(dict(report_path=str(tmp_path), report_keep=-1), HOSTVARS)
+    assert 'report_keep must be 0' in result['report_error'] and len(result['lines']) == 3
+
+
+def test_a_latest_json_that_is_no_link_is_left_alone(tmp_path):
+    (tmp_path / 'latest.json').write_text('mine')
+    result = run(dict(report_path=str(tmp_path)), HOSTVARS)
+    assert (tmp_path / 'latest.json').read_text() == 'mine' and os.path.exists(result['report_path'])
+    assert any('is not a symlink' in w for w in result['warnings'])
+
+
+def test_a_directory_of_reports_that_is_missing_warns(tmp_path):
+    result = run(dict(report_path=str(tmp_path / 'nope') + '/'), HOSTVARS)
+    assert 'does not exist' in result['report_error'] and not os.path.exists(str(tmp_path / 'nope'))
+
+
 # The notification: a real HTTP listener on a free loopback port, in a thread.
 
 class Listener(object):

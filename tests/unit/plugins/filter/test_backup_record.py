@@ -4,6 +4,8 @@
 
 import os
 
+import pytest
+
 from ansible_collections.alation.backup.plugins.filter import report
 
 ARCHIVE = '/opt/alation/alation/data2/backup/202611301402_5-17-0-116556_alation_backup.tar.gz'
@@ -74,7 +76,24 @@ def test_report_path_problem(tmp_path):
     problem = report.report_path_problem(str(tmp_path / 'missing' / 'r.json'), 'alation_backup_report_path')
     assert 'cannot write alation_backup_report_path ' in problem and 'does not exist' in problem
     (tmp_path / 'd').mkdir()
-    assert 'holds a directory' in report.report_path_problem(str(tmp_path / 'd'))
+    # A directory, or a path ending with '/': a directory of reports, one file a run.
+    assert report.report_path_problem(str(tmp_path / 'd')) == ''
+    assert report.report_path_problem(str(tmp_path / 'd') + '/') == ''
+    problem = report.report_path_problem(str(tmp_path / 'nodir') + '/', 'alation_backup_report_path')
+    assert 'the directory of reports %s/nodir does not exist' % tmp_path in problem
+    (tmp_path / 'f').write_text('x')
+    assert 'is not a directory' in report.report_path_problem(str(tmp_path / 'f') + '/')
+
+
+def test_report_path_problem_a_directory_it_may_not_write(tmp_path):
+    (tmp_path / 'ro').mkdir()
+    os.chmod(str(tmp_path / 'ro'), 0o500)
+    try:
+        if os.access(str(tmp_path / 'ro'), os.W_OK):
+            pytest.skip('root may write any directory')
+        assert 'is not writable' in report.report_path_problem(str(tmp_path / 'ro'))
+    finally:
+        os.chmod(str(tmp_path / 'ro'), 0o700)
 
 
 DRILL_SETTINGS = dict(SETTINGS, drill_every_days=7)
