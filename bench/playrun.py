@@ -13,7 +13,11 @@ run_bench.py and fleet_bench.py both run the playbook through ``play()``:
   controller (``sync``: reaped by it, in its rusage) or under an async job's daemon (``async``:
   reparented away from the controller, never in its rusage, so never subtracted);
 - the controller's CPU is user + system of ansible-playbook and every descendant it reaped
-  (workers, and through them the sync modules): the bench process' RUSAGE_CHILDREN across the run.
+  (workers, and through them the sync modules): the bench process' RUSAGE_CHILDREN across the run;
+- the machine's busy CPU time across the run (/proc/stat, every process: the controller, the hosts'
+  jobs, their PostgreSQL servers, anything else running), and from it the least wall the run's work
+  could take on this machine's CPUs: when the hosts share the controller's CPUs (a fleet on one
+  machine), a run at that floor was paced by the CPUs, not by Ansible.
 
 Nothing here reads the play layout: only the callback's file, the CPU notes and the report JSON.
 """
@@ -183,12 +187,32 @@ def cpu_text(split, hosts):
             % (100 * split['share'], 100 * (1 - split['share']) if split['total'] else 0)]
 
 
+def busy_cpu_seconds():
+    """CPU seconds the machine has spent busy (all CPUs, every process) since boot: /proc/stat's first line."""
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    # guest and guest_nice are already in user and nice
+    return (sum(fields[:8]) - idle) / float(os.sysconf('SC_CLK_TCK'))
+
+
+def busy_text(busy, wall, cpus):
+    """The machine's load across a run, and the least wall its work needs on ``cpus`` CPUs."""
+    return ("the machine's CPUs across the run: %.1f CPU s busy of %.1f (%d CPUs x %.1f s wall, %.0f%%); "
+            'the same work needs at least %.1f s of wall on %d CPUs' % (busy, cpus * wall, cpus, wall,
+                                                                       100 * busy / (cpus * wall or 1), busy / cpus,
+                                                                       cpus))
+
+
 class Play(object):
     """A finished run: wall s, rc, output, records by host, events, entries and CPU."""
 
-    def __init__(self, hosts, wall, rc, output, records, events, rusage, modules):
+    def __init__(self, hosts, wall, rc, output, records, events, rusage, modules, busy=0.0):
         self.hosts = list(hosts)
         self.wall = wall
+        self.busy = busy
+        self.cpus = os.cpu_count() or 1
+        self.floor = busy / self.cpus
         self.rc = rc
         self.output = output
         self.records = records
@@ -232,9 +256,11 @@ def play(workdir, hosts, forks=None, extra_vars=None, playbook='backup.yml', tim
     if log:
         log('ansible-playbook %s over %d host(s)%s' % (playbook, len(hosts), (', -f %d' % forks) if forks else ''))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0 = busy_cpu_seconds()
     t0 = time.perf_counter()
     run = start_playbook(playbook, dict(extra_vars or {}), workdir=workdir, hosts=inventory, env=env).wait(timeout)
     wall = time.perf_counter() - t0
+    busy = busy_cpu_seconds() - busy0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rusage = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     with open(os.path.join(workdir, 'output.txt'), 'w') as f:
@@ -247,4 +273,4 @@ def play(workdir, hosts, forks=None, extra_vars=None, playbook='backup.yml', tim
         with open(events_path) as f:
             events = json.load(f)
     return Play(hosts, wall, run.rc, run.output, records, events, rusage,
-                {name: module_cpu(d) for name, d in modules_dirs.items()})
+                {name: module_cpu(d) for name, d in modules_dirs.items()}, busy)

@@ -9,6 +9,8 @@
 # (each run starts afresh). make demo is the plain process: no copy, no gpg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=demo/lib.sh
+. demo/lib.sh
 repo=$PWD
 demo=$repo/.demo/offsite
 root=$demo/alation          # the Alation shell (its own overlay, apart from make demo's)
@@ -48,19 +50,7 @@ teardown() {
 }
 trap teardown EXIT
 
-echo "== A throwaway GnuPG key pair: the public key goes to the host, the secret key stays here for the drill"
-gnupg=$(mktemp -d /dev/shm/alation-demo-gnupg-XXXXXX)
-passphrase=$("$py" -c 'import secrets; print(secrets.token_urlsafe(18))')
-gpg_() { gpg --homedir "$gnupg" --batch --no-tty --pinentry-mode loopback "$@"; }
-gpg_ --passphrase "$passphrase" --quick-gen-key 'Alation backup demo <backup-demo@example.invalid>' \
-  future-default default never 2>/dev/null
-fingerprint=$(gpg_ --with-colons --list-keys 2>/dev/null | awk -F: '$1 == "fpr" {print $10; exit}')
-gpg_ --armor --export "$fingerprint" > "$keys/backup-pub.asc"
-(umask 077; gpg_ --passphrase "$passphrase" --armor --export-secret-keys "$fingerprint" > "$keys/backup-secret.asc")
-gpg_ --list-keys "$fingerprint" 2>/dev/null | sed -n 's/^\(pub\|sub\) /   &/p'
-gpgconf --homedir "$gnupg" --kill gpg-agent
-rm -rf "$gnupg"
-echo "   fingerprint $fingerprint; public key $keys/backup-pub.asc, secret key $keys/backup-secret.asc (0600, passphrase-protected)"
+demo_gpg_keys "$py" "$keys"
 
 echo
 echo "== A throwaway backup host on loopback: sshd with its own host key, a throwaway user and key pair"

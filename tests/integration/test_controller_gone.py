@@ -104,12 +104,14 @@ def descendants(root):
     return found
 
 
-def kill_controller(pid):
+def kill_controller(pid, spared=None):
     """kill -9 ansible-playbook and every process under it (found by ppid: ansible-core's workers start sessions
-    of their own), all stopped first. The host's async job was daemonized away from this tree, as on a real host."""
+    of their own), all stopped first. The host's async job was daemonized away from this tree, as on a real host.
+    ``spared``: processes whose command line holds it are left running, as a call that runs on a remote host is
+    out of a dying controller's reach."""
     stopped = set()
     for dummy in range(50):
-        new = ({pid} | descendants(pid)) - stopped
+        new = {p for p in ({pid} | descendants(pid)) - stopped if not spared or spared not in cmdline(p)}
         if not new:
             break
         for p in new:

@@ -20,7 +20,7 @@ import pytest
 
 import playbook
 from playbook import HOST, run_playbook
-from test_controller_gone import cmdline, descendants, processes, wait_until
+from test_controller_gone import cmdline, descendants, kill_controller, processes, wait_until
 from test_oldest_hosts import ANSIBLE_216, pyenv_python
 
 PLAY = r'''
@@ -141,28 +141,6 @@ LONG_PLAY = r'''
 LOOK = 'AnsiballZ_step_progress'
 
 
-def kill_controller_but(pid, spared):
-    """kill -9 ansible-playbook and its tree (all stopped first) but the processes whose command line holds
-    ``spared``: as when a controller dies while its call runs on a remote host, out of its reach."""
-    stopped = set()
-    for dummy in range(50):
-        new = {p for p in ({pid} | descendants(pid)) - stopped if spared not in cmdline(p)}
-        if not new:
-            break
-        for p in new:
-            try:
-                os.kill(p, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
-        stopped |= new
-    for p in stopped:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return stopped
-
-
 def test_a_look_whose_controller_dies_ends_at_once_and_leaves_the_mark_no_more(scratch):
     play, mark = os.path.join(scratch, 'play.yml'), os.path.join(scratch, 'lock.poll')
     with open(play, 'w') as f:
@@ -186,7 +164,7 @@ def test_a_look_whose_controller_dies_ends_at_once_and_leaves_the_mark_no_more(s
             left = f.read()
         assert left, 'the look left the mark when it started'
         killed = time.monotonic()
-        kill_controller_but(proc.pid, LOOK)
+        kill_controller(proc.pid, LOOK)
         proc.wait(timeout=30)
         # Nobody reads the look's output any more: it ends at the next look at the job file, not 27 s later.
         assert wait_until(lambda: not looks(), 10), 'the look still waits %.0fs after its controller died' % (
@@ -197,7 +175,7 @@ def test_a_look_whose_controller_dies_ends_at_once_and_leaves_the_mark_no_more(s
         print('the look ended %.1fs after its controller died, the mark left as it was' % took)
     finally:
         if proc.poll() is None:
-            kill_controller_but(proc.pid, 'no process spared')
+            kill_controller(proc.pid)
         for pid in job:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -178,3 +178,14 @@ def test_a_module_its_daemon_left_behind_is_noted_as_async(tmp_path):
     time.sleep(0.2)
     cpu = playrun.module_cpu(notes)
     assert cpu['async_calls'] == 1 and cpu['sync_calls'] == 0
+
+
+def test_busy_cpu_counts_what_the_machine_spent_busy_and_the_floor_is_that_over_its_cpus():
+    before = playrun.busy_cpu_seconds()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of this process' CPU: the machine was that busy at least
+        pass
+    assert playrun.busy_cpu_seconds() - before >= 0.25
+    text = playrun.busy_text(30.0, 20.0, 2)
+    assert text == ("the machine's CPUs across the run: 30.0 CPU s busy of 40.0 (2 CPUs x 20.0 s wall, 75%); "
+                    'the same work needs at least 15.0 s of wall on 2 CPUs')
