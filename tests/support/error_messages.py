@@ -7,8 +7,10 @@
 
 A message is the first argument of ``raise <Something>Error(...)`` or the ``msg`` of ``fail_json(...)``, as its
 format string: each ``%s`` (or ``{...}``) stands for a value the run fills in (a path, a pid, a number...), shown
-as ``<...>``. Messages built from pieces elsewhere (a ``return 'why'`` that a caller wraps) are not all here; the
-troubleshooting page covers those by hand.
+as ``<...>``. So is what a ``*_problem`` or ``*_problems`` function returns or appends to its list (a refusal a
+caller fails with: ``replication_problem``, ``data_directory_problem``, ``pgdata_problems``...). Other messages built
+from pieces elsewhere (a ``return 'why'`` that a caller wraps) are not all here; the troubleshooting page covers
+those by hand.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,10 +32,11 @@ STEPS = (
     ('preflight', ('modules/alation_info.py', 'module_utils/_alation.py', 'module_utils/_alation_schedule.py',
                    'module_utils/_proc_scan.py', 'modules/backup_lock.py', 'module_utils/_locks.py',
                    'module_utils/_inputs.py', 'module_utils/_users.py', 'modules/pg_ping.py',
-                   'modules/space_check.py', 'module_utils/_host.py', 'module_utils/_runner.py')),
+                   'module_utils/_pg_inventory.py', 'modules/space_check.py', 'module_utils/_host.py',
+                   'module_utils/_runner.py')),
     ('stage', ('modules/staging_dir.py', 'module_utils/_staging.py')),
     ('database', ('modules/pg_probackup.py', 'module_utils/_pg_probackup.py', 'modules/pg_basebackup.py',
-                  'module_utils/_postgres.py', 'module_utils/_pg_inventory.py', 'modules/secret_file.py',
+                  'module_utils/_postgres.py', 'modules/secret_file.py',
                   'module_utils/_secret_file.py')),
     ('archive', ('modules/archive.py', 'module_utils/_archive.py', 'module_utils/_archive_names.py',
                  'module_utils/_gzip.py', 'module_utils/_tar.py', 'module_utils/_gpg.py')),
@@ -77,7 +80,11 @@ def _message(call):
         node = call.args[0]
     else:
         return None
-    text = _text(node) if node is not None else None
+    return _normal(_text(node) if node is not None else None)
+
+
+def _normal(text):
+    """A message's format string with its values as <...>, on one line; None when it says nothing of its own."""
     if not text:
         return None
     text = re.sub(r'%(\([a-z_]+\))?[-#0 +]*[0-9.*]*[sdifrgx]', '<...>', text)
@@ -87,12 +94,32 @@ def _message(call):
     return text if re.search(r'[a-z]{3}', text.replace('<...>', '')) else None
 
 
+def _problems(func):
+    """(line, message) of each text a ``*_problem(s)`` function returns or appends: what its caller fails with."""
+    out = []
+    for node in ast.walk(func):
+        found = []
+        if isinstance(node, ast.Return) and node.value is not None:
+            found = node.value.elts if isinstance(node.value, ast.List) else [node.value]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == 'append'
+              and len(node.args) == 1):
+            found = node.args
+        for value in found:
+            text = _normal(_text(value))
+            # A text that is mostly values (the/<...> <...> the <...>) is a frame filled from elsewhere: left out.
+            if text and len(set(re.findall(r'[A-Za-z_]{3,}', text.replace('<...>', ' ')))) >= 3:
+                out.append((node.lineno, text))
+    return out
+
+
 def messages(path):
     """Each message of the file at ``path``, in the order they come, once."""
     with open(path) as f:
         tree = ast.parse(f.read(), path)
     out = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and re.search(r'_problems?$', node.name):
+            out.extend(_problems(node))
         call = None
         if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
             call = node.exc

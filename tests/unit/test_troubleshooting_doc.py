@@ -24,6 +24,18 @@ def test_the_list_holds_messages_of_every_step():
     assert '`roles/backup/tasks/preflight.yml`' in block
 
 
+def test_the_refusals_a_problem_function_returns_are_listed_under_preflight():
+    """pg_ping fails with what replication_problem and data_directory_problem return: no raise, no fail_json text."""
+    block = error_messages.render()
+    preflight = block.partition('#### preflight\n')[2].partition('#### stage\n')[0]
+    assert 'cannot open a replication connection to the server (<...>), which pg_probackup --stream' in preflight
+    assert 'the PostgreSQL server on this port serves the data directory <...>, not PGDATA <...>' in preflight
+    assert 'PGDATA <...> is not a PostgreSQL data directory: it has no PG_VERSION' in preflight
+    assert 'the controller cannot write <...> <...>' in block
+    # A frame of values filled from elsewhere is no message.
+    assert '`the <...> <...> <...> the <...> <...>: <...>`' not in block
+
+
 def test_every_file_the_steps_name_exists():
     for dummy, files in error_messages.STEPS:
         for rel in files:
