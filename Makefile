@@ -241,13 +241,11 @@ demo-cloud: deps collection shell s3-server
 	demo/cloud.sh
 
 # The archive step against GNU tar and pigz; one whole backup through the role
-# against the same steps as a bare script; then the 20-host fleet, and the
-# fleet again with internal_poll_interval 0.05 (the README's Fleets section).
+# against the same steps as a bare script; then the 20-host fleet.
 bench: deps collection shell
 	$(BIN)/python bench/archive_bench.py
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/fleet_bench.py
-	$(BIN)/python bench/fleet_bench.py --no-mixed --internal-poll-interval 0.05
 
 # 20 shells, each with its own PostgreSQL, backed up by one ansible-playbook -f 10; then the same 20 with one
 # holding ten times the others' data (bench/fleet_bench.py --no-mixed / --mixed-only for one of the two).

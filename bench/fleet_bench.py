@@ -32,7 +32,6 @@ Times are printed, never asserted; a failed check exits 1. Every shell is
 taken down at the end.
 
     .venv/bin/python bench/fleet_bench.py [--hosts 20] [--forks 10] [--scale 1] [--no-mixed | --mixed-only]
-                                          [--internal-poll-interval S]
 """
 
 import argparse
@@ -279,13 +278,7 @@ def main(argv=None):
     group.add_argument('--no-mixed', action='store_true', help='leave the mixed fleet out')
     group.add_argument('--mixed-only', action='store_true', help='only the mixed fleet')
     p.add_argument('--keep', action='store_true', help='keep the work dir (the shells are taken down anyway)')
-    p.add_argument('--internal-poll-interval', type=float, metavar='S',
-                   help="ansible-core's internal_poll_interval for every run (its default: 0.001 s), as the README's "
-                        'Fleets section suggests in ansible.cfg')
     args = p.parse_args(argv)
-    if args.internal_poll_interval is not None:
-        os.environ['ANSIBLE_INTERNAL_POLL_INTERVAL'] = str(args.internal_poll_interval)
-        print('== every run with internal_poll_interval = %s' % args.internal_poll_interval)
     if args.hosts > 99:
         p.error('at most 99 hosts (two-digit markers)')
     if not args.no_mixed and (args.hosts < 2 or args.mixed_scale < 1 or args.big_factor < 2):
