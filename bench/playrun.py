@@ -198,10 +198,10 @@ def busy_cpu_seconds():
 
 def busy_text(busy, wall, cpus):
     """The machine's load across a run, and the least wall its work needs on ``cpus`` CPUs."""
+    share = 100 * busy / (cpus * wall or 1)
     return ("the machine's CPUs across the run: %.1f CPU s busy of %.1f (%d CPUs x %.1f s wall, %.0f%%); "
-            'the same work needs at least %.1f s of wall on %d CPUs' % (busy, cpus * wall, cpus, wall,
-                                                                       100 * busy / (cpus * wall or 1), busy / cpus,
-                                                                       cpus))
+            'the same work needs at least %.1f s of wall on %d CPUs'
+            % (busy, cpus * wall, cpus, wall, share, busy / cpus, cpus))
 
 
 class Play(object):
