@@ -104,3 +104,26 @@ def test_encrypted_backup_restored_by_the_drill(alation_host, key_pair):
     # The drill's scratch dir is gone; the storage dir still holds only the ciphertext.
     assert not os.path.exists(os.path.join(alation_host.root, 'data2/restore_drill'))
     assert not [n for n in os.listdir(storage) if n.endswith('.tar.gz')]
+
+
+def test_the_scheduled_drill_decrypts_the_archive_the_run_just_encrypted(alation_host, key_pair):
+    # The backup role's drill (alation_backup_drill_every_days) takes the restore role's decrypt key and passphrase,
+    # as README's "Encryption at rest" says: the hosts that drill an encrypted archive need them.
+    fingerprint, public, secret_file, dummy = key_pair
+    keyrings_before = private_keyrings()
+    run = run_playbook('backup.yml', dict(alation_host.role_vars, alation_backup_engine='pg_basebackup',
+                                          alation_backup_encrypt_recipient=fingerprint,
+                                          alation_backup_encrypt_public_key=public,
+                                          alation_backup_drill_every_days=7,
+                                          alation_restore_decrypt_key=secret_file,
+                                          alation_restore_decrypt_passphrase=PASSPHRASE))
+    assert run.rc == 0, run.output
+    record = run.records[HOST]
+    assert record['result'] == 'ok' and ENCRYPTED_RE.match(os.path.basename(record['archive'])), record
+    drill = record['drill']
+    assert drill['result'] == 'ok' and drill['archive'] == record['archive'], drill
+    assert PASSPHRASE not in run.output and 'PRIVATE KEY' not in run.output
+    assert private_keyrings() <= keyrings_before
+    # Nothing decrypted is left: no scratch dir, no plaintext archive beside the ciphertext.
+    assert not os.path.exists(alation_host.path('/data2/backup_drill'))
+    assert not [n for n in os.listdir(os.path.dirname(record['archive'])) if n.endswith('.tar.gz')]
