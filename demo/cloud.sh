@@ -18,10 +18,6 @@ s3=$repo/tests/support/s3_server.py
 host=alation-demo           # the inventory name: the per-host prefix in the bucket
 prefix=demo
 
-json() { "$py" -c 'import json,sys; v=json.load(open(sys.argv[1]))
-for k in sys.argv[2:]: v=v[int(k) if isinstance(v, list) else k]
-print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$@"; }
-
 # What an earlier run left: stopped and removed, so that this run starts afresh.
 "$py" "$s3" down "$demo" || true
 "$py" tests/support/alation_shell.py down "$root" --purge || true
@@ -83,9 +79,6 @@ fd = os.open(os.path.join(demo, 'keys', 's3_vars.json'), os.O_WRONLY | os.O_CREA
 with os.fdopen(fd, 'w') as f:
     json.dump(dict(alation_backup_copy_s3_access_key_id=s3['key'], alation_backup_copy_s3_secret_access_key=s3['secret']), f)
 PY
-(umask 077; "$py" -c 'import json,sys; json.dump(dict(alation_restore_decrypt_key=sys.argv[1],
-  alation_restore_decrypt_passphrase=sys.argv[2]), open(sys.argv[3], "w"))' \
-  "$keys/backup-secret.asc" "$passphrase" "$keys/drill_vars.json")
 echo "== Set for the backup besides the shell's path, port and engine ($demo/backup_vars.json, keys/s3_vars.json):"
 "$py" -c 'import json,sys; v=json.load(open(sys.argv[1])); v.update(json.load(open(sys.argv[2])))
 for k in sorted(v):
@@ -108,18 +101,7 @@ name=$(basename "$archive")
 echo
 echo "== Archive on the host: $archive"
 echo "   size $(stat -c %s "$archive") bytes, sha256 $(head -1 "$archive.sha256" | cut -d' ' -f1), md5 $(md5sum < "$archive" | cut -d' ' -f1)"
-"$py" - "$demo/report.json" <<'PY'
-import json, sys
-copy = json.load(open(sys.argv[1]))[0]['copy']
-print('   copy: %s by %s, %s bytes in %s s, verified there by %s -> %s' % (
-    copy['result'].upper(), copy['method'], copy['bytes'], copy['duration_s'], copy.get('verified'), copy['dest']))
-if copy['error']:
-    print('   error: %s' % copy['error'])
-PY
-if [ "$(json "$demo/report.json" 0 copy result)" != ok ]; then
-  echo "the copy to the bucket did not succeed" >&2
-  exit 1
-fi
+demo_copy_result "$demo/report.json" "the bucket"
 
 echo
 echo "== In the bucket, s3://$(json "$demo/s3_up.json" bucket)/$prefix/$host/ (listed by boto3, another client: size, ETag)"

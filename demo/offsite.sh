@@ -20,10 +20,6 @@ textfile=$demo/textfile     # node_exporter's textfile collector dir, as it woul
 py=$repo/.venv/bin/python
 host=alation-demo           # the inventory name: the per-host dir on the backup host
 
-json() { "$py" -c 'import json,sys; v=json.load(open(sys.argv[1]))
-for k in sys.argv[2:]: v=v[int(k) if isinstance(v, list) else k]
-print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$@"; }
-
 # What an earlier run left: stopped and removed, so that this run starts afresh.
 "$py" tests/support/backup_host.py down "$backup_host" || true
 "$py" tests/support/alation_shell.py down "$root" --purge || true
@@ -96,9 +92,6 @@ out = dict(json.load(open(os.path.join(demo, 'role_vars.json'))), alation_backup
            alation_backup_report_path=os.path.join(demo, 'report.json'))
 json.dump(out, open(os.path.join(demo, 'backup_vars.json'), 'w'), indent=2)
 PY
-(umask 077; "$py" -c 'import json,sys; json.dump(dict(alation_restore_decrypt_key=sys.argv[1],
-  alation_restore_decrypt_passphrase=sys.argv[2]), open(sys.argv[3], "w"))' \
-  "$keys/backup-secret.asc" "$passphrase" "$keys/drill_vars.json")
 echo "== Set for the backup besides the shell's path, port and engine ($demo/backup_vars.json):"
 "$py" -c 'import json,sys; v=json.load(open(sys.argv[1]))
 for k in sorted(v):
@@ -125,19 +118,7 @@ empty=$(mktemp -d)
 { gpg --homedir "$empty" --batch --list-packets "$archive" 2>&1 || true; } | grep -E 'pubkey enc packet|keyid|encrypted data packet|No secret key' \
   | sed 's/^/     /'
 rm -rf "$empty"
-"$py" - "$demo/report.json" <<'PY'
-import json, sys
-copy = json.load(open(sys.argv[1]))[0]['copy']
-print('   copy: %s by %s, %s bytes in %s s -> %s' % (copy['result'].upper(), copy['method'], copy['bytes'],
-                                                   copy['duration_s'], copy['dest']))
-print('   retention there: %s' % json.dumps(copy['retention'], sort_keys=True))
-if copy['error']:
-    print('   error: %s' % copy['error'])
-PY
-if [ "$(json "$demo/report.json" 0 copy result)" != ok ]; then
-  echo "the off-host copy did not succeed" >&2
-  exit 1
-fi
+demo_copy_result "$demo/report.json" "the backup host"
 
 echo
 echo "== On the backup host, $far_dir (listed and checked over ssh as $bh_user):"
