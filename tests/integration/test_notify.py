@@ -6,51 +6,18 @@ shows nowhere: not in the output at -vvv, the Ansible log or the report."""
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from playbook import HOST, local_host, run_playbook
+from webhook import Listener
 
 SECRET = 'XyZsEcReTwEbHoOkToKeN'
-
-
-class Listener(object):
-    """An incoming webhook on 127.0.0.1 that keeps every POST (path and JSON body) and answers 200."""
-
-    def __init__(self):
-        self.posts = []
-        posts = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get('Content-Length') or 0)).decode('utf-8')
-                posts.append(dict(path=self.path, content_type=self.headers.get('Content-Type'), raw=body))
-                self.send_response(200)
-                self.send_header('Content-Length', '2')
-                self.end_headers()
-                self.wfile.write(b'ok')
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d/services/T0/B0/%s' % (self.server.server_port, SECRET)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_failed_run_posts_its_summary_once_and_the_url_shows_nowhere(alation_host, scratch):
     log = os.path.join(scratch, 'ansible.log')
     # PostgreSQL on port 1, where nothing listens: preflight refuses the host (a failed run).
     hosts = {HOST: local_host(**dict(alation_host.role_vars, alation_backup_pg_port=1))}
-    with Listener() as hook:
+    with Listener(SECRET) as hook:
         run = run_playbook('backup.yml', {'alation_backup_engine': 'pg_basebackup', 'alation_backup_notify_url': hook.url},
                            hosts=hosts, workdir=scratch, env={'ANSIBLE_VERBOSITY': '3', 'ANSIBLE_LOG_PATH': log})
     assert run.rc != 0, run.output
@@ -58,8 +25,8 @@ def test_a_failed_run_posts_its_summary_once_and_the_url_shows_nowhere(alation_h
     post = hook.posts[0]
     where = post['path'].replace(SECRET, '<secret>')
     print('The notification body as received (POST %s, %s):' % (where, post['content_type']))
-    print(json.dumps(json.loads(post['raw']), indent=2, sort_keys=True))
-    body = json.loads(post['raw'])
+    print(json.dumps(post['body'], indent=2, sort_keys=True))
+    body = post['body']
     assert post['content_type'] == 'application/json'
     assert body['result'] == 'failed' and body['failed_hosts'] == [HOST]
     text = body['text'].split('\n')

@@ -6,8 +6,6 @@ import json
 import os
 import socket
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from unittest import mock
 
 import pytest
@@ -22,6 +20,7 @@ except ImportError:  # older cores template every string
         return value
 
 from ansible_collections.alation.backup.plugins.action import run_summary
+from webhook import Listener
 
 
 def run(args, hostvars, hosts=('h1', 'h2', 'h3'), check_mode=False, **more_vars):
@@ -128,42 +127,7 @@ def test_a_directory_of_reports_that_is_missing_warns(tmp_path):
     assert 'does not exist' in result['report_error'] and not os.path.exists(str(tmp_path / 'nope'))
 
 
-# The notification: a real HTTP listener on a free loopback port, in a thread.
-
-class Listener(object):
-    """An incoming webhook on 127.0.0.1: keeps every POST (path, headers, body) and answers ``status``."""
-
-    def __init__(self, status=200, delay=0.0):
-        self.posts = []
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-                listener.posts.append(dict(path=self.path, content_type=self.headers.get('Content-Type'),
-                                           body=json.loads(body.decode('utf-8'))))
-                if delay:
-                    threading.Event().wait(delay)
-                self.send_response(status)
-                self.send_header('Content-Length', '2')
-                self.end_headers()
-                self.wfile.write(b'ok')
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d/services/T000/B000/SeCrEtToKeN' % self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
+# The notification: a real HTTP listener on a free loopback port, in a thread (tests/support/webhook.py).
 
 def free_port():
     s = socket.socket()
