@@ -10,7 +10,6 @@ and through the role, a local retention failure still copies the new archive.
 """
 
 import glob
-import hashlib
 import os
 import re
 import shutil
@@ -23,11 +22,11 @@ import pytest
 from ansible_collections.alation.backup.plugins.module_utils import _offsite
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import host_label, tmp_name
 
+from archives import TAG, publish
 from backup_host import SSHD
 from modrun import _argv_env, run_module
 from playbook import HOST, run_playbook
 
-TAG = '5-17-0-116556'
 KEY_DIRS = '/dev/shm/%s.*' % _offsite.KEY_DIR_PREFIX
 
 
@@ -48,30 +47,6 @@ pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 
 
 def archive_name(ts):
     return '%s_%s_alation_backup.tar.gz' % (ts, TAG)
-
-
-def publish(directory, ts, uid=None, data=None, size=None):
-    """An archive and its .sha256 as the archive module publishes them (``size``: that many zero bytes, sparse)."""
-    name = archive_name(ts)
-    path = os.path.join(directory, name)
-    os.makedirs(directory, exist_ok=True)
-    digest = hashlib.sha256()
-    with open(path, 'wb') as f:
-        if size is None:
-            data = data or ('archive %s' % ts).encode() * 100
-            f.write(data)
-            digest.update(data)
-        else:
-            f.truncate(size)
-            zeros = bytes(1024 * 1024)
-            for start in range(0, size, len(zeros)):
-                digest.update(zeros[:min(len(zeros), size - start)])
-    with open(path + '.sha256', 'w') as f:
-        f.write('%s  %s\n# size %d\n' % (digest.hexdigest(), name, os.path.getsize(path)))
-    if uid is not None:
-        for p in (directory, path, path + '.sha256'):
-            os.chown(p, uid, uid)
-    return path
 
 
 def listing(directory):
@@ -157,7 +132,7 @@ def test_a_copy_killed_mid_way_is_cleaned_by_the_next_here_and_there(sshd, scrat
 
 def test_a_full_far_side_gets_retention_first_then_the_copy_fits(sshd, scratch, small_tmpfs):
     far = small_tmpfs('alation-full', 1024 * 1024)
-    older = [os.path.basename(publish(far, '2026112%d0102' % day, sshd.uid, os.urandom(300000))) for day in (6, 7, 8)]
+    older = [os.path.basename(publish(far, '2026112%d0102' % day, uid=sshd.uid, data=os.urandom(300000))) for day in (6, 7, 8)]
     src = publish(os.path.join(scratch, 'local'), '202611300102', data=os.urandom(300000))
     name = os.path.basename(src)
     free = int(subprocess.run(['df', '-Pk', far], stdout=subprocess.PIPE, check=True,
@@ -176,7 +151,7 @@ def test_a_full_far_side_gets_retention_first_then_the_copy_fits(sshd, scratch, 
 
 def test_a_copy_that_cannot_fit_fails_naming_the_free_and_needed_bytes(sshd, scratch, small_tmpfs):
     far = small_tmpfs('alation-tiny', 1024 * 1024)
-    older = [os.path.basename(publish(far, '2026112%d0102' % day, sshd.uid, os.urandom(200000))) for day in (6, 7)]
+    older = [os.path.basename(publish(far, '2026112%d0102' % day, uid=sshd.uid, data=os.urandom(200000))) for day in (6, 7)]
     src = publish(os.path.join(scratch, 'local'), '202611300102', data=os.urandom(1500000))
 
     result = run_module('offsite_copy', module_args(sshd, src, 'alation-tiny', keep_count=2, required=True))
@@ -195,7 +170,7 @@ def test_a_copy_that_cannot_fit_fails_naming_the_free_and_needed_bytes(sshd, scr
 
 def test_a_per_host_dir_of_another_machine_is_refused(sshd, scratch):
     far = sshd.host_dir('alation-shared-name')
-    older = os.path.basename(publish(far, '202611260102', sshd.uid))
+    older = os.path.basename(publish(far, '202611260102', uid=sshd.uid))
     with open(os.path.join(far, _offsite.OWNER_MARKER), 'w') as f:
         f.write('machine_id 0123456789abcdef0123456789abcdef\nhost alation-elsewhere\n')
     before = listing(far)

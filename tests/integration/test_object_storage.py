@@ -20,11 +20,11 @@ import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils._offsite import OWNER_MARKER
 
+from archives import TAG, publish
 from modrun import result_of, run_module, spawn_module
 from playbook import HOST, run_playbook
 import s3_server
 
-TAG = '5-17-0-116556'
 RCLONE = '/usr/bin/rclone'
 
 pytestmark = pytest.mark.skipif(not s3_server.available() or not os.access(RCLONE, os.X_OK),
@@ -38,18 +38,6 @@ def s3():
         yield server
     finally:
         server.stop()
-
-
-def publish(directory, ts, data=None):
-    """An archive and its .sha256 as the archive module publishes them."""
-    name = '%s_%s_alation_backup.tar.gz' % (ts, TAG)
-    data = data or ('archive %s' % ts).encode() * 100
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, name), 'wb') as f:
-        f.write(data)
-    with open(os.path.join(directory, name + '.sha256'), 'w') as f:
-        f.write('%s  %s\n# size %d\n' % (hashlib.sha256(data).hexdigest(), name, len(data)))
-    return os.path.join(directory, name)
 
 
 def put_copy(s3, prefix, ts):
@@ -81,7 +69,7 @@ def test_a_copy_is_verified_there_and_retention_runs_there(s3, scratch):
     older = [put_copy(s3, prefix, '2026110%d0102' % day) for day in range(1, 5)]
     s3.put(prefix + '/notes.txt', b'the backup admin keeps notes here')
     put_copy(s3, 'prod/alation-other', '202611010102')
-    archive = publish(os.path.join(scratch, 'local'), '202611300102', os.urandom(3 * 1024 * 1024))
+    archive = publish(os.path.join(scratch, 'local'), '202611300102', data=os.urandom(3 * 1024 * 1024))
     name = os.path.basename(archive)
 
     result = run_module('offsite_copy', module_args(s3, archive, 'alation-one', keep_count=3))
@@ -117,7 +105,7 @@ def test_a_copy_is_verified_there_and_retention_runs_there(s3, scratch):
 def test_a_multipart_copy_and_a_killed_upload(s3, scratch):
     """A multipart upload (5 MiB parts): killed mid-way, nothing is under the final name and the local archive is
     as it was; then a full one whose ETag is the parts' (-N), verified by size and md5."""
-    archive = publish(os.path.join(scratch, 'local'), '202611300102', os.urandom(24 * 1024 * 1024))
+    archive = publish(os.path.join(scratch, 'local'), '202611300102', data=os.urandom(24 * 1024 * 1024))
     name = os.path.basename(archive)
     before = hashlib.sha256(open(archive, 'rb').read()).hexdigest()
     parts = dict(RCLONE_S3_UPLOAD_CUTOFF='5M', RCLONE_S3_CHUNK_SIZE='5M')

@@ -10,7 +10,6 @@ to that user's backup dir; the module alone is run for the stream method.
 """
 
 import glob
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,29 +19,14 @@ import pytest
 from ansible_collections.alation.backup.plugins.module_utils._host import pid_alive
 from ansible_collections.alation.backup.plugins.module_utils._offsite import KEY_DIR_PARENTS, KEY_DIR_PREFIX, OWNER_MARKER
 
+from archives import publish
 from backup_host import SSHD
 from modrun import run_module
 from playbook import HOST, run_playbook
 
-TAG = '5-17-0-116556'
 
 pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK) or os.geteuid() != 0,
                                 reason='needs root and the OpenSSH server (make deps installs openssh-server)')
-
-
-def publish(directory, ts, uid=None, data=None):
-    """An archive and its .sha256 as the archive module publishes them (owned by ``uid``)."""
-    name = '%s_%s_alation_backup.tar.gz' % (ts, TAG)
-    data = data or ('archive %s' % ts).encode() * 100
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, name), 'wb') as f:
-        f.write(data)
-    with open(os.path.join(directory, name + '.sha256'), 'w') as f:
-        f.write('%s  %s\n# size %d\n' % (hashlib.sha256(data).hexdigest(), name, len(data)))
-    if uid is not None:
-        for p in (directory, os.path.join(directory, name), os.path.join(directory, name + '.sha256')):
-            os.chown(p, uid, uid)
-    return os.path.join(directory, name)
 
 
 def listing(directory):
@@ -76,10 +60,10 @@ def test_the_role_copies_verifies_and_keeps_retention_on_the_backup_host(alation
     host = alation_host
     far = sshd.host_dir(HOST)
     # Four older copies there from earlier runs, a foreign file, another host's dir: keep_count 3 lets two go.
-    older = [os.path.basename(publish(far, '2026110%d0102' % day, sshd.uid)) for day in range(1, 5)]
+    older = [os.path.basename(publish(far, '2026110%d0102' % day, uid=sshd.uid)) for day in range(1, 5)]
     with open(os.path.join(far, 'notes.txt'), 'w') as f:
         f.write('the backup admin keeps notes here')
-    publish(sshd.host_dir('alation-other-host'), '202611010102', sshd.uid)
+    publish(sshd.host_dir('alation-other-host'), '202611010102', uid=sshd.uid)
 
     key_dirs_before = key_dirs()
     run = run_playbook('backup.yml', copy_vars(host, sshd, alation_backup_keep_count=3))

@@ -7,6 +7,7 @@ The real S3 server and rclone are in tests/integration/test_object_storage.py.""
 import calendar
 import hashlib
 import json
+import pathlib
 import time
 
 import pytest
@@ -15,9 +16,11 @@ from ansible_collections.alation.backup.plugins.module_utils import _objstore as
 from ansible_collections.alation.backup.plugins.module_utils import _offsite
 from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text
 
+import archives  # tests/support
+
 from .runner_double import runner
 
-TAG = '5-17-0-116556'
+TAG = archives.TAG
 NOW = calendar.timegm(time.strptime('202611301200', '%Y%m%d%H%M'))
 SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
 
@@ -136,11 +139,8 @@ def copier(bucket, host_dir='alation-one'):
 
 
 def publish(d, ts, data=None):
-    name = archive_name(ts, TAG)
-    data = data or ('archive %s' % ts).encode()
-    (d / name).write_bytes(data)
-    (d / (name + '.sha256')).write_text(sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data)))
-    return d / name
+    """An archive and its .sha256 as the archive module leaves them (tests/support/archives.py), as a Path."""
+    return pathlib.Path(archives.publish(d, ts, data=data, repeat=1))
 
 
 def far_copy(bucket, ts, host_dir='alation-one'):

@@ -9,8 +9,8 @@ The real sshd is in tests/integration/test_offsite_copy.py.
 """
 
 import calendar
-import hashlib
 import os
+import pathlib
 import shlex
 import subprocess
 import time
@@ -19,23 +19,21 @@ import pytest
 
 from ansible_collections.alation.backup.plugins.module_utils import _archive_names as N
 from ansible_collections.alation.backup.plugins.module_utils import _offsite as O
-from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name
 from ansible_collections.alation.backup.plugins.module_utils._runner import Runner
+
+import archives  # tests/support
 
 from .runner_double import ModuleDouble
 
-TAG = '5-17-0-116556'
+TAG = archives.TAG
 NOW = calendar.timegm(time.strptime('202611301200', '%Y%m%d%H%M'))
 KEY = '-----BEGIN OPENSSH PRIVATE KEY-----'
 
 
 def publish(d, ts, data=None):
-    """An archive and its .sha256 as the archive module leaves them."""
-    name = archive_name(ts, TAG)
-    data = data or ('archive %s' % ts).encode()
-    (d / name).write_bytes(data)
-    (d / (name + '.sha256')).write_text(sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data)))
-    return d / name
+    """An archive and its .sha256 as the archive module leaves them (tests/support/archives.py), as a Path."""
+    return pathlib.Path(archives.publish(d, ts, data=data, repeat=1))
 
 
 def sh(script, stdin=None):

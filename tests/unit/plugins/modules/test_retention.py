@@ -2,25 +2,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """retention: protect and archives named in the future, through the module's options, result and warnings."""
 
-import hashlib
 import os
 
 from ansible.module_utils import basic
 
-from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name, sidecar_text
+from ansible_collections.alation.backup.plugins.module_utils._archive_names import archive_name
 from ansible_collections.alation.backup.plugins.modules import retention
+
+import archives  # tests/support
 
 from .utils import run_module
 
-TAG = '5-17-0-116556'
-
 
 def publish(d, ts):
-    name = archive_name(ts, TAG)
-    data = ('archive %s' % ts).encode()
-    (d / name).write_bytes(data)
-    (d / (name + '.sha256')).write_text(sidecar_text(hashlib.sha256(data).hexdigest(), name, len(data)))
-    return str(d / name)
+    return archives.publish(d, ts, repeat=1)
 
 
 def test_protect_keeps_the_run_s_archive_and_names_in_the_future_are_warned_of(tmp_path, monkeypatch):
