@@ -53,13 +53,7 @@ echo "== The Alation shell at $root (pgbench scale ${DEMO_SCALE:-10})"
 if [ -x "$root/usr/local/bin/pg_probackup" ]; then engine=pg_probackup; else engine=pg_basebackup; fi
 echo "== Engine: $engine"
 
-cat > "$demo/inventory.yml" <<INV
-alation:
-  hosts:
-    $host:               # this machine, as an Alation host
-      ansible_connection: local
-      ansible_python_interpreter: $py
-INV
+demo_inventory "$demo/inventory.yml" "$host"
 
 # The backup's variables beyond the role defaults; the store's keys and the drill's secrets in 0600 files apart.
 "$py" - "$demo" "$fingerprint" "$engine" "$prefix" <<'PY'

@@ -6,6 +6,17 @@ json() { "$py" -c 'import json,sys; v=json.load(open(sys.argv[1]))
 for k in sys.argv[2:]: v=v[int(k) if isinstance(v, list) else k]
 print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$@"; }
 
+# demo_inventory FILE HOST: an inventory of one Alation host, this machine (a local connection, the venv's Python).
+demo_inventory() {
+  cat > "$1" <<INV
+alation:
+  hosts:
+    $2:               # this machine, as an Alation host
+      ansible_connection: local
+      ansible_python_interpreter: $py
+INV
+}
+
 # demo_gpg_keys PY KEYS: a throwaway GnuPG key pair in a tmpfs home that is removed after; the public key in
 # KEYS/backup-pub.asc (for the host), the secret key, passphrase-protected, in KEYS/backup-secret.asc (0600, for the
 # drill), and KEYS/drill_vars.json (0600) with the restore role's decrypt key and passphrase. Sets $fingerprint and

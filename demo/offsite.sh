@@ -69,13 +69,7 @@ else
   echo "== Engine: pg_basebackup (no pg_probackup on PATH or in \$PG_PROBACKUP; PostgreSQL's own tool stands in)"
 fi
 
-cat > "$demo/inventory.yml" <<INV
-alation:
-  hosts:
-    $host:               # this machine, as an Alation host
-      ansible_connection: local
-      ansible_python_interpreter: $py
-INV
+demo_inventory "$demo/inventory.yml" "$host"
 
 # The backup's variables beyond the role defaults (as group_vars would hold them); the drill's secrets apart.
 "$py" - "$demo" "$fingerprint" "$engine" <<'PY'
