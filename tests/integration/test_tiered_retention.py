@@ -144,11 +144,12 @@ def test_tiers_with_keep_count_0_are_refused_before_anything_is_touched(alation_
                     reason='needs root and the OpenSSH server (make deps installs openssh-server)')
 def test_the_same_tiers_and_pins_on_the_backup_host(sshd, scratch):
     """The off-host copy passes the rules through unchanged: tiers, keep_pinned and a .keep file there."""
-    from test_far_side import listing, module_args, publish  # pylint: disable=import-outside-toplevel
+    from archives import publish  # pylint: disable=import-outside-toplevel
+    from test_far_side import listing, module_args  # pylint: disable=import-outside-toplevel
     from modrun import run_module  # pylint: disable=import-outside-toplevel
     far = sshd.host_dir('alation-tiers')
     stamps = ['202611%02d0102' % d for d in (1, 2, 8, 15, 16, 22, 29)] + ['202610150102', '202609150102']
-    older = sorted(os.path.basename(publish(far, ts, sshd.uid)) for ts in stamps)
+    older = sorted(os.path.basename(publish(far, ts, uid=sshd.uid)) for ts in stamps)
     pin_file = os.path.join(far, older[0] + '.keep')  # Sep 15, by a .keep file there
     with open(pin_file, 'w') as f:
         f.write('')
