@@ -299,9 +299,53 @@ def _alive(pid):
     return stat[stat.rindex(')') + 2] != 'Z'
 
 
+PIPELINED_RE = re.compile(r'^\S*/python[0-9.]*$')
+
+
+def _started_at(pid):
+    """The epoch time process ``pid`` started at (/proc/<pid>/stat's starttime, after boot)."""
+    with open('/proc/%d/stat' % pid) as f:
+        start_ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+    with open('/proc/stat') as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith('btime '))
+    return boot + start_ticks / os.sysconf('SC_CLK_TCK')
+
+
+def _tmpdir(pid):
+    try:
+        with open('/proc/%d/environ' % pid, 'rb') as f:
+            for item in f.read().split(b'\0'):
+                if item.startswith(b'TMPDIR='):
+                    return item[7:].decode() or '/tmp'
+    except OSError:
+        pass
+    return '/tmp'
+
+
 def module_running(run, name):
-    """Whether a module ``name`` (AnsiballZ_<name>.py) runs in the tree of ``run``."""
-    return any('AnsiballZ_%s.py' % name in c for c in cmdlines(process_tree(run)).values())
+    """Whether module ``name`` runs in the tree of ``run``.
+
+    An async module (or one sent without pipelining) is a file, AnsiballZ_<name>.py, on its command line. A
+    pipelined one is an interpreter alone reading the module from its stdin: it is ``name`` when it made its
+    payload dir, ansible_<collection.>name_payload_*, in its temp dir (a killed module leaves that dir
+    behind: only one made since the interpreter started counts).
+    """
+    cmds = cmdlines(process_tree(run))
+    if any('AnsiballZ_%s.py' % name in c for c in cmds.values()):
+        return True
+    payload = re.compile(r'^ansible_(?:[\w]+\.[\w]+\.)?%s_payload_' % re.escape(name))
+    for pid, cmd in cmds.items():
+        if not PIPELINED_RE.match(cmd):
+            continue
+        try:
+            started = _started_at(pid)
+            tmp = _tmpdir(pid)
+            for entry in os.listdir(tmp):
+                if payload.match(entry) and os.lstat(os.path.join(tmp, entry)).st_ctime >= started - 1:
+                    return True
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    return False
 
 
 # -- the storage dir -------------------------------------------------------------------

@@ -365,11 +365,10 @@ class Suite(WorldKinds):
             else:
                 steps += ['archive'] * 5  # the race of issue 11, tried again
             for i, step in enumerate(steps):
-                self.mid_step('%s-%d' % (step, i), step, variables)
+                self.mid_step_until_conclusive('%s-%d' % (step, i), step, variables)
             if not self.sample:
-                for dummy in range(3):  # inconclusive when A's minute came before B could try
-                    if self.mid_step('archive-waiting-for-its-minute', 'archive', variables, wait_minute=True):
-                        break
+                self.mid_step_until_conclusive('archive-waiting-for-its-minute', 'archive', variables,
+                                               wait_minute=True)
         finally:
             self.shell_down()
 
@@ -427,16 +426,27 @@ class Suite(WorldKinds):
             r.wait()
         self.judge_race('%d-at-once' % n, runs, before)
 
+    def mid_step_until_conclusive(self, case, step, extra, wait_minute=False, tries=3):
+        """``mid_step`` again while it was inconclusive; a case never tried is a failure, not a pass."""
+        why = ''
+        for dummy in range(tries):
+            why = self.mid_step(case, step, extra, wait_minute=wait_minute)
+            if not why:
+                return
+            log('concurrency/mid-%s: inconclusive (%s), again' % (case, why))
+        self.record('concurrency', 'mid-' + case, False, 'inconclusive %d times, never tried: %s' % (tries, why))
+
     def mid_step(self, case, step, extra, wait_minute=False):
         """A second run B whose lock task runs while the first, A, is in ``step``.
 
         B is started first and frozen at its lock task's banner, so it reaches
         the lock within a second of being thawed; A is frozen meanwhile in the
-        short steps (stage, cleanup), so that it is still in them. False when
-        the case was inconclusive (A no longer in the step when B could try).
+        short steps (stage, cleanup), so that it is still in them. '' once the
+        case is recorded; else why it was inconclusive (A's module never seen
+        running, A past the lock's release, A's minute come before B could try).
         """
         if not self.wanted('mid-' + case):
-            return True
+            return ''
         storage = self.storage()
         before = harness.archives(storage)
         # A frozen run does not renew its lease: where A is frozen (stage, cleanup), a longer stale_after keeps
@@ -447,18 +457,22 @@ class Suite(WorldKinds):
         if not b.wait_for_task(re.escape('Preflight | Take the host lock'), timeout=120):
             b.wait()
             self.record('concurrency', 'mid-' + case, False, 'run B never reached the lock: %s' % b.error())
-            return True
+            return ''
         frozen_b = harness.freeze(b)
         if self.lease_left():
             harness.thaw(frozen_b)
             b.wait()
             self.record('concurrency', 'mid-' + case, False, 'B took the lock before it could be frozen (harness)')
-            return True
+            return ''
+        if wait_minute:
+            # A waits for its minute from the archive task on (some 10 s after its start): started early in a
+            # minute, its wait outlasts stale_after.
+            time.sleep((60 - time.time() % 60) % 60)
         a = Run('mid-%s-A' % case, self.vars(**extra))
         first_task = {'stage': 'Stage |', 'database': 'Database | Back up', 'archive': 'Archive |',
                       'cleanup': 'Cleanup | Empty'}[step]
         module = {'stage': 'staging_dir', 'database': self.engines[0], 'archive': 'archive',
-                  'cleanup': 'staging_dir'}[step]
+                  'cleanup': 'cleanup'}[step]
         reached = a.wait_for_task(re.escape(first_task), timeout=300)
         if wait_minute and reached:
             # An archive of this minute already there: A's archive waits for the next minute, lease renewed.
@@ -469,21 +483,31 @@ class Suite(WorldKinds):
                 shutil.copy2(os.path.join(storage, name), os.path.join(storage, planted))
                 before = before + [planted]
         deadline = time.monotonic() + 60
-        while reached and not harness.module_running(a, module) and a.proc.poll() is None:
-            if time.monotonic() > deadline:
+        running = False
+        while reached and a.proc.poll() is None and time.monotonic() < deadline:
+            running = harness.module_running(a, module)
+            if running:
                 break
             time.sleep(0.02)
         frozen_a = harness.freeze(a) if step in ('stage', 'cleanup') else set()
         in_task = a.current_task()
-        if wait_minute:
-            time.sleep(STALE_AFTER * 2)  # well past stale_after: only the heartbeat keeps A's lease
+        inconclusive = ''
+        if reached and not running:
+            inconclusive = 'module %s of A never seen running (A in %r)' % (module, in_task)
+        elif step == 'cleanup' and not self.lease_left():
+            inconclusive = 'A had released the host lock when it was frozen'  # B may then run: not a race
+        elif wait_minute:
+            time.sleep(STALE_AFTER + 5)  # past stale_after: only the heartbeat keeps A's lease
             if not harness.module_running(a, module):
-                harness.thaw(frozen_b)
-                b.wait()
-                a.wait()
-                harness.age_archives(storage)
-                log('concurrency/mid-%s: A was done waiting before B could try; inconclusive, again' % case)
-                return False
+                inconclusive = 'A was done waiting for its minute before B could try'
+        if inconclusive:
+            harness.thaw(frozen_b)
+            harness.thaw(frozen_a)
+            b.wait()
+            a.wait()
+            harness.age_archives(storage)
+            harness.prune_archives(storage, keep=2)
+            return inconclusive
         harness.thaw(frozen_b)
         b.wait_for(r'^(fatal|ok|changed): \[', timeout=120)
         b.wait()
@@ -492,10 +516,10 @@ class Suite(WorldKinds):
         detail_case = 'mid-%s' % case
         if not reached:
             self.record('concurrency', detail_case, False, 'A never reached %s: %s' % (step, a.error()))
-            return True
+            return ''
         log('concurrency/%s: B tried while A was in %r' % (detail_case, in_task))
         self.judge_race(detail_case, [a, b], before)
-        return True
+        return ''
 
     # -- secrets -------------------------------------------------------------------------
 
