@@ -50,7 +50,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help docs changelog deps venv venvs s3-server collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
+.PHONY: help docs changelog deps venv venvs s3-server promtool collection shell sanity-tree sanity pythons units lint integration faults faults-sample molecule galaxy test demo demo-verify demo-offsite demo-cloud bench fleet clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -103,6 +103,17 @@ $(VENV_S3)/.installed: tests/requirements/s3-server.txt
 
 s3-server: $(VENV_S3)/.installed
 
+# promtool checks the README's Prometheus rules (tests/unit/docs/test_monitoring_rules.py). Debian ships it
+# only inside the prometheus package, whose install starts a server: take the one program out of the .deb.
+$(BIN)/promtool: | venv
+	rm -rf $(BUILD)/promtool && mkdir -p $(BUILD)/promtool
+	cd $(BUILD)/promtool && { apt-get download -qq -o APT::Sandbox::User=root prometheus || { apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root prometheus; }; }
+	dpkg-deb --fsys-tarfile $(BUILD)/promtool/prometheus_*.deb | tar -x -C $(BUILD)/promtool ./usr/bin/promtool
+	install -m 0755 $(BUILD)/promtool/usr/bin/promtool $@
+	rm -rf $(BUILD)/promtool
+
+promtool: $(BIN)/promtool
+
 venvs: venv $(VENV_216)/.installed $(CURDIR)/.venv-py3.6/.installed $(CURDIR)/.venv-py3.13/.installed
 
 collection: venv
@@ -142,7 +153,7 @@ pythons: collection sanity-tree venvs $(GET_PIPS)
 	for v in 3.6 3.13; do echo "== module_utils unit tests on Python $$v"; \
 	  $(CURDIR)/.venv-py$$v/bin/python -m pytest -q tests/unit/plugins/module_utils || exit 1; done
 
-units: collection
+units: collection promtool
 	$(BIN)/pytest -q tests/unit
 
 lint: collection
