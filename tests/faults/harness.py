@@ -203,19 +203,18 @@ def _children_map():
     return children
 
 
+def _environ(pid):
+    """The environment of process ``pid`` as b'NAME=value' items ([] once it is gone or not ours to read)."""
+    try:
+        with open('/proc/%s/environ' % pid, 'rb') as f:
+            return f.read().split(b'\0')
+    except OSError:
+        return []
+
+
 def _marked(marker):
-    found = set()
     needle = ('%s=%s' % (MARKER, marker)).encode()
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/environ' % entry, 'rb') as f:
-                if needle in f.read().split(b'\0'):
-                    found.add(int(entry))
-        except OSError:
-            continue
-    return found
+    return {int(entry) for entry in os.listdir('/proc') if entry.isdigit() and needle in _environ(entry)}
 
 
 def process_tree(run):
@@ -312,14 +311,8 @@ def _started_at(pid):
 
 
 def _tmpdir(pid):
-    try:
-        with open('/proc/%d/environ' % pid, 'rb') as f:
-            for item in f.read().split(b'\0'):
-                if item.startswith(b'TMPDIR='):
-                    return item[7:].decode() or '/tmp'
-    except OSError:
-        pass
-    return '/tmp'
+    """Where process ``pid``'s tempfile makes its dirs: $TMPDIR, else /tmp."""
+    return next((item[7:].decode() for item in _environ(pid) if item.startswith(b'TMPDIR=') and item[7:]), '/tmp')
 
 
 def module_running(run, name):

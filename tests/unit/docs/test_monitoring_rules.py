@@ -23,8 +23,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 RULES_HEAD = '# /etc/prometheus/rules/alation-backup.yml\n'
 INSTANCE = 'alation-1.example.com'
 SAMPLE_RE = re.compile(r'^(?P<series>[a-z_]+(?:\{[^}]*\})?) (?P<value>\S+)$')
-HOUR = 3600
-DAY = 24 * HOUR
 
 promtool = shutil.which('promtool')
 needs_promtool = pytest.mark.skipif(promtool is None, reason='promtool is not on PATH: make promtool takes it out of Debian\'s prometheus package')
@@ -39,7 +37,7 @@ def rules_text():
 
 
 def series(text):
-    """The samples of a metrics text as promtool input series: each value held for ``minutes`` minutes."""
+    """The samples of a metrics text as [(promtool series, value)], labelled as a scrape of INSTANCE would."""
     out = []
     for line in text.splitlines():
         if not line or line.startswith('#'):
@@ -57,10 +55,11 @@ def run_promtool(tmp_path, metrics_text, minutes, alerts):
 
     ``alerts``: [(eval_time, alertname, [labels of each firing alert beyond instance/job])].
     """
-    (tmp_path / 'rules.yml').write_text(rules_text())
+    rules = rules_text()
+    (tmp_path / 'rules.yml').write_text(rules)
     # The summary as Prometheus expands it for the scraped host: the host's name must be in it.
     summaries = {rule['alert']: rule['annotations']['summary'].replace('{{ $labels.instance }}', INSTANCE)
-                 for group in yaml.safe_load(rules_text())['groups'] for rule in group['rules']}
+                 for group in yaml.safe_load(rules)['groups'] for rule in group['rules']}
     cases = [dict(eval_time=at, alertname=name,
                   exp_alerts=[dict(exp_labels=dict(dict(alertname=name, instance=INSTANCE, job='node'), **extra),
                                    exp_annotations=dict(summary=summaries[name]))
