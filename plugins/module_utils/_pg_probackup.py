@@ -504,6 +504,32 @@ def catalog_state(host_path):
     return 'catalog'
 
 
+def half_added_instance(host_catalog, instance):
+    """The instance dirs a stopped ``add-instance`` left (its dirs made, its pg_probackup.conf not yet), or [].
+
+    pg_probackup 2.5.15 then fails every command on the instance ("could not open file .../pg_probackup.conf")
+    and add-instance refuses it ("backup directory already exists"). Empty dirs hold nothing: they are the
+    ones returned, to remove before the instance is added again. Dirs that hold anything raise: nothing is
+    deleted, the admin decides.
+    """
+    backups_dir = os.path.join(host_catalog, 'backups', instance)
+    try:
+        if not stat.S_ISDIR(os.lstat(backups_dir).st_mode) or os.path.lexists(
+                os.path.join(backups_dir, 'pg_probackup.conf')):
+            return []
+    except FileNotFoundError:
+        return []
+    dirs = [d for d in (backups_dir, os.path.join(host_catalog, 'wal', instance)) if os.path.lexists(d)]
+    held = [d for d in dirs if not stat.S_ISDIR(os.lstat(d).st_mode) or os.listdir(d)]
+    if held:
+        raise PgProbackupError(
+            'instance %s of catalog %s has no pg_probackup.conf (an add-instance that was stopped, or a hand '
+            'edit), and pg_probackup cannot read an instance without it; %s not empty. Put the file back from a '
+            'copy of the catalog, or move the catalog away to start a new chain; nothing was deleted.'
+            % (instance, host_catalog, ' and '.join(held) + (' is' if len(held) == 1 else ' are')))
+    return dirs
+
+
 def read_pid_file(path):
     try:
         with open(path) as f:
@@ -776,10 +802,14 @@ def run_backup(cat, p, check_mode, now=None):
                                '(pg_probackup add-instance -D PGDATA); nothing was removed' % cat.instance)
     state = cat.state()
     _refuse_odd_catalog(cat, state)
+    half_added = half_added_instance(cat.host_catalog, cat.instance) if state == 'catalog' and not fresh else []
     if fresh:
         # Decided (and refused) as state=absent decides, before anything is touched; removed below.
         res['fresh_removed'] = remove_catalog(cat, True)
         instance_exists, backups = False, []
+    elif half_added:
+        instance_exists, backups = False, []
+        res['recovered'] = dict(action='re-add', broken=[], deleted=[], removed=half_added)
     else:
         # A missing catalog or instance reads as empty (recorded errors of show).
         instance_exists, backups = cat.show()
@@ -826,6 +856,14 @@ def run_backup(cat, p, check_mode, now=None):
             changed.append(True)
         elif plan['recovery'] == 'repair':
             _repair(cat, plan, backups)
+            changed.append(True)
+        for path in half_added:
+            cat.check_lease('removing the empty dir %s of a half-added instance' % path)
+            try:
+                os.rmdir(path)  # empty when it was read; a file come since stays, and so does the dir
+            except OSError as e:
+                raise PgProbackupError('could not remove %s, the empty dir of a half-added instance: %s; nothing '
+                                       'in it was deleted' % (path, e.strerror or e))
             changed.append(True)
         if needs_init:
             cat.init()

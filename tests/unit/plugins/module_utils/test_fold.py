@@ -14,7 +14,7 @@ from ansible_collections.alation.backup.plugins.module_utils import _pg_probacku
 
 from .runner_double import runner
 from .test_pg_probackup import fake_pg_probackup  # noqa: F401 pylint: disable=unused-import
-from .test_pg_probackup_chain import T0, FakeProbackup, base36, chain, params
+from .test_pg_probackup_chain import T0, FakeProbackup, add_instance, base36, chain, params
 
 
 def mode_of(path):
@@ -138,8 +138,7 @@ class InitProbackup(FakeProbackup):
 @pytest.fixture
 def catalog(tmp_path):
     root = tmp_path / 'backup'
-    for sub in ('backups/alation', 'wal/alation'):
-        (root / 'pgbackup' / sub).mkdir(parents=True)
+    add_instance(root / 'pgbackup')
     fake = InitProbackup(chain(3))
     fake.now = T0 + 3600 * 5
     cat = pp.Catalog(runner({'pg_probackup': fake}), '/usr/bin/pg_probackup', str(root / 'pgbackup'), 'alation')

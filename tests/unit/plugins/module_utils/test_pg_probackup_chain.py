@@ -268,6 +268,14 @@ def test_prune_plan_an_orphan_goes_by_its_own_id():
 
 # -- run_backup with a pg_probackup double ---------------------------------------------------------
 
+def add_instance(catalog, instance='alation'):
+    """What pg_probackup add-instance leaves in ``catalog``: the instance's dirs, and its pg_probackup.conf."""
+    for sub in ('backups', 'wal'):
+        os.makedirs(os.path.join(str(catalog), sub, instance), exist_ok=True)
+    with open(os.path.join(str(catalog), 'backups', instance, 'pg_probackup.conf'), 'w') as f:
+        f.write('# Backup instance information\npgdata = /data1/pgsql/data\n')
+
+
 class FakeProbackup(object):
     """pg_probackup answering from a catalog in memory, as recorded: backup logs its id, validate makes it
     OK, delete -i takes the backup and every backup built on it, and fails on an id it does not have."""
@@ -288,6 +296,9 @@ class FakeProbackup(object):
             self.backups.append(new)
             return 0, '', 'INFO: Backup start, pg_probackup version: 2.5.15, instance: alation, backup ID: %s, ' \
                           'backup mode: %s\nINFO: Backup %s completed\n' % (new['id'], mode, new['id'])
+        if cmd == 'add-instance':
+            add_instance(argv[argv.index('-B') + 1], argv[argv.index('--instance') + 1])
+            return 0, '', "INFO: Instance '%s' successfully initialized\n" % argv[argv.index('--instance') + 1]
         if cmd == 'validate':
             bid = argv[argv.index('-i') + 1]
             for b in self.backups:
@@ -309,8 +320,7 @@ class FakeProbackup(object):
 
 @pytest.fixture
 def catalog(tmp_path):
-    for sub in ('backups/alation', 'wal/alation'):
-        (tmp_path / 'pgbackup' / sub).mkdir(parents=True)
+    add_instance(tmp_path / 'pgbackup')
     fake = FakeProbackup()
     cat = pp.Catalog(runner({'pg_probackup': fake}), '/usr/bin/pg_probackup', str(tmp_path / 'pgbackup'), 'alation')
     return cat, fake
@@ -412,3 +422,44 @@ def test_show_says_what_the_next_run_would_delete(catalog):
     assert res['next_mode'] == 'FULL' and res['next_pruned'] == [b['id'] for b in chain(3)]
     res = pp.run_show(cat, params(full_every=4))
     assert res['next_mode'] == 'DELTA' and res['next_pruned'] == []
+
+
+@pytest.fixture
+def half_added(tmp_path):
+    """A catalog whose add-instance was stopped (recorded with 2.5.15: its dirs, no pg_probackup.conf)."""
+    catalog = tmp_path / 'pgbackup'
+    for sub in ('backups', 'wal'):
+        (catalog / sub / 'alation').mkdir(parents=True)
+    fake = FakeProbackup()
+    return pp.Catalog(runner({'pg_probackup': fake}), '/usr/bin/pg_probackup', str(catalog), 'alation'), fake
+
+
+def test_a_half_added_instance_is_added_again_and_backed_up(half_added):
+    cat, fake = half_added
+    res = pp.run_backup(cat, params(), False, now=T0 + 30)
+    dirs = [os.path.join(cat.host_catalog, sub, 'alation') for sub in ('backups', 'wal')]
+    assert res['recovered'] == dict(action='re-add', broken=[], deleted=[], removed=dirs)
+    # pg_probackup show would fail on it ("could not open file .../pg_probackup.conf"): not asked.
+    assert [c[1] for c in cat.runner.module.calls] == ['add-instance', 'backup', 'validate', 'show']
+    assert res['mode_taken'] == 'FULL' and res['backup']['status'] == 'OK'
+    assert os.path.exists(os.path.join(dirs[0], 'pg_probackup.conf'))
+
+
+def test_check_mode_names_the_half_added_dirs_and_keeps_them(half_added):
+    cat, fake = half_added
+    res = pp.run_backup(cat, params(), True, now=T0 + 30)
+    assert res['recovered']['action'] == 're-add' and res['mode_taken'] == 'FULL'
+    assert cat.runner.module.calls == []
+    assert os.path.isdir(os.path.join(cat.host_catalog, 'backups', 'alation'))
+
+
+@pytest.mark.parametrize('sub', ['backups', 'wal'])
+def test_a_conf_less_instance_that_holds_anything_is_refused_untouched(half_added, sub):
+    cat, fake = half_added
+    kept = os.path.join(cat.host_catalog, sub, 'alation', 'TP5HJN')
+    os.mkdir(kept)
+    with pytest.raises(pp.PgProbackupError) as e:
+        pp.run_backup(cat, params(), False, now=T0 + 30)
+    assert 'instance alation of catalog %s has no pg_probackup.conf' % cat.host_catalog in e.value.msg
+    assert '%s is not empty' % os.path.dirname(kept) in e.value.msg and 'nothing was deleted' in e.value.msg
+    assert os.path.isdir(kept) and cat.runner.module.calls == []
