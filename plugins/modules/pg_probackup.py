@@ -369,7 +369,7 @@ recovered:
     - C(action) is reset or repair; C(broken) lists the bad entries (C(id), C(status), C(reason));
       C(deleted) the ids of every backup removed.
     - C(action) is re-add when an add-instance that was stopped left the instance's dirs without its
-      C(pg_probackup.conf): those dirs were empty, are listed in C(removed) (host paths), and the instance is
+      C(pg_probackup.conf). Those dirs were empty, are listed in C(removed) (host paths), and the instance is
       added again. Such dirs that hold anything fail the run, nothing deleted.
   returned: state=backup
   type: dict
